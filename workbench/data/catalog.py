@@ -1,0 +1,136 @@
+"""The dataset catalog: named datasets with kinds, built-in or from the user's files.
+
+Kinds (what trainers declare in ``accepts``):
+
+- ``images``: labelled images, arrays ``X_*`` of shape (n, C*H*W) plus ``meta["image_shape"]``
+- ``labelled_tabular``: a table with a target column
+- ``tabular``: a table without target (causal discovery; ``meta`` may hold the true graph)
+- ``environment``: a gymnasium environment id in ``meta["env_id"]`` (data is collected)
+- ``game``: a board game name in ``meta["game"]`` (data comes from self-play)
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError
+
+__all__ = ["Dataset", "KINDS", "register_dataset", "list_datasets", "load_dataset", "user_dataset"]
+
+KINDS = ("images", "labelled_tabular", "tabular", "environment", "game")
+
+
+@dataclasses.dataclass
+class Dataset:
+    """A dataset as trainers receive it.
+
+    ``frame`` is the raw table (tabular kinds); ``arrays`` holds the preprocessed splits
+    (``X_train``, ``y_train``, ``X_valid``, ``y_valid``, ``X_test``, ``y_test``) fitted on
+    the training split only; ``meta`` carries kind-specific facts (``env_id``, ``game``,
+    ``image_shape``, ``adjacency`` of a known causal graph, ...).
+    """
+
+    name: str
+    kind: str
+    description: str = ""
+    frame: Any = None  # pandas.DataFrame | None
+    target: str | None = None
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    arrays: dict[str, Any] = dataclasses.field(default_factory=dict)
+    source: str = "builtin"
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    name: str
+    kind: str
+    loader: Callable[[int], Dataset]
+    description: str
+
+
+_CATALOG: dict[str, _Entry] = {}
+
+
+def register_dataset(name: str, kind: str, description: str = ""):
+    """Decorator registering ``loader(seed) -> Dataset`` under ``name``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}; expected one of {KINDS}")
+
+    def decorate(loader: Callable[[int], Dataset]) -> Callable[[int], Dataset]:
+        _CATALOG[name] = _Entry(name, kind, loader, description)
+        return loader
+
+    return decorate
+
+
+def _ensure_builtins() -> None:
+    from . import builtin  # noqa: F401  (registers the built-in datasets)
+
+
+def list_datasets() -> dict[str, tuple[str, str]]:
+    """``{name: (kind, description)}`` for every catalog dataset."""
+    _ensure_builtins()
+    return {n: (e.kind, e.description) for n, e in sorted(_CATALOG.items())}
+
+
+def dataset_kind(name: str) -> str:
+    _ensure_builtins()
+    return _entry(name).kind
+
+
+def _entry(name: str) -> _Entry:
+    _ensure_builtins()
+    if name not in _CATALOG:
+        close = difflib.get_close_matches(name, list(_CATALOG), n=1)
+        hint = f"did you mean '{close[0]}'?" if close else f"known datasets: {', '.join(sorted(_CATALOG))}"
+        raise DataError(f"unknown dataset '{name}'; {hint} (user files go under the preset's 'data' key)")
+    return _CATALOG[name]
+
+
+def load_dataset(name: str, seed: int = 0) -> Dataset:
+    """Load a catalog dataset (raw; see :func:`workbench.data.prepare` for splits)."""
+    return _entry(name).loader(seed)
+
+
+def user_dataset(name: str, path: str | Path, target: str | None = None) -> Dataset:
+    """A user's CSV or Parquet file (or a folder of them) as a tabular dataset."""
+    import pandas as pd
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"dataset '{name}': file not found: {path} (check the 'path' in the preset's 'data')")
+    files = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".parquet")) if path.is_dir() else [path]
+    if not files:
+        raise DataError(f"dataset '{name}': folder {path} holds no .csv or .parquet files")
+    frames = []
+    for f in files:
+        try:
+            if f.suffix == ".parquet":
+                frames.append(pd.read_parquet(f))
+            elif f.suffix == ".csv":
+                frames.append(pd.read_csv(f))
+            else:
+                raise DataError(f"dataset '{name}': {f.name} is neither .csv nor .parquet")
+        except DataError:
+            raise
+        except Exception as exc:  # pandas raises many types for unreadable files
+            raise DataError(f"dataset '{name}': cannot read {f}: {exc}") from None
+    columns = {tuple(fr.columns) for fr in frames}
+    if len(columns) > 1:
+        raise DataError(
+            f"dataset '{name}': schema mismatch between files of {path}: "
+            + " vs ".join(str(list(c)) for c in columns)
+        )
+    frame = pd.concat(frames, ignore_index=True)
+    if frame.empty:
+        raise DataError(f"dataset '{name}': {path} holds no rows")
+    if target is not None and target not in frame.columns:
+        close = difflib.get_close_matches(target, [str(c) for c in frame.columns], n=1)
+        hint = f", did you mean '{close[0]}'?" if close else f"; columns: {list(frame.columns)}"
+        raise DataError(f"dataset '{name}': target column '{target}' not found{hint}")
+    kind = "labelled_tabular" if target else "tabular"
+    return Dataset(name=name, kind=kind, frame=frame, target=target, source=str(path),
+                   description=f"user file {path}")

@@ -1,0 +1,90 @@
+"""Model registry: by decorator, and by the entry-point group ``workbench.models``.
+
+A user's package adds models without touching ours::
+
+    # pyproject.toml of the user's package
+    [project.entry-points."workbench.models"]
+    my_mlp = "my_pkg.models:MyMLP"
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from .errors import RegistryError
+
+__all__ = ["register_model", "get_model", "list_models", "ENTRY_POINT_GROUP"]
+
+ENTRY_POINT_GROUP = "workbench.models"
+
+# Built-in models live in modules imported on first look-up, so ``import workbench``
+# stays light (no torch import until a model is needed).
+_BUILTIN_MODULES = (
+    "workbench.models.digits",
+    "workbench.models.environment_simulator",
+    "workbench.models.causal",
+    "workbench.models.controller",
+    "workbench.models.alpha",
+)
+
+_REGISTRY: dict[str, type] = {}
+_loaded = False
+
+
+def register_model(name: str):
+    """Class decorator: register a :class:`~workbench.Trainer` (or Controller) under ``name``."""
+
+    def decorate(cls: type) -> type:
+        existing = _REGISTRY.get(name)
+        if existing is not None and existing is not cls and _qualname(existing) != _qualname(cls):
+            raise RegistryError(
+                f"model '{name}' is already registered by {_qualname(existing)}; "
+                f"choose another name for {_qualname(cls)}"
+            )
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return decorate
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in _BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a built-in still being written must not break the rest
+            if exc.name != module:
+                raise
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        cls = ep.load()
+        if ep.name not in _REGISTRY:
+            register_model(ep.name)(cls)
+
+
+def list_models() -> dict[str, type]:
+    """All registered models, built-in and from entry points, by name."""
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_model(name: str) -> Any:
+    models = list_models()
+    if name not in models:
+        close = difflib.get_close_matches(name, list(models), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known models: {', '.join(models)}"
+        raise RegistryError(f"unknown model '{name}'{hint}")
+    return models[name]
+
+
+def is_controller(cls: type) -> bool:
+    return getattr(cls, "role", "trainer") == "controller"
