@@ -1,0 +1,87 @@
+"""Preprocessing fitted on the training split only, saved with the run so it replays.
+
+Split (stratified when there is a label), impute medians, standardise. The fitted
+parameters are a JSON-able dict (``Preprocessing.to_dict``) written to the run directory.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError
+from .catalog import Dataset
+
+__all__ = ["Preprocessing", "prepare"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    columns: tuple[str, ...]
+    medians: tuple[float, ...]
+    means: tuple[float, ...]
+    scales: tuple[float, ...]
+    split_seed: int
+    test_size: float
+    valid_size: float
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64).copy()
+        nan = np.isnan(x)
+        if nan.any():
+            x[nan] = np.take(np.asarray(self.medians), np.nonzero(nan)[1])
+        return ((x - np.asarray(self.means)) / np.asarray(self.scales)).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def fit(cls, x_train: np.ndarray, columns: list[str], split_seed: int, test_size: float,
+            valid_size: float) -> "Preprocessing":
+        medians = np.nanmedian(x_train, axis=0)
+        medians = np.where(np.isnan(medians), 0.0, medians)
+        filled = np.where(np.isnan(x_train), medians, x_train)
+        means = filled.mean(axis=0)
+        scales = filled.std(axis=0)
+        scales = np.where(scales < 1e-8, 1.0, scales)
+        return cls(tuple(columns), tuple(map(float, medians)), tuple(map(float, means)),
+                   tuple(map(float, scales)), split_seed, test_size, valid_size)
+
+
+def prepare(dataset: Dataset, seed: int = 0, test_size: float = 0.2,
+            valid_size: float = 0.2) -> tuple[Dataset, Preprocessing | None]:
+    """Return the dataset with ``arrays`` filled (labelled kinds) and the fitted preprocessing.
+
+    Kinds without a table (environment, game) and unlabelled tables pass through unchanged:
+    their trainers produce or split data themselves.
+    """
+    if dataset.frame is None or dataset.target is None:
+        return dataset, None
+    from sklearn.model_selection import train_test_split
+
+    frame = dataset.frame
+    features = [c for c in frame.columns if c != dataset.target]
+    non_numeric = [c for c in features if not np.issubdtype(frame[c].dtype, np.number)]
+    if non_numeric:
+        raise DataError(f"dataset '{dataset.name}': non-numeric feature columns {non_numeric}; "
+                        "encode them as numbers or drop them")
+    x = frame[features].to_numpy(dtype=np.float64)
+    y_raw = frame[dataset.target].to_numpy()
+    classes, y = np.unique(y_raw, return_inverse=True)
+    counts = np.bincount(y)
+    stratify = y if counts.min() >= 3 else None
+    idx = np.arange(len(x))
+    rest, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=stratify)
+    strat_rest = y[rest] if stratify is not None else None
+    train, valid = train_test_split(rest, test_size=valid_size / (1 - test_size), random_state=seed,
+                                    stratify=strat_rest)
+    pre = Preprocessing.fit(x[train], features, seed, test_size, valid_size)
+    arrays = {}
+    for split, ids in (("train", train), ("valid", valid), ("test", test)):
+        arrays[f"X_{split}"] = pre.transform(x[ids])
+        arrays[f"y_{split}"] = y[ids].astype(np.int64)
+    meta = dict(dataset.meta)
+    meta.setdefault("n_classes", int(len(classes)))
+    meta["classes"] = [c.item() if hasattr(c, "item") else c for c in classes]
+    return dataclasses.replace(dataset, arrays=arrays, meta=meta), pre

@@ -1,0 +1,83 @@
+"""Quality assessment on load: a report people read before they trust a dataset.
+
+Checks: missing values, duplicate rows, constant columns, outliers (robust z-score),
+label imbalance, overlap between train and test splits, schema problems. Each finding is
+a row with a severity: ``error`` blocks the run, ``warning`` is shown and recorded.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .catalog import Dataset
+
+__all__ = ["QualityReport", "assess"]
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityReport:
+    dataset: str
+    findings: tuple[tuple[str, str, str, float], ...]  # (check, severity, message, value)
+    score: float  # 0..100, 100 = nothing found
+
+    @property
+    def errors(self) -> list[str]:
+        return [m for _, sev, m, _ in self.findings if sev == "error"]
+
+    @property
+    def warnings(self) -> list[str]:
+        return [m for _, sev, m, _ in self.findings if sev == "warning"]
+
+    def to_frame(self):
+        import pandas as pd
+
+        return pd.DataFrame(self.findings, columns=["check", "severity", "message", "value"])
+
+
+def assess(dataset: Dataset, outlier_z: float = 6.0, imbalance_ratio: float = 10.0) -> QualityReport:
+    """Assess a tabular dataset (raw frame and, when prepared, its splits)."""
+    findings: list[tuple[str, str, str, float]] = []
+    frame = dataset.frame
+    if frame is None:
+        return QualityReport(dataset.name, (), 100.0)
+    n = len(frame)
+    if n == 0:
+        findings.append(("rows", "error", "the table has no rows", 0.0))
+        return QualityReport(dataset.name, tuple(findings), 0.0)
+    numeric = frame.select_dtypes("number")
+    non_numeric = [c for c in frame.columns if c not in numeric.columns and c != dataset.target]
+    if non_numeric:
+        findings.append(("schema", "error", f"non-numeric feature columns: {non_numeric}", float(len(non_numeric))))
+    missing = frame.isna().mean()
+    for col, share in missing[missing > 0].items():
+        sev = "error" if share > 0.5 else "warning"
+        findings.append(("missing", sev, f"column '{col}': {share:.1%} missing (imputed with the training median)", float(share)))
+    dup = int(frame.duplicated().sum())
+    if dup:
+        findings.append(("duplicates", "warning", f"{dup} duplicate rows ({dup / n:.1%})", float(dup)))
+    for col in frame.columns:
+        if frame[col].nunique(dropna=True) <= 1 and col != dataset.target:
+            findings.append(("constant", "warning", f"column '{col}' is constant", 1.0))
+    feats = numeric.drop(columns=[dataset.target], errors="ignore")
+    if not feats.empty:
+        med = feats.median()
+        mad = (feats - med).abs().median() * 1.4826
+        z = ((feats - med).abs() / mad.replace(0, np.nan)).fillna(0)
+        n_out = int((z > outlier_z).any(axis=1).sum())
+        if n_out:
+            findings.append(("outliers", "warning", f"{n_out} rows with a value over {outlier_z} robust SDs from the median", float(n_out)))
+    if dataset.target is not None and dataset.target in frame:
+        counts = frame[dataset.target].value_counts()
+        if len(counts) < 2:
+            findings.append(("labels", "error", f"target '{dataset.target}' has a single class", 1.0))
+        elif counts.max() / counts.min() > imbalance_ratio:
+            findings.append(("imbalance", "warning", f"label imbalance {counts.max() / counts.min():.1f}:1 "
+                             f"(most '{counts.idxmax()}', least '{counts.idxmin()}')", float(counts.max() / counts.min())))
+    if "X_train" in dataset.arrays and "X_test" in dataset.arrays:
+        train_rows = {r.tobytes() for r in dataset.arrays["X_train"]}
+        overlap = sum(r.tobytes() in train_rows for r in dataset.arrays["X_test"])
+        if overlap:
+            findings.append(("leakage", "warning", f"{overlap} test rows also appear in the training split", float(overlap)))
+    penalty = sum(25 if sev == "error" else 5 for _, sev, _, _ in findings)
+    return QualityReport(dataset.name, tuple(findings), float(max(0, 100 - penalty)))

@@ -1,0 +1,191 @@
+"""Plain built-ins: digit classifiers that learn from each other (deep mutual learning).
+
+This module is the example to copy when bringing your own model: a :class:`Trainer`
+subclass with a hyperparameter schema, one optimisation step per :meth:`train_step`,
+held-out evaluation, a complete ``state_dict`` and two knowledge hooks.
+
+Mutual learning: after each epoch every classifier exports its softened predictions on
+the training set (``soft_predictions/<dataset>``); in the next epoch the others add
+``mutual_weight * T^2 * KL(peers || self)`` to their cross-entropy on each batch.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..registry import register_model
+from ..trainer import HParam, Resources, StepContext, Trainer
+
+__all__ = ["DigitsMLP", "DigitsCNN"]
+
+
+class _DigitsClassifier(Trainer):
+    accepts = ("images", "labelled_tabular")
+    hyperparameters = {
+        "lr": HParam(float, 3e-3, low=1e-5, high=1.0, log=True, live=True, help="Adam learning rate"),
+        "weight_decay": HParam(float, 1e-4, low=0.0, high=0.1, live=True),
+        "batch_size": HParam(int, 32, low=1, high=4096),
+        "mutual_weight": HParam(float, 1.0, low=0.0, high=10.0, live=True,
+                                help="weight of the KL term toward peers' predictions"),
+        "temperature": HParam(float, 2.0, low=0.5, high=10.0),
+        "hidden": HParam(int, 128, low=8, high=2048),
+    }
+    metrics = ("train/loss", "train/kl", "eval/loss", "eval/accuracy", "eval/test_nll",
+               "eval/test_accuracy")
+
+    def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
+        super().__init__(hparams, data, resources, seed)
+        arrays = data.arrays
+        self.x_train = torch.as_tensor(arrays["X_train"], dtype=torch.float32)
+        self.y_train = torch.as_tensor(arrays["y_train"], dtype=torch.long)
+        self.x_valid = torch.as_tensor(arrays["X_valid"], dtype=torch.float32)
+        self.y_valid = torch.as_tensor(arrays["y_valid"], dtype=torch.long)
+        self.x_test = torch.as_tensor(arrays["X_test"], dtype=torch.float32)
+        self.y_test = torch.as_tensor(arrays["y_test"], dtype=torch.long)
+        self.n_classes = int(data.meta.get("n_classes", int(self.y_train.max()) + 1))
+        self.generator = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.net = self.build_net(self.x_train.shape[1], self.n_classes, data.meta)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams["lr"],
+                                    weight_decay=self.hparams["weight_decay"])
+        self.order = torch.randperm(len(self.x_train), generator=self.generator)
+        self.position = 0
+        self.peer_probs: torch.Tensor | None = None
+
+    def build_net(self, n_features: int, n_classes: int, meta: Mapping[str, Any]) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.x_train) // self.hparams["batch_size"])
+
+    def _next_batch(self) -> torch.Tensor:
+        if self.position >= len(self.order):
+            self.order = torch.randperm(len(self.x_train), generator=self.generator)
+            self.position = 0
+        idx = self.order[self.position:self.position + self.hparams["batch_size"]]
+        self.position += len(idx)
+        return idx
+
+    def train_step(self, ctx: StepContext) -> Mapping[str, float]:
+        self.net.train()
+        idx = self._next_batch()
+        logits = self.net(self.x_train[idx])
+        ce = F.cross_entropy(logits, self.y_train[idx])
+        loss = ce
+        kl = torch.zeros(())
+        if self.peer_probs is not None and self.hparams["mutual_weight"] > 0:
+            t = self.hparams["temperature"]
+            log_p = F.log_softmax(logits / t, dim=1)
+            kl = F.kl_div(log_p, self.peer_probs[idx], reduction="batchmean") * t * t
+            loss = ce + self.hparams["mutual_weight"] * kl
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"train/loss": loss.item(), "train/ce": ce.item(), "train/kl": kl.item()}
+
+    @torch.no_grad()
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        self.net.eval()
+        return self.net(x)
+
+    def evaluate(self) -> Mapping[str, float]:
+        out = {}
+        for split, x, y in (("", self.x_valid, self.y_valid), ("test_", self.x_test, self.y_test)):
+            logits = self._logits(x)
+            out[f"eval/{split}nll" if split else "eval/loss"] = float(F.cross_entropy(logits, y))
+            out[f"eval/{split}accuracy"] = float((logits.argmax(1) == y).float().mean())
+        return out
+
+    def set_hparam(self, name: str, value: Any) -> None:
+        super().set_hparam(name, value)
+        if name in ("lr", "weight_decay"):
+            for group in self.opt.param_groups:
+                group[name] = value
+
+    # -- knowledge ------------------------------------------------------------------------
+    def _kind(self) -> str:
+        return f"soft_predictions/{self.data.name}"
+
+    def produces(self) -> set[str]:
+        return {self._kind()}
+
+    def consumes(self) -> set[str]:
+        return {self._kind()}
+
+    def export_knowledge(self) -> dict[str, Any]:
+        t = self.hparams["temperature"]
+        return {self._kind(): {"probs": F.softmax(self._logits(self.x_train) / t, dim=1)}}
+
+    def import_knowledge(self, artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        peers = artifacts.get(self._kind(), {})
+        usable = {src: a["probs"] for src, a in peers.items() if a["probs"].shape == (len(self.x_train), self.n_classes)}
+        if not usable:
+            self.peer_probs = None
+            return {}
+        self.peer_probs = torch.stack(list(usable.values())).mean(0)
+        return {"peers": sorted(usable), "kind": self._kind()}
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "net": self.net.state_dict(),
+            "opt": self.opt.state_dict(),
+            "generator": self.generator.get_state(),
+            "order": self.order.clone(),
+            "position": self.position,
+            "hparams": dict(self.hparams),
+            "peer_probs": self.peer_probs,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.generator.set_state(state["generator"])
+        self.order = state["order"].clone()
+        self.position = int(state["position"])
+        self.hparams.update(state["hparams"])
+        self.peer_probs = state.get("peer_probs")
+
+
+@register_model("digits_mlp")
+class DigitsMLP(_DigitsClassifier):
+    """Two-layer MLP with dropout on the flattened image."""
+
+    description = "MLP classifier (2 hidden layers, dropout) on flattened features"
+
+    def build_net(self, n_features: int, n_classes: int, meta: Mapping[str, Any]) -> nn.Module:
+        h = self.hparams["hidden"]
+        return nn.Sequential(nn.Linear(n_features, h), nn.ReLU(), nn.Dropout(0.2),
+                             nn.Linear(h, h), nn.ReLU(), nn.Dropout(0.2), nn.Linear(h, n_classes))
+
+
+class _Reshape(nn.Module):
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.shape[0], *self.shape)
+
+
+@register_model("digits_cnn")
+class DigitsCNN(_DigitsClassifier):
+    """Small convolutional network (two 3x3 conv layers) on the 8x8 image."""
+
+    accepts = ("images",)
+    description = "small CNN classifier (2 conv layers) on images"
+
+    def build_net(self, n_features: int, n_classes: int, meta: Mapping[str, Any]) -> nn.Module:
+        c, h, w = meta.get("image_shape", (1, 8, 8))
+        width = max(8, self.hparams["hidden"] // 4)
+        return nn.Sequential(
+            _Reshape((c, h, w)),
+            nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Dropout(0.2), nn.Linear(2 * width * (h // 2) * (w // 2), n_classes),
+        )

@@ -1,0 +1,118 @@
+"""Validation of one preset: every problem collected and named by its path."""
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+__all__ = ["DEFAULTS", "REQUIRED", "validate_preset"]
+
+REQUIRED = ("description", "datasets", "epochs", "batch_size", "target_models",
+            "checkpoint_interval", "enable_collaborative_training")
+
+DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "models": {},  # per model: hyperparameters, population, epochs, resources, datasets
+    "data": {},  # user datasets: name -> {"path": ..., "target": ...}
+    "collaboration": {"mutual_learning": True, "causal_mask": True, "experience": True, "controller": True},
+    "workers": None,  # Dask workers of the local cluster; None = one per core
+    "max_failures": 3,  # NaN roll-backs and crashed segments before a model is marked failed
+}
+
+_MODEL_KEYS = {"hyperparameters": dict, "population": int, "epochs": int, "resources": dict, "datasets": list}
+_RESOURCE_KEYS = {"device": str, "threads": int, "gpu_fraction": (int, float)}
+_COLLAB_KEYS = set(DEFAULTS["collaboration"])
+
+
+def _unknown(path: str, key: str, known) -> str:
+    close = difflib.get_close_matches(key, list(known), n=1)
+    hint = f", did you mean '{close[0]}'?" if close else f" (known: {', '.join(sorted(known))})"
+    return f"{path}: unknown key '{key}'{hint}"
+
+
+def _type_name(t) -> str:
+    if isinstance(t, tuple):
+        return " or ".join(_type_name(x) for x in t)
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+            list: "a list", dict: "an object"}.get(t, t.__name__)
+
+
+def _check_type(path: str, value: Any, t, problems: list[str]) -> bool:
+    ok = isinstance(value, t) and not (isinstance(value, bool) and t in (int, (int, float)))
+    if not ok:
+        problems.append(f"{path}: must be {_type_name(t)}, got {value!r}")
+    return ok
+
+
+def _positive_int(path: str, value: Any, problems: list[str]) -> None:
+    if _check_type(path, value, int, problems) and value <= 0:
+        problems.append(f"{path}: must be > 0, got {value}")
+
+
+def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str]:
+    """Structural problems of one preset (names of models/datasets are checked at plan time)."""
+    path = path or f"presets.{name}"
+    problems: list[str] = []
+    if not isinstance(preset, dict):
+        return [f"{path}: must be an object, got {type(preset).__name__}"]
+    known = set(REQUIRED) | set(DEFAULTS)
+    for key in preset:
+        if key not in known:
+            problems.append(_unknown(path, key, known))
+    for key in REQUIRED:
+        if key not in preset and not (key in ("description",)):
+            problems.append(f"{path}: missing required key '{key}'")
+    if "description" in preset:
+        _check_type(f"{path}.description", preset["description"], str, problems)
+    for key in ("datasets", "target_models"):
+        if key in preset and _check_type(f"{path}.{key}", preset[key], list, problems):
+            if not preset[key]:
+                problems.append(f"{path}.{key}: must not be empty")
+            for i, item in enumerate(preset[key]):
+                _check_type(f"{path}.{key}[{i}]", item, str, problems)
+    for key in ("epochs", "batch_size", "checkpoint_interval", "max_failures"):
+        if key in preset:
+            _positive_int(f"{path}.{key}", preset[key], problems)
+    if "enable_collaborative_training" in preset:
+        _check_type(f"{path}.enable_collaborative_training", preset["enable_collaborative_training"], bool, problems)
+    if "seed" in preset:
+        _check_type(f"{path}.seed", preset["seed"], int, problems)
+    if preset.get("workers") is not None:
+        _positive_int(f"{path}.workers", preset["workers"], problems)
+    if "collaboration" in preset and _check_type(f"{path}.collaboration", preset["collaboration"], dict, problems):
+        for key, value in preset["collaboration"].items():
+            if key not in _COLLAB_KEYS:
+                problems.append(_unknown(f"{path}.collaboration", key, _COLLAB_KEYS))
+            else:
+                _check_type(f"{path}.collaboration.{key}", value, bool, problems)
+    if "data" in preset and _check_type(f"{path}.data", preset["data"], dict, problems):
+        for dname, spec in preset["data"].items():
+            p = f"{path}.data.{dname}"
+            if _check_type(p, spec, dict, problems):
+                if "path" not in spec:
+                    problems.append(f"{p}: missing required key 'path'")
+                for key in spec:
+                    if key not in ("path", "target"):
+                        problems.append(_unknown(p, key, ("path", "target")))
+    if "models" in preset and _check_type(f"{path}.models", preset["models"], dict, problems):
+        for mname, spec in preset["models"].items():
+            p = f"{path}.models.{mname}"
+            if not _check_type(p, spec, dict, problems):
+                continue
+            for key, value in spec.items():
+                if key not in _MODEL_KEYS:
+                    problems.append(_unknown(p, key, _MODEL_KEYS))
+                    continue
+                if not _check_type(f"{p}.{key}", value, _MODEL_KEYS[key], problems):
+                    continue
+                if key in ("population", "epochs"):
+                    _positive_int(f"{p}.{key}", value, problems)
+                if key == "resources":
+                    for rkey, rvalue in value.items():
+                        if rkey not in _RESOURCE_KEYS:
+                            problems.append(_unknown(f"{p}.resources", rkey, _RESOURCE_KEYS))
+                        elif _check_type(f"{p}.resources.{rkey}", rvalue, _RESOURCE_KEYS[rkey], problems):
+                            if rkey == "threads" and rvalue <= 0:
+                                problems.append(f"{p}.resources.threads: must be > 0, got {rvalue}")
+                            if rkey == "gpu_fraction" and not 0 < rvalue <= 1:
+                                problems.append(f"{p}.resources.gpu_fraction: must be in (0, 1], got {rvalue}")
+    return problems

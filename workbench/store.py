@@ -1,0 +1,202 @@
+"""The run store: ``store.sqlite`` in the run directory (DESIGN.md 4.3, a contract).
+
+Contract:
+
+- Writes (:meth:`RunStore.add_metrics`, :meth:`add_event`, :meth:`set_model`) may come
+  from any thread; they are queued and written in batches by one writer thread, so a
+  metric costs the caller a list append. :meth:`flush` returns once everything queued
+  before it is committed.
+- Reads open their own connection (WAL mode: readers never block the writer) and return
+  snapshots as pandas DataFrames; another process may read a store while a run writes it.
+- ``metrics(model, epoch, step, name, value, wall_time)`` and
+  ``events(wall_time, model, kind, payload JSON)`` are the contract tables; ``models`` holds
+  the latest state of each model (for ``workbench status`` and panels attaching later).
+"""
+from __future__ import annotations
+
+import json
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["RunStore", "read_store"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS metrics(model TEXT, epoch INTEGER, step INTEGER, name TEXT, value REAL, wall_time REAL);
+CREATE TABLE IF NOT EXISTS events(wall_time REAL, model TEXT, kind TEXT, payload TEXT);
+CREATE TABLE IF NOT EXISTS models(model TEXT PRIMARY KEY, registry_name TEXT, dataset TEXT, state TEXT,
+    epoch INTEGER, total_epochs INTEGER, hparams TEXT, pinned TEXT, last_error TEXT, updated REAL);
+CREATE TABLE IF NOT EXISTS run(key TEXT PRIMARY KEY, value TEXT);
+CREATE INDEX IF NOT EXISTS metrics_model_name ON metrics(model, name);
+"""
+
+_STOP = object()
+
+
+class RunStore:
+    """Batched writer over one SQLite file; see the module docstring for the contract."""
+
+    def __init__(self, path: str | Path, flush_interval: float = 0.25):
+        self.path = Path(path)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._interval = flush_interval
+        conn = self._connect()
+        conn.executescript(_SCHEMA)
+        conn.commit()
+        conn.close()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._writer, name="workbench-store", daemon=True)
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+
+    # -- writes (any thread) --------------------------------------------------------------
+    def add_metrics(self, rows: Iterable[tuple[str, int, int, str, float, float]]) -> None:
+        """Queue ``(model, epoch, step, name, value, wall_time)`` rows."""
+        self._queue.put(("m", list(rows)))
+
+    def add_event(self, model: str | None, kind: str, payload: dict[str, Any] | None = None,
+                  wall_time: float | None = None) -> None:
+        row = (wall_time or time.time(), model, kind, json.dumps(payload or {}, default=str))
+        self._queue.put(("e", [row]))
+
+    def set_model(self, model: str, **fields: Any) -> None:
+        """Upsert the latest state of a model (state, epoch, hparams, pinned, last_error, ...)."""
+        self._queue.put(("s", (model, fields)))
+
+    def set_run(self, **values: Any) -> None:
+        self._queue.put(("r", values))
+
+    def flush(self, timeout: float = 30.0) -> None:
+        done = threading.Event()
+        self._queue.put(("f", done))
+        if not done.wait(timeout):
+            raise TimeoutError("store writer did not flush in time")
+        if self._error is not None:
+            raise RuntimeError(f"store writer failed: {self._error}") from self._error
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put((_STOP, None))
+            self._thread.join(timeout=30)
+
+    # -- the writer thread ----------------------------------------------------------------
+    def _writer(self) -> None:
+        conn = self._connect()
+        metrics: list = []
+        events: list = []
+        states: dict[str, dict[str, Any]] = {}
+        run_values: dict[str, Any] = {}
+        waiters: list[threading.Event] = []
+        stop = False
+        while not stop:
+            try:
+                item = self._queue.get(timeout=self._interval)
+                items = [item]
+                while True:  # drain without waiting: one transaction per batch
+                    try:
+                        items.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+            except queue.Empty:
+                items = []
+            for kind, value in items:
+                if kind == "m":
+                    metrics.extend(value)
+                elif kind == "e":
+                    events.extend(value)
+                elif kind == "s":
+                    states.setdefault(value[0], {}).update(value[1])
+                elif kind == "r":
+                    run_values.update(value)
+                elif kind == "f":
+                    waiters.append(value)
+                elif kind is _STOP:
+                    stop = True
+            try:
+                if metrics or events or states or run_values:
+                    self._write(conn, metrics, events, states, run_values)
+                metrics, events, states, run_values = [], [], {}, {}
+            except Exception as exc:  # keep the thread alive; flush() reports it
+                self._error = exc
+            for w in waiters:
+                w.set()
+            waiters = []
+        conn.close()
+
+    @staticmethod
+    def _write(conn, metrics, events, states, run_values) -> None:
+        with conn:
+            if metrics:
+                conn.executemany("INSERT INTO metrics VALUES (?,?,?,?,?,?)", metrics)
+            if events:
+                conn.executemany("INSERT INTO events VALUES (?,?,?,?)", events)
+            for model, fields in states.items():
+                fields = {k: (json.dumps(v, default=str) if k in ("hparams", "pinned") else v)
+                          for k, v in fields.items()}
+                fields["updated"] = time.time()
+                conn.execute("INSERT OR IGNORE INTO models(model) VALUES (?)", (model,))
+                cols = ", ".join(f"{k}=?" for k in fields)
+                conn.execute(f"UPDATE models SET {cols} WHERE model=?", (*fields.values(), model))
+            for key, value in run_values.items():
+                conn.execute("INSERT OR REPLACE INTO run VALUES (?,?)", (key, json.dumps(value, default=str)))
+
+    # -- reads ------------------------------------------------------------------------------
+    def metrics(self, model: str | None = None, name: str | None = None):
+        return read_store(self.path).metrics(model, name)
+
+
+class read_store:  # noqa: N801  (used like a function returning a reader)
+    """Read-only view of a ``store.sqlite``, usable from any process."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def _query(self, sql: str, params: tuple = ()):
+        import pandas as pd
+
+        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+        try:
+            return pd.read_sql_query(sql, conn, params=params)
+        finally:
+            conn.close()
+
+    def metrics(self, model: str | None = None, name: str | None = None):
+        sql, params = "SELECT * FROM metrics WHERE 1=1", []
+        if model is not None:
+            sql += " AND model=?"
+            params.append(model)
+        if name is not None:
+            sql += " AND name LIKE ?" if "%" in name else " AND name=?"
+            params.append(name)
+        return self._query(sql + " ORDER BY rowid", tuple(params))
+
+    def events(self, kind: str | None = None, model: str | None = None):
+        sql, params = "SELECT * FROM events WHERE 1=1", []
+        if kind is not None:
+            sql += " AND kind=?"
+            params.append(kind)
+        if model is not None:
+            sql += " AND model=?"
+            params.append(model)
+        frame = self._query(sql + " ORDER BY rowid", tuple(params))
+        frame["payload"] = frame["payload"].map(json.loads)
+        return frame
+
+    def models(self):
+        frame = self._query("SELECT * FROM models ORDER BY model")
+        for col in ("hparams", "pinned"):
+            frame[col] = frame[col].map(lambda s: json.loads(s) if s else None)
+        return frame
+
+    def run_info(self) -> dict[str, Any]:
+        frame = self._query("SELECT * FROM run")
+        return {k: json.loads(v) for k, v in zip(frame["key"], frame["value"])}
