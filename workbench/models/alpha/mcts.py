@@ -1,0 +1,123 @@
+"""PUCT Monte-Carlo tree search, as in AlphaZero.
+
+The search is told how to judge a position by an ``evaluate(state) -> (priors, value)``
+callable: ``priors`` over all actions (illegal ones are ignored), ``value`` in [-1, 1]
+for the player to move. A network does this in training; a uniform evaluator
+(:func:`uniform_evaluator`) turns the search into plain MCTS, which the tests use to
+check the search itself.
+
+Values in the tree are always seen from the player who chooses at a node, so a child's
+value is negated on the way up (the players alternate).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from .games import Game, State
+
+__all__ = ["Evaluate", "run_mcts", "uniform_evaluator", "select_move"]
+
+Evaluate = Callable[[State], tuple[np.ndarray, float]]
+
+
+class _Node:
+    __slots__ = ("state", "moves", "prior", "visits", "value_sum", "children")
+
+    def __init__(self, state: State):
+        self.state = state
+        self.moves: np.ndarray | None = None  # None until expanded
+        self.prior = self.visits = self.value_sum = None
+        self.children: list[_Node | None] = []
+
+
+def _expand(node: _Node, game: Game, evaluate: Evaluate) -> float:
+    """Ask the evaluator about ``node`` and prepare its edges; return its value."""
+    priors, value = evaluate(node.state)
+    moves = game.legal_moves(node.state)
+    p = np.asarray(priors, dtype=np.float64)[moves]
+    total = p.sum()
+    # A network can give (almost) zero mass to every legal move; fall back to uniform.
+    node.prior = p / total if total > 1e-12 else np.full(len(moves), 1.0 / len(moves))
+    node.moves = moves
+    node.visits = np.zeros(len(moves), dtype=np.float64)
+    node.value_sum = np.zeros(len(moves), dtype=np.float64)
+    node.children = [None] * len(moves)
+    return float(value)
+
+
+def _select(node: _Node, c_puct: float) -> int:
+    total = node.visits.sum()
+    # Unvisited edges count as a draw (Q=0): neither optimistic nor pessimistic.
+    q = np.divide(node.value_sum, node.visits, out=np.zeros_like(node.value_sum), where=node.visits > 0)
+    u = c_puct * node.prior * math.sqrt(max(total, 1.0)) / (1.0 + node.visits)
+    return int(np.argmax(q + u))
+
+
+def run_mcts(
+    game: Game,
+    root_state: State,
+    evaluate: Evaluate,
+    simulations: int,
+    c_puct: float = 1.5,
+    rng: np.random.Generator | None = None,
+    noise_alpha: float = 0.0,
+    noise_frac: float = 0.0,
+) -> np.ndarray:
+    """Search from ``root_state``; return visit counts over all actions (length ``action_size``).
+
+    Dirichlet noise (``noise_alpha`` > 0 and ``noise_frac`` > 0, drawn from ``rng``) is
+    mixed into the root priors so self-play explores moves the network dismisses.
+    """
+    if root_state.winner is not None:
+        raise ValueError("run_mcts: the game is already over")
+    root = _Node(root_state)
+    _expand(root, game, evaluate)
+    if noise_alpha > 0 and noise_frac > 0 and len(root.moves) > 1:
+        if rng is None:
+            raise ValueError("run_mcts: root noise needs an rng")
+        noise = rng.dirichlet(np.full(len(root.moves), noise_alpha))
+        root.prior = (1 - noise_frac) * root.prior + noise_frac * noise
+    for _ in range(simulations):
+        node, path = root, []
+        while True:
+            state = node.state
+            if state.winner is not None:
+                value = float(state.winner * state.to_play)
+                break
+            if node.moves is None:
+                value = _expand(node, game, evaluate)
+                break
+            i = _select(node, c_puct)
+            path.append((node, i))
+            child = node.children[i]
+            if child is None:
+                child = node.children[i] = _Node(game.apply(state, node.moves[i]))
+            node = child
+        for parent, i in reversed(path):
+            value = -value
+            parent.visits[i] += 1.0
+            parent.value_sum[i] += value
+    counts = np.zeros(game.action_size, dtype=np.float64)
+    counts[root.moves] = root.visits
+    return counts
+
+
+def select_move(counts: np.ndarray, temperature: float, rng: np.random.Generator | None = None) -> int:
+    """Pick a move from visit counts: sample at ``temperature`` > 0, else the most visited."""
+    if temperature <= 0 or rng is None:
+        return int(np.argmax(counts))
+    weights = counts ** (1.0 / temperature)
+    return int(rng.choice(len(counts), p=weights / weights.sum()))
+
+
+def uniform_evaluator(game: Game) -> Evaluate:
+    """Uniform priors and a neutral value: MCTS driven by game results alone."""
+    flat = np.full(game.action_size, 1.0 / game.action_size)
+
+    def evaluate(state: State) -> tuple[np.ndarray, float]:
+        return flat, 0.0
+
+    return evaluate
