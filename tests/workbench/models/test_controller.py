@@ -1,0 +1,235 @@
+"""The adaptive learning controller on scripted metric histories and a simulated trainer."""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from workbench.control import Exploit, ModelView, RunView, SetHParam
+from workbench.errors import PresetError
+from workbench.models.controller import (
+    AdaptiveLearningController, AdjustmentBandit, exploit_pairs, explore, is_diverging, is_plateau,
+    rank,
+)
+from workbench.registry import get_model
+from workbench.trainer import HParam
+
+SCHEMA = {
+    "lr": HParam(float, 0.01, low=1e-4, high=1.0, log=True, live=True),
+    "momentum": HParam(float, 0.9, low=0.0, high=0.99, live=True),
+}
+
+
+def mv(instance: str, epoch: int, hparams: dict, history: dict, group: str = "g",
+       pinned: tuple = (), schema: dict = SCHEMA, state: str = "running") -> ModelView:
+    hist = {k: tuple((e + 1, float(v)) for e, v in enumerate(vals)) for k, vals in history.items()}
+    return ModelView(instance=instance, model="m", dataset="d", group=group, epoch=epoch,
+                     total_epochs=50, state=state, hparams=dict(hparams), pinned=frozenset(pinned),
+                     schema=schema, history=hist)
+
+
+def run_view(*views: ModelView) -> RunView:
+    return RunView(epoch=min(v.epoch for v in views), models={v.instance: v for v in views})
+
+
+def single(losses: list[float], lr: float = 0.1, **kw) -> RunView:
+    return run_view(mv("a", len(losses), {"lr": lr, "momentum": 0.9},
+                       {"train/loss": losses, "eval/loss": losses}, **kw))
+
+
+def lr_sets(decisions) -> list[SetHParam]:
+    return [d for d in decisions if isinstance(d, SetHParam) and d.name == "lr"]
+
+
+def test_registered_and_validates_hparams():
+    assert get_model("adaptive_learning_controller") is AdaptiveLearningController
+    with pytest.raises(PresetError, match="quantile"):
+        AdaptiveLearningController({"quantile": 0.9}, seed=0)
+    with pytest.raises(PresetError, match="bandit_actions"):
+        AdaptiveLearningController({"bandit_actions": "0.5,x"}, seed=0)
+
+
+def test_guard_functions_on_scripted_series():
+    assert is_diverging([1.0, 0.8, float("nan")], 1.5)
+    assert is_diverging([1.0, 0.5, 0.9], 1.5)
+    assert not is_diverging([1.0, 0.5, 0.9, 0.8], 1.5)  # recovering: not cut again
+    assert not is_diverging([1.0, 0.9, 0.8], 1.5)
+    assert is_plateau([1.0, 0.5, 0.51, 0.50, 0.499], 3, 0.01)
+    assert not is_plateau([1.0, 0.5, 0.45, 0.4, 0.35], 3, 0.01)
+    assert not is_plateau([1.0, 0.5], 3, 0.01)  # too short to judge
+
+
+def test_diverging_model_gets_lr_cut_even_while_cooling_down():
+    c = AdaptiveLearningController({"bandit": False, "ready_rounds": 5}, seed=0)
+    d = lr_sets(c.decide(single([1.0, 0.6, 0.5, 1.2], lr=0.5)))
+    assert len(d) == 1 and d[0].value == pytest.approx(0.15) and "divergence" in d[0].reason
+    d = lr_sets(c.decide(single([1.0, 0.6, 0.5, 1.2, float("inf")], lr=0.15)))
+    assert len(d) == 1 and d[0].value == pytest.approx(0.045)
+    assert c.metrics_for_round()["train/guard_cuts"] == 1.0
+
+
+def test_plateau_reduces_lr_by_factor_after_patience():
+    c = AdaptiveLearningController({"bandit": False, "patience": 3, "plateau_factor": 0.5}, seed=0)
+    assert lr_sets(c.decide(single([1.0, 0.7, 0.5, 0.45], lr=0.2))) == []  # still improving
+    d = lr_sets(c.decide(single([1.0, 0.7, 0.5, 0.45, 0.452, 0.449, 0.451], lr=0.2)))
+    assert len(d) == 1 and d[0].value == pytest.approx(0.1) and "plateau" in d[0].reason
+
+
+def test_bottom_member_exploits_top_member_and_explores_within_bounds():
+    losses = {"p0": 0.2, "p1": 0.5, "p2": 0.3, "p3": 0.9}
+    views = [mv(k, 4, {"lr": 0.05 * (i + 1), "momentum": 0.9},
+                {"eval/loss": [1.0, 0.8, 0.6, v]}) for i, (k, v) in enumerate(losses.items())]
+    c = AdaptiveLearningController({"quantile": 0.25, "resample_prob": 0.0}, seed=1)
+    out = c.decide(run_view(*views))
+    exploits = [d for d in out if isinstance(d, Exploit)]
+    assert exploits == [exploits[0]] and (exploits[0].target, exploits[0].source) == ("p3", "p0")
+    sets = [d for d in out if isinstance(d, SetHParam)]
+    assert sets and all(d.instance == "p3" for d in sets)
+    for d in sets:
+        spec, source_value = SCHEMA[d.name], views[0].hparams[d.name]
+        assert spec.low <= d.value <= spec.high
+        assert d.value != source_value
+    assert c.metrics_for_round()["train/exploits"] == 1.0
+
+
+def test_accuracy_objective_is_maximised():
+    acc = {"p0": 0.9, "p1": 0.5, "p2": 0.8, "p3": 0.7}
+    views = [mv(k, 3, {"lr": 0.1, "momentum": 0.5}, {"eval/accuracy": [0.1, 0.3, v]})
+             for k, v in acc.items()]
+    c = AdaptiveLearningController({"objective": "eval/accuracy"}, seed=0)
+    exploits = [d for d in c.decide(run_view(*views)) if isinstance(d, Exploit)]
+    assert [(e.target, e.source) for e in exploits] == [("p1", "p0")]
+
+
+def test_pure_functions_rank_pairs_explore():
+    assert rank({"a": 0.3, "b": float("nan"), "c": 0.1}) == ["c", "a", "b"]
+    rng = np.random.default_rng(0)
+    assert exploit_pairs(["a", "b"], {"a", "b"}, 0.25, rng) == [("b", "a")]
+    assert exploit_pairs(["a", "b", "c"], {"a", "b", "c"}, 0.5, rng, protected={"c"}) == []
+    spec = {"lr": SCHEMA["lr"]}
+    out = explore(spec, {"lr": 1.0}, rng, 1.25, 0.0, factor_for=lambda n: 2.0)
+    assert out == {}  # already at the upper bound: no move past it
+
+
+def _random_views(rng, epoch, pinned, lrs, n=4):
+    views = []
+    for i in range(n):
+        hist = list(np.exp(rng.normal(-1, 1, size=epoch)))
+        if rng.random() < 0.2:
+            hist[-1] = float("nan")
+        views.append(mv(f"p{i}", epoch, {"lr": lrs[f'p{i}'], "momentum": 0.5},
+                        {"train/loss": hist, "eval/loss": hist}, pinned=pinned if i % 2 else ()))
+    return run_view(*views)
+
+
+@pytest.mark.parametrize("population", [1, 4])
+def test_pinned_never_touched_and_bounds_always_respected(population):
+    rng = np.random.default_rng(3)
+    c = AdaptiveLearningController({"resample_prob": 0.3, "warmup_rounds": 1}, seed=5)
+    lrs = {f"p{i}": float(v) for i, v in enumerate(np.exp(rng.uniform(np.log(1e-4), 0, 4)))}
+    seen = 0
+    for epoch in range(1, 40):
+        view = _random_views(rng, epoch, ("lr", "momentum"), lrs, n=population)
+        for d in c.decide(view):
+            if isinstance(d, SetHParam):
+                seen += 1
+                assert d.name not in view.models[d.instance].pinned
+                spec = SCHEMA[d.name]
+                assert spec.low <= d.value <= spec.high
+                lrs[d.instance] = d.value if d.name == "lr" else lrs[d.instance]
+    assert seen > 0
+
+
+def _simulated_round(lr: float, loss: float, rng) -> float:
+    """A loss that falls fastest at lr = 0.1 (log-space bump) and blows up above 0.6."""
+    if lr > 0.6:
+        return loss * 3.0
+    speed = 0.35 * math.exp(-(math.log10(lr) + 1.0) ** 2 / 0.5)
+    floor = 0.05 * (1 + 4 * lr)  # larger steps settle higher: noise floor
+    # SGD noise grows with the step size, so a too-small lr gives a clean, slow signal.
+    return floor + (loss - floor) * (1 - speed) * math.exp(rng.normal(0, 0.05 * lr))
+
+
+def _drive(controller, lr0: float, rounds: int, seed: int = 0) -> tuple[float, float]:
+    """Largest lr reached and final loss of a simulated model steered by ``controller``."""
+    rng = np.random.default_rng(seed)
+    lr, losses, top = lr0, [1.0], lr0
+    for epoch in range(1, rounds + 1):
+        losses.append(_simulated_round(lr, losses[-1], rng))
+        if controller is not None:
+            view = run_view(mv("a", epoch, {"lr": lr, "momentum": 0.9},
+                               {"train/loss": losses[1:], "eval/loss": losses[1:]}))
+            for d in lr_sets(controller.decide(view)):
+                lr = d.value
+                top = max(top, lr)
+    return top, losses[-1]
+
+
+def test_guards_and_bandit_steer_a_single_model_from_too_small_or_too_large_lr():
+    best_fixed = min(_drive(None, lr, 40)[1] for lr in (0.01, 0.03, 0.1, 0.3))
+    start_small = _drive(None, 0.002, 40)[1]
+    finals = []
+    for seed in range(3):
+        top_lr, loss = _drive(AdaptiveLearningController({"warmup_rounds": 1}, seed=seed), 0.002, 40, seed)
+        assert top_lr > 0.03  # it found the fast region, 15x above where it started
+        assert loss < 0.3 * start_small
+        finals.append(loss)
+        finals.append(_drive(AdaptiveLearningController({"warmup_rounds": 1}, seed=seed), 0.3, 40, seed)[1])
+    assert max(finals) < 1.6 * best_fixed
+    assert np.mean(finals) < 1.25 * best_fixed
+
+
+def test_bandit_arms_learn_from_rewards():
+    b = AdjustmentBandit((0.5, 1.0, 2.0), discount=1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        arm = b.select("g", rng)
+        b.update("g", arm, {0: -0.02, 1: 0.0, 2: 0.03}[arm] + rng.normal(0, 0.005))
+    mean, _ = b.posterior("g")
+    assert int(np.argmax(mean)) == 2
+
+
+def test_state_round_trip_gives_identical_decisions():
+    def history(rng, rounds):
+        return [_random_views(rng, e, ("momentum",), {f"p{i}": 0.01 * (i + 1) for i in range(4)})
+                for e in range(1, rounds + 1)]
+
+    views = history(np.random.default_rng(11), 30)
+    a = AdaptiveLearningController({"warmup_rounds": 1, "resample_prob": 0.3}, seed=7)
+    for v in views[:15]:
+        a.decide(v)
+    buf = io.BytesIO()
+    torch.save(a.state_dict(), buf)
+    buf.seek(0)
+    b = AdaptiveLearningController({"warmup_rounds": 1, "resample_prob": 0.3}, seed=999)
+    b.load_state_dict(torch.load(buf, weights_only=True))
+    rest_a = [a.decide(v) for v in views[15:]]
+    rest_b = [b.decide(v) for v in views[15:]]
+    assert rest_a == rest_b and any(rest_a)
+    assert a.metrics_for_round() == b.metrics_for_round()
+
+
+def test_same_seed_same_views_same_decisions():
+    views = [_random_views(np.random.default_rng(e), e, (), {f"p{i}": 0.1 for i in range(4)})
+             for e in range(1, 12)]
+    runs = []
+    for _ in range(2):
+        c = AdaptiveLearningController({"warmup_rounds": 1}, seed=3)
+        runs.append([c.decide(v) for v in views])
+    assert runs[0] == runs[1]
+
+
+def test_improvement_vs_fixed_uses_the_kept_control():
+    c = AdaptiveLearningController({"keep_fixed": 1, "warmup_rounds": 1}, seed=0)
+    views = [mv(f"p{i}", 2, {"lr": 0.1, "momentum": 0.9}, {"eval/loss": [1.0, 1.0 - 0.1 * i]})
+             for i in range(4)]
+    out = c.decide(run_view(*views))
+    assert all(getattr(d, "instance", getattr(d, "target", None)) != "p0" for d in out)
+    final = [mv("p0", 9, {"lr": 0.1, "momentum": 0.9}, {"eval/loss": [0.5]}),
+             mv("p3", 9, {"lr": 0.2, "momentum": 0.9}, {"eval/loss": [0.25]})]
+    metrics = c.evaluate(run_view(*final))
+    assert metrics["eval/improvement_vs_fixed"] == pytest.approx(2.0)
+    assert metrics["eval/fixed_groups"] == 1.0
