@@ -74,7 +74,7 @@ class AlphaTrainer(Trainer):
         "dirichlet_alpha": HParam(float, 1.0, low=0.01, high=10.0, live=True, help="root noise concentration"),
         "noise_frac": HParam(float, 0.25, low=0.0, high=1.0, live=True, help="weight of root noise"),
         "temp_moves": HParam(int, 4, low=0, high=100, live=True, help="opening plies sampled at temperature 1"),
-        "buffer_size": HParam(int, 20_000, low=100, high=10_000_000, help="replay capacity (positions)"),
+        "buffer_size": HParam(int, 20_000, low=16, high=10_000_000, help="replay capacity (positions)"),
         "arena_games": HParam(int, 10, low=0, high=10_000, live=True, help="gating games; 0 always accepts"),
         "arena_threshold": HParam(float, 0.55, low=0.0, high=1.0, live=True, help="score needed to accept"),
         "arena_temp_moves": HParam(int, 2, low=0, high=100, live=True, help="sampled opening plies in arena"),
