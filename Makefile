@@ -1,0 +1,33 @@
+# The README's two commands: `make demo` (the main job) and `make test`.
+# Each sets up .venv by itself; constraints.txt pins every package (torch's CPU build
+# included) so a fresh machine installs in minutes, not gigabytes of CUDA wheels.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUNS_DIR ?= runs
+PRESET ?= quick
+
+.PHONY: install demo run test lab clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[notebooks,test]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m workbench run --preset $(PRESET) --runs-dir $(RUNS_DIR)
+
+run: demo
+
+test: install
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will skip"
+	$(PY) -m pytest -q -ra
+
+lab: install
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,312 @@
+"""What runs inside a Dask worker: live trainers, their mailboxes, and one segment at a time.
+
+Trainers stay in the worker's memory between segments (``_SLOTS``), so weights never
+travel between segments. The coordinator talks to a slot through small tasks pinned to
+its worker (build, segment, export, state, exploit) and delivers live commands straight
+into its mailbox with ``Client.run`` (a few milliseconds), which the training loop reads
+between steps.
+"""
+from __future__ import annotations
+
+import collections
+import copy
+import dataclasses
+import functools
+import math
+import random
+import threading
+import time
+import traceback
+from typing import Any
+
+__all__ = ["SegmentSpec", "build", "run_segment", "export", "state", "load_state", "deliver", "drop"]
+
+
+@dataclasses.dataclass
+class _Slot:
+    trainer: Any
+    mailbox: collections.deque = dataclasses.field(default_factory=collections.deque)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    rng: dict[str, Any] = dataclasses.field(default_factory=dict)
+    snapshot: dict[str, Any] | None = None
+    step: int = 0  # global step counter of this model
+    step_in_epoch: int = 0
+
+
+_SLOTS: dict[tuple[str, str], _Slot] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentSpec:
+    run_id: str
+    instance: str
+    epoch: int  # the epoch this segment trains (1-based)
+    total_epochs: int
+    topic: str
+    hparams: dict[str, Any]  # in force at segment start (the coordinator's authoritative copy)
+    threads: int = 1
+    gpu_fraction: float | None = None
+    flush_interval: float = 0.2
+    snapshot: bool = True  # keep a copy of the state at segment start for NaN roll-back
+
+
+@functools.lru_cache(maxsize=8)
+def _dataset(name: str | None, seed: int, path: str | None, target: str | None):
+    from .data import load_dataset, prepare, user_dataset
+
+    if name is None:
+        return None
+    raw = user_dataset(name, path, target) if path else load_dataset(name, seed)
+    prepared, _ = prepare(raw, seed)
+    return prepared
+
+
+def _set_threads(threads: int) -> None:
+    import torch
+
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def _capture_rng() -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _restore_rng(rng: dict[str, Any]) -> None:
+    import numpy as np
+    import torch
+
+    if rng:
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+
+
+def rng_to_tensors(rng: dict[str, Any]) -> dict[str, Any]:
+    """The global RNG states as weights_only-loadable values."""
+    import torch
+
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    py_version, py_state, py_gauss = rng["python"]
+    return {"torch": rng["torch"], "numpy": [name, torch.as_tensor(keys.astype("int64")), int(pos), int(has_gauss),
+                                             float(cached)],
+            "python": [int(py_version), torch.tensor(py_state, dtype=torch.int64), py_gauss]}
+
+
+def rng_from_tensors(rng: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
+
+    name, keys, pos, has_gauss, cached = rng["numpy"]
+    py_version, py_state, py_gauss = rng["python"]
+    return {"torch": rng["torch"], "numpy": (name, keys.numpy().astype(np.uint32), pos, has_gauss, cached),
+            "python": (py_version, tuple(int(x) for x in py_state.tolist()), py_gauss)}
+
+
+def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], dataset: dict[str, Any] | None,
+          seed: int, threads: int, device: str = "cpu", gpu_fraction: float | None = None,
+          checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Construct (or restore) a trainer in this worker; return what the coordinator needs."""
+    import numpy as np
+    import torch
+
+    from .registry import get_model
+    from .trainer import Resources
+
+    _set_threads(threads)
+    if device.startswith("cuda") and gpu_fraction is not None:
+        torch.cuda.set_per_process_memory_fraction(gpu_fraction, 0)
+    data = _dataset(dataset["name"], seed, dataset.get("path"), dataset.get("target")) if dataset else None
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+    cls = get_model(model)
+    resources = Resources(device="cuda:0" if device.startswith("cuda") else "cpu", threads=threads,
+                          gpu_fraction=gpu_fraction)
+    trainer = cls(dict(hparams), data, resources, seed)
+    slot = _Slot(trainer=trainer)
+    slot.rng = _capture_rng()
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint["trainer"])
+        slot.rng = rng_from_tensors(checkpoint["engine"]["rng"])
+        slot.step = int(checkpoint["engine"]["step"])
+    _SLOTS[(run_id, instance)] = slot
+    return {"steps_per_epoch": int(trainer.steps_per_epoch), "hparams": dict(trainer.hparams),
+            "produces": sorted(trainer.produces()), "consumes": sorted(trainer.consumes())}
+
+
+def deliver(run_id: str, instance: str, command: tuple) -> bool:
+    """Put a live command into a trainer's mailbox (called through ``Client.run``)."""
+    slot = _SLOTS.get((run_id, instance))
+    if slot is None:
+        return False
+    slot.mailbox.append(command)
+    return True
+
+
+def drop(run_id: str, instance: str) -> None:
+    _SLOTS.pop((run_id, instance), None)
+
+
+def _parallel_map():
+    """Dask tasks from inside a task (seceding while they run), else a plain loop."""
+    try:
+        from distributed import get_worker, worker_client
+
+        get_worker()
+    except (ImportError, ValueError):
+        return lambda fn, items: [fn(x) for x in items]
+
+    def pmap(fn, items):
+        with worker_client(separate_thread=True) as client:
+            return client.gather(client.map(fn, list(items), pure=False))
+
+    return pmap
+
+
+def _emitter(topic: str):
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+        return lambda msg: worker.log_event(topic, msg)
+    except (ImportError, ValueError):
+        return lambda msg: None
+
+
+def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None = None, *deps: Any) -> dict[str, Any]:
+    """Train one epoch (or the rest of it after a pause); return metrics and what happened.
+
+    Returns ``{"status": "done"|"paused"|"stopped"|"nonfinite"|"error", ...}``. Step metrics
+    are streamed on ``spec.topic`` while training; the epoch's ``eval/`` metrics come back.
+    """
+    import psutil
+
+    from .trainer import StepContext
+
+    slot = _SLOTS[(spec.run_id, spec.instance)]
+    trainer = slot.trainer
+    emit = _emitter(spec.topic)
+    timing: dict[str, float] = collections.defaultdict(float)
+    applied: list[dict[str, Any]] = []
+    with slot.lock:
+        _set_threads(spec.threads)
+        _restore_rng(slot.rng)
+        t0 = time.perf_counter()
+        for name, value in spec.hparams.items():
+            if trainer.hparams.get(name) != value:
+                trainer.set_hparam(name, value)
+        fresh_epoch = slot.step_in_epoch == 0
+        if fresh_epoch and spec.snapshot:
+            slot.snapshot = {"trainer": copy.deepcopy(trainer.state_dict()), "rng": slot.rng, "step": slot.step}
+        used = trainer.import_knowledge(knowledge) if (knowledge and fresh_epoch) else {}
+        timing["time/knowledge_s"] += time.perf_counter() - t0
+        ctx = StepContext(epoch=spec.epoch, total_epochs=spec.total_epochs, parallel_map=_parallel_map(),
+                          log=lambda msg: emit({"kind": "log", "model": spec.instance, "text": msg}))
+        buffer: list[tuple] = []
+        last_flush = time.perf_counter()
+        status = "done"
+        steps = trainer.steps_per_epoch
+        t_compute = time.perf_counter()
+        steps_run = 0
+        sums: dict[str, float] = collections.defaultdict(float)
+        try:
+            while slot.step_in_epoch < steps:
+                while slot.mailbox:
+                    cmd = slot.mailbox.popleft()
+                    if cmd[0] == "set":
+                        trainer.set_hparam(cmd[1], cmd[2])
+                        applied.append({"name": cmd[1], "value": cmd[2], "id": cmd[3], "step": slot.step,
+                                        "wall_time": time.time()})
+                    elif cmd[0] in ("pause", "stop"):
+                        status = "paused" if cmd[0] == "pause" else "stopped"
+                if status != "done":
+                    break
+                metrics = trainer.train_step(ctx)
+                slot.step += 1
+                slot.step_in_epoch += 1
+                steps_run += 1
+                now = time.time()
+                for name, value in metrics.items():
+                    buffer.append((spec.instance, spec.epoch, slot.step, name, float(value), now))
+                    sums[name] += float(value)
+                loss = metrics.get("train/loss")
+                if loss is not None and not math.isfinite(loss):
+                    status = "nonfinite"
+                    break
+                if time.perf_counter() - last_flush > spec.flush_interval:
+                    emit({"kind": "metrics", "rows": buffer, "applied": applied})
+                    buffer, applied, last_flush = [], [], time.perf_counter()
+            timing["time/compute_s"] += time.perf_counter() - t_compute
+            result_metrics: dict[str, float] = {}
+            if status == "done":
+                t1 = time.perf_counter()
+                result_metrics.update({k: float(v) for k, v in trainer.on_epoch_end(ctx).items()})
+                timing["time/epoch_end_s"] += time.perf_counter() - t1
+                t1 = time.perf_counter()
+                result_metrics.update({k: float(v) for k, v in trainer.evaluate().items()})
+                timing["time/eval_s"] += time.perf_counter() - t1
+                slot.step_in_epoch = 0
+        except Exception as exc:  # the model's own bug or crash: reported, the run goes on
+            status = "error"
+            result_metrics = {}
+            error = "".join(traceback.format_exception(exc))
+        else:
+            error = None
+        slot.rng = _capture_rng()
+        if buffer or applied:
+            emit({"kind": "metrics", "rows": buffer, "applied": applied})
+        proc = psutil.Process()
+        compute = timing.get("time/compute_s", 0.0)
+        sys_metrics = {
+            "sys/steps_per_s": steps_run / compute if compute > 0 else 0.0,
+            "sys/step_ms": 1000 * compute / steps_run if steps_run else 0.0,
+            "sys/rss_mb": proc.memory_info().rss / 2**20,
+            "sys/cpu_percent": proc.cpu_percent(interval=None),
+        }
+        return {"status": status, "metrics": result_metrics, "timing": dict(timing), "sys": sys_metrics,
+                "step": slot.step, "steps_run": steps_run, "knowledge_used": used, "applied": applied,
+                "error": error, "hparams": dict(trainer.hparams),
+                "train_means": {f"{k}_epoch": v / steps_run for k, v in sums.items()} if steps_run else {}}
+
+
+def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
+    slot = _SLOTS[(run_id, instance)]
+    with slot.lock:
+        return slot.trainer.export_knowledge()
+
+
+def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
+    """Checkpoint payload: the trainer's state plus the engine's RNG and step counter."""
+    slot = _SLOTS[(run_id, instance)]
+    with slot.lock:
+        return {"trainer": copy.deepcopy(slot.trainer.state_dict()),
+                "engine": {"rng": rng_to_tensors(slot.rng), "step": slot.step}}
+
+
+def load_state(run_id: str, instance: str, payload: dict[str, Any], hparams: dict[str, Any] | None = None,
+               *deps: Any) -> dict[str, Any]:
+    """Load a state into a live trainer (population exploit, NaN roll-back)."""
+    slot = _SLOTS[(run_id, instance)]
+    with slot.lock:
+        slot.trainer.load_state_dict(copy.deepcopy(payload["trainer"]))
+        if hparams:
+            for name, value in hparams.items():
+                slot.trainer.set_hparam(name, value)
+        slot.step_in_epoch = 0
+        return dict(slot.trainer.hparams)
+
+
+def rollback(run_id: str, instance: str, lr_factor: float) -> dict[str, Any] | None:
+    """Restore the state at the start of the failed epoch; return the trainer's hparams."""
+    slot = _SLOTS[(run_id, instance)]
+    with slot.lock:
+        if slot.snapshot is None:
+            return None
+        slot.trainer.load_state_dict(copy.deepcopy(slot.snapshot["trainer"]))
+        slot.rng, slot.step, slot.step_in_epoch = slot.snapshot["rng"], slot.snapshot["step"], 0
+        if "lr" in slot.trainer.hparams:
+            slot.trainer.set_hparam("lr", slot.trainer.hparams["lr"] * lr_factor)
+        return dict(slot.trainer.hparams)

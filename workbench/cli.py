@@ -1,0 +1,255 @@
+"""``workbench`` command line (DESIGN.md 4.2, a contract).
+
+Bad input exits with status 2 and one clear message, never a traceback. Ctrl-C during a
+run stops it gracefully (checkpoints kept; ``workbench resume RUN`` continues it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from typing import Any
+
+from .errors import WorkbenchError
+
+__all__ = ["main"]
+
+
+def _overrides(items: list[str] | None) -> dict[str, Any]:
+    from .presets import parse_override
+
+    return dict(parse_override(item) for item in items or [])
+
+
+def _cmd_presets(args) -> int:
+    from .presets import load_presets, resolve_preset
+
+    if args.action == "show":
+        if not args.name:
+            raise WorkbenchError("usage: workbench presets show NAME")
+        name, preset = resolve_preset(args.name)
+        print(json.dumps({name: preset}, indent=2))
+        return 0
+    for name, preset in load_presets(args.file).items():
+        print(f"{name:24s} {preset.get('description', '')}")
+    return 0
+
+
+def _cmd_models(args) -> int:
+    from .registry import is_controller, list_models
+
+    for name, cls in list_models().items():
+        kind = "controller" if is_controller(cls) else ", ".join(cls.accepts)
+        live = ", ".join(cls.live_hparams())
+        print(f"{name:30s} accepts: {kind:28s} live: {live}")
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    from .data import list_datasets
+
+    for name, (kind, description) in list_datasets().items():
+        print(f"{name:16s} {kind:18s} {description}")
+    return 0
+
+
+class _Progress:
+    """One line per model, redrawn in place on a terminal; plain lines per epoch otherwise."""
+
+    def __init__(self, run, stream=sys.stdout):
+        self.run = run
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.lines = 0
+        self.seen: dict[str, int] = {}
+
+    def _line(self, snap) -> str:
+        width = 20
+        filled = int(width * snap.progress)
+        bar = "#" * filled + "-" * (width - filled)
+        ev = snap.last_eval
+        key = next((k for k in ("eval/accuracy", "eval/one_step_r2", "eval/shd", "eval/win_rate_vs_random",
+                                "eval/loss") if k in ev), next(iter(ev), None))
+        metric = f"{key}={ev[key]:.4g}" if key else ""
+        speed = f"{snap.steps_per_s:7.1f} st/s" if snap.steps_per_s else " " * 12
+        eta = f"eta {snap.eta_s:5.0f}s" if snap.eta_s is not None and not snap.state.is_finished() else " " * 9
+        return (f"{snap.instance[:34]:34s} [{bar}] {snap.epoch:3d}/{snap.total_epochs:<3d} {snap.state.value:8s} "
+                f"{speed} {eta} {metric}")
+
+    def update(self) -> None:
+        snaps = self.run.snapshot().models
+        if self.tty:
+            if self.lines:
+                self.stream.write(f"\x1b[{self.lines}F")
+            for snap in snaps.values():
+                self.stream.write("\x1b[2K" + self._line(snap) + "\n")
+            self.lines = len(snaps)
+        else:
+            for name, snap in snaps.items():
+                if self.seen.get(name) != (snap.epoch, snap.state):
+                    self.seen[name] = (snap.epoch, snap.state)
+                    if snap.epoch or snap.state.is_finished():
+                        self.stream.write(self._line(snap) + "\n")
+        self.stream.flush()
+
+
+def _drive(run, args) -> int:
+    from .report import summary_table
+
+    print(f"run {run.id}\ndirectory {run.dir}")
+    if run.dashboard_link:
+        print(f"dask dashboard {run.dashboard_link}")
+    progress = _Progress(run)
+    stopping = {"n": 0}
+
+    def on_sigint(signum, frame):
+        stopping["n"] += 1
+        if stopping["n"] > 1:
+            raise KeyboardInterrupt
+        print("\nstopping at the next step boundary (Ctrl-C again to abort)...", file=sys.stderr)
+        run.stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        while not run.done:
+            if not args.quiet:
+                progress.update()
+            run.wait(timeout=0.5 if progress.tty else 2.0)
+        state = run.wait()
+        if not args.quiet:
+            progress.update()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    table = summary_table(run.metrics())
+    if not table.empty:
+        import pandas as pd
+
+        with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
+            print("\n" + table.set_index("model").to_string())
+    if not args.no_report and state.value in ("finished", "stopped"):
+        paths = run.report()
+        print(f"\nreport {paths['report.html']}")
+    print(f"\nrun {run.id} {state.value}: {run.dir}")
+    if state.value == "stopped":
+        print(f"continue with: workbench resume {run.id} --runs-dir {run.dir.parent}")
+    return 0 if state.value in ("finished", "stopped") else 1
+
+
+def _cmd_run(args) -> int:
+    from .run import start_run
+
+    run = start_run(args.preset, _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id)
+    return _drive(run, args)
+
+
+def _cmd_resume(args) -> int:
+    from .run import resume_run
+
+    run = resume_run(args.run, args.runs_dir, _overrides(args.set), args.scheduler)
+    return _drive(run, args)
+
+
+def _cmd_status(args) -> int:
+    import pandas as pd
+
+    from .run import list_runs, open_run
+
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        if args.run:
+            record = open_run(args.run, args.runs_dir)
+            print(f"run {record.id}: {record.state.value}")
+            frame = record.models()
+            print(frame[["model", "state", "epoch", "total_epochs", "last_error"]].to_string(index=False))
+        else:
+            frame = list_runs(args.runs_dir)
+            print(frame.to_string(index=False) if not frame.empty else "no runs yet")
+    return 0
+
+
+def _cmd_report(args) -> int:
+    from .run import open_run
+
+    paths = open_run(args.run, args.runs_dir).report(args.out)
+    for name, path in paths.items():
+        print(f"{name:28s} {path}")
+    return 0
+
+
+def _cmd_batch(args) -> int:
+    try:
+        from .batch import run_batch_cli
+    except ImportError as exc:
+        from .errors import MissingExtraError
+
+        raise MissingExtraError(f"`workbench batch` needs papermill and nbconvert: pip install "
+                                f"'collaborative-training-workbench[notebooks]' ({exc})") from None
+    return run_batch_cli(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbench", description="Train several PyTorch models together on Dask.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("presets", help="list presets, or show one resolved")
+    s.add_argument("action", nargs="?", choices=["list", "show"], default="list")
+    s.add_argument("name", nargs="?")
+    s.add_argument("--file", help="a user preset file to include")
+    s.set_defaults(func=_cmd_presets)
+    sub.add_parser("models", help="registered models").set_defaults(func=_cmd_models)
+    sub.add_parser("datasets", help="catalog datasets").set_defaults(func=_cmd_datasets)
+
+    def common(sp, with_set=True):
+        sp.add_argument("--runs-dir", help="default: $WORKBENCH_RUNS_DIR or ./runs")
+        sp.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a local cluster)")
+        if with_set:
+            sp.add_argument("--set", action="append", metavar="KEY=VALUE",
+                            help="override a preset value (dotted keys), e.g. --set epochs=3")
+        sp.add_argument("--quiet", action="store_true", help="no progress display")
+        sp.add_argument("--no-report", action="store_true", help="do not write report/ at the end")
+
+    s = sub.add_parser("run", help="start a run")
+    s.add_argument("--preset", default="quick", help="a preset name or a path to a preset JSON file")
+    s.add_argument("--run-id", help="default: time stamp, preset and a random suffix")
+    common(s)
+    s.set_defaults(func=_cmd_run)
+    s = sub.add_parser("resume", help="continue an interrupted run from its checkpoints")
+    s.add_argument("run")
+    common(s)
+    s.set_defaults(func=_cmd_resume)
+    s = sub.add_parser("status", help="runs and their models' state")
+    s.add_argument("run", nargs="?")
+    s.add_argument("--runs-dir")
+    s.set_defaults(func=_cmd_status)
+    s = sub.add_parser("report", help="write charts, summary.csv and report.html for a run")
+    s.add_argument("run")
+    s.add_argument("--runs-dir")
+    s.add_argument("--out", help="default: RUN/report")
+    s.set_defaults(func=_cmd_report)
+    s = sub.add_parser("batch", help="execute a notebook with papermill over parameter sets")
+    s.add_argument("notebook")
+    s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="a fixed parameter")
+    s.add_argument("-g", "--grid", action="append", metavar="KEY=V1,V2", help="a parameter to sweep")
+    s.add_argument("--params-file", help="JSON or YAML list of parameter sets")
+    s.add_argument("--out", help="output folder (default: RUNS_DIR/batch-TIMESTAMP)")
+    s.add_argument("--runs-dir")
+    s.add_argument("--parallel", type=int, default=1, help="notebooks executed at once")
+    s.set_defaults(func=_cmd_batch)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkbenchError as exc:
+        print(f"workbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("workbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The Dask cluster: a local one laid out from the placement plan, or an existing scheduler.
+
+Local workers are tuned for small torch models (measured on 2 cores, DEVELOPERS.md):
+the nanny's ``MALLOC_TRIM_THRESHOLD_`` is removed (any glibc ``MALLOC_*`` variable
+disables the dynamic mmap threshold and costs ~50% per step), thread variables are set
+to the plan's threads, and torch is preloaded so the first segment does not pay for it.
+The scheduler and workers listen on 127.0.0.1 unless told otherwise.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from .resources import WorkerSpec
+
+__all__ = ["ClusterHandle", "start_local_cluster", "connect"]
+
+PRELOAD = "workbench._preload"
+
+
+@dataclasses.dataclass
+class ClusterHandle:
+    client: Any  # distributed.Client
+    cluster: Any | None  # the SpecCluster we own, or None for an external scheduler
+    workers: dict[str, WorkerSpec]  # worker address -> spec (local clusters)
+
+    @property
+    def dashboard_link(self) -> str | None:
+        try:
+            return self.client.dashboard_link
+        except Exception:  # no dashboard (bokeh missing): not an error
+            return None
+
+    @property
+    def external(self) -> bool:
+        return self.cluster is None
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close(timeout=10)
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close(timeout=20)
+
+
+def _worker_env(spec: WorkerSpec) -> dict[str, str]:
+    env = {name: str(spec.threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    env["CUDA_VISIBLE_DEVICES"] = "" if spec.gpu_index is None else str(spec.gpu_index)
+    return env
+
+
+def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
+                        dashboard: bool = True) -> ClusterHandle:
+    import dask
+    from distributed import Client, Nanny, Scheduler, SpecCluster
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    workers = {}
+    for spec in specs:
+        workers[spec.name] = {
+            "cls": Nanny,
+            "options": {
+                "nthreads": 1,
+                "host": host,
+                "resources": dict(spec.resources) or None,
+                "env": _worker_env(spec),
+                "preload": [PRELOAD],
+                "name": spec.name,
+                "memory_limit": 0,
+                "silence_logs": logging.ERROR,
+            },
+        }
+    scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard_address": f"{host}:0" if dashboard else None}}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
+                          "distributed.scheduler.worker-saturation": 1.0,
+                          "distributed.worker.daemon": False,
+                          "distributed.admin.system-monitor.gil.enabled": False}):
+        cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR)
+        client = Client(cluster)
+    client.wait_for_workers(len(specs), timeout=120)
+    by_name = {s.name: s for s in specs}
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    return ClusterHandle(client, cluster, {addr: by_name[w["name"]] for addr, w in info.items()})
+
+
+def connect(address: str, security: Any = None) -> ClusterHandle:
+    """Use an existing Dask scheduler (``tcp://host:8786``; TLS through Dask's ``Security``)."""
+    from distributed import Client
+
+    from .errors import WorkbenchError
+
+    try:
+        client = Client(address, security=security, timeout=20)
+    except OSError as exc:
+        raise WorkbenchError(f"cannot reach the Dask scheduler at {address}: {exc}; "
+                             "check the address and that `dask scheduler` is running") from None
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    if not info:
+        client.close()
+        raise WorkbenchError(f"the Dask scheduler at {address} has no workers; start some with "
+                             f"`dask worker {address}`")
+    workers = {addr: WorkerSpec(str(w.get("name", addr)), 1) for addr, w in info.items()}
+    return ClusterHandle(client, None, workers)

@@ -1,0 +1,219 @@
+"""Devices and placement: which model runs where, with how many CPU threads.
+
+:func:`plan_placement` is a plain function from requests and a device inventory to
+placements, so it is tested with injected inventories ("4 models on 2 GPUs", "a share
+too large", "no GPU"). :func:`rebalance` gives a finished model's GPU share to the models
+still running on that GPU. :func:`detect_inventory` reads the real machine.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+
+from .errors import PlacementError
+
+__all__ = ["GPU", "Inventory", "Request", "Placement", "detect_inventory", "plan_placement",
+           "rebalance", "layout_workers", "WorkerSpec"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GPU:
+    index: int
+    name: str
+    memory_gb: float
+    utilization: float | None = None  # percent, where NVML is present
+
+
+@dataclasses.dataclass(frozen=True)
+class Inventory:
+    cpus: int
+    memory_gb: float
+    gpus: tuple[GPU, ...] = ()
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """What one model instance asks for. ``device``: "auto", "cpu", "gpu" or "cuda:N"."""
+
+    instance: str
+    device: str = "auto"
+    gpu_fraction: float | None = None
+    threads: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Placement:
+    instance: str
+    device: str  # "cpu" or "cuda:N" (N = physical index; the worker sees it as cuda:0)
+    threads: int
+    gpu_index: int | None = None
+    gpu_fraction: float | None = None
+
+
+def detect_inventory() -> Inventory:
+    """CPU cores usable by this process, total memory, and CUDA GPUs (if torch sees any)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        import psutil
+
+        memory_gb = psutil.virtual_memory().total / 2**30
+    except ImportError:  # psutil is a dependency, but the planner must not need it
+        memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    gpus: list[GPU] = []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            for i in range(torch.cuda.device_count()):
+                props = torch.cuda.get_device_properties(i)
+                util = None
+                try:
+                    util = float(torch.cuda.utilization(i))
+                except Exception:  # NVML missing: utilization is optional
+                    pass
+                gpus.append(GPU(i, props.name, props.total_memory / 2**30, util))
+    except ImportError:
+        pass
+    return Inventory(cpus=cpus, memory_gb=round(memory_gb, 1), gpus=tuple(gpus))
+
+
+def plan_placement(requests: Sequence[Request], inventory: Inventory) -> list[Placement]:
+    """Place every request or raise :class:`PlacementError` naming the reason.
+
+    - ``cpu`` requests run on the CPU; ``auto`` ones too when there is no GPU, else they
+      share the GPUs evenly (round-robin) with the other GPU models.
+    - ``gpu`` / ``cuda:N`` with no (such) GPU is refused; explicit fractions on one GPU
+      may not add up to more than 1; models without a fraction split what is left.
+    - CPU threads: explicit requests are honoured if they fit, the rest share the cores;
+      the sum of threads of models that can run at once never exceeds the cores.
+    """
+    n_gpus = len(inventory.gpus)
+    gpu_of: dict[str, int] = {}
+    problems: list[str] = []
+    auto_gpu: list[Request] = []
+    for req in requests:
+        dev = req.device
+        if dev == "cpu" or (dev == "auto" and n_gpus == 0):
+            if req.gpu_fraction is not None:
+                problems.append(f"{req.instance}: gpu_fraction given but the model is placed on the CPU")
+            continue
+        if n_gpus == 0:
+            problems.append(f"{req.instance}: asks for {dev!r} but this machine has no GPU "
+                            "(use device 'cpu' or 'auto')")
+            continue
+        if dev.startswith("cuda:"):
+            try:
+                idx = int(dev.split(":", 1)[1])
+            except ValueError:
+                problems.append(f"{req.instance}: device {dev!r} is not of the form cuda:N")
+                continue
+            if not 0 <= idx < n_gpus:
+                problems.append(f"{req.instance}: asks for {dev} but only GPUs 0..{n_gpus - 1} exist")
+                continue
+            gpu_of[req.instance] = idx
+        elif dev in ("gpu", "auto"):
+            auto_gpu.append(req)
+        else:
+            problems.append(f"{req.instance}: unknown device {dev!r}; use 'auto', 'cpu', 'gpu' or 'cuda:N'")
+    # Auto GPU models go to the GPU with the fewest models so far.
+    load = defaultdict(int)
+    for idx in gpu_of.values():
+        load[idx] += 1
+    for req in auto_gpu:
+        idx = min(range(n_gpus), key=lambda i: (load[i], i))
+        gpu_of[req.instance] = idx
+        load[idx] += 1
+    fractions: dict[str, float] = {}
+    by_gpu: dict[int, list[Request]] = defaultdict(list)
+    for req in requests:
+        if req.instance in gpu_of:
+            by_gpu[gpu_of[req.instance]].append(req)
+    for idx, reqs in by_gpu.items():
+        fixed = {r.instance: r.gpu_fraction for r in reqs if r.gpu_fraction is not None}
+        total = sum(fixed.values())
+        if total > 1 + 1e-9:
+            names = ", ".join(f"{k}={v:g}" for k, v in fixed.items())
+            problems.append(f"GPU {idx} ({inventory.gpus[idx].name}): shares add up to {total:g} > 1 ({names}); "
+                            "lower the gpu_fraction values or use another GPU")
+            continue
+        free = [r.instance for r in reqs if r.gpu_fraction is None]
+        if free and total >= 1 - 1e-9:
+            problems.append(f"GPU {idx}: explicit shares use the whole GPU, nothing left for {', '.join(free)}")
+            continue
+        fractions.update(fixed)
+        for name in free:
+            fractions[name] = (1 - total) / len(free)
+    if problems:
+        raise PlacementError("cannot place the models:\n" + "\n".join(f"  - {p}" for p in problems))
+    threads = _plan_threads(requests, inventory.cpus)
+    return [
+        Placement(r.instance, f"cuda:{gpu_of[r.instance]}" if r.instance in gpu_of else "cpu",
+                  threads[r.instance], gpu_of.get(r.instance), fractions.get(r.instance))
+        for r in requests
+    ]
+
+
+def _plan_threads(requests: Sequence[Request], cpus: int) -> dict[str, int]:
+    too_many = [r for r in requests if r.threads is not None and r.threads > cpus]
+    if too_many:
+        raise PlacementError("cannot place the models:\n" + "\n".join(
+            f"  - {r.instance}: asks for {r.threads} threads but the machine has {cpus} cores" for r in too_many))
+    # Models run concurrently up to the number of cores: with more models than cores,
+    # each gets one thread and the cluster runs `cpus` of them at a time.
+    share = max(1, cpus // max(1, len(requests)))
+    return {r.instance: (r.threads if r.threads is not None else share) for r in requests}
+
+
+def rebalance(placements: Iterable[Placement], finished: Iterable[str]) -> list[Placement]:
+    """Give the GPU share of finished models to the models still running on the same GPU."""
+    finished = set(finished)
+    placements = list(placements)
+    freed: dict[int, float] = defaultdict(float)
+    running: dict[int, list[Placement]] = defaultdict(list)
+    for p in placements:
+        if p.gpu_index is None:
+            continue
+        if p.instance in finished:
+            freed[p.gpu_index] += p.gpu_fraction or 0.0
+        else:
+            running[p.gpu_index].append(p)
+    out = []
+    for p in placements:
+        if p.gpu_index is not None and p.instance not in finished and freed[p.gpu_index] > 0:
+            bonus = freed[p.gpu_index] / len(running[p.gpu_index])
+            p = dataclasses.replace(p, gpu_fraction=min(1.0, (p.gpu_fraction or 0.0) + bonus))
+        out.append(p)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """One Dask worker process of the local cluster."""
+
+    name: str
+    threads: int  # torch threads of the models it runs
+    gpu_index: int | None = None
+    resources: tuple[tuple[str, float], ...] = ()
+
+
+def layout_workers(placements: Sequence[Placement], inventory: Inventory) -> list[WorkerSpec]:
+    """Worker processes for a plan: CPU workers that never oversubscribe the cores, and
+    one worker per GPU share, pinned to its GPU (``CUDA_VISIBLE_DEVICES``)."""
+    specs: list[WorkerSpec] = []
+    gpu_places = [p for p in placements if p.gpu_index is not None]
+    for p in gpu_places:
+        specs.append(WorkerSpec(f"gpu{p.gpu_index}-{len(specs)}", p.threads, p.gpu_index,
+                                (("GPU", 1.0), (f"slot-{p.instance}", 1.0))))
+    cpu_places = [p for p in placements if p.gpu_index is None]
+    if cpu_places:
+        cores_left = max(1, inventory.cpus - sum(p.threads for p in gpu_places))
+        threads = max(1, min(p.threads for p in cpu_places))
+        n_workers = max(1, min(len(cpu_places), cores_left // threads))
+        for i in range(n_workers):
+            specs.append(WorkerSpec(f"cpu-{i}", threads, None, (("CPU", float(threads)),)))
+    return specs
