@@ -1,0 +1,110 @@
+"""Knowledge the simulator shares: real and imagined transitions out, a causal mask in.
+
+Kinds (``<d>`` is the dataset name):
+
+- ``transitions/<d>`` (exported): the most recent real transitions, up to 5,000.
+- ``imagined_transitions/<d>`` (exported): short model rollouts from real training states
+  with uniformly random actions, each rollout following one ensemble member, cut where
+  the termination model says the episode has ended.
+- ``causal_mask/<d>`` (imported): ``{"mask": (obs_dim + act_dim, obs_dim) tensor,
+  "inputs": names, "outputs": names}``; 1 where input ``i`` drives next-state output ``j``.
+  Several sources are merged by union (dropping a true parent costs more than keeping a
+  spurious one). The factored heads then see only their parents.
+
+Artifacts carry tensors ``obs, act, next_obs, reward, terminated`` and the lists
+``state_names`` and ``action_names``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+__all__ = ["KnowledgeMixin", "RECENT_TRANSITIONS"]
+
+RECENT_TRANSITIONS = 5_000
+
+
+class KnowledgeMixin:
+    """Knowledge hooks of :class:`EnvironmentSimulator` (needs its attributes)."""
+
+    def produces(self) -> set[str]:
+        return {f"transitions/{self.dataset_name}", f"imagined_transitions/{self.dataset_name}"}
+
+    def consumes(self) -> set[str]:
+        return {f"causal_mask/{self.dataset_name}"}
+
+    def _names(self) -> dict[str, list[str]]:
+        return {"state_names": list(self.spec.state_names), "action_names": list(self.spec.action_names)}
+
+    def export_knowledge(self) -> dict[str, Any]:
+        recent = self.buffer.recent(RECENT_TRANSITIONS)
+        real = {k: recent[k] for k in ("obs", "act", "next_obs", "reward", "terminated")}
+        return {
+            f"transitions/{self.dataset_name}": {**real, **self._names()},
+            f"imagined_transitions/{self.dataset_name}": {**self.imagine(self.hparams["imagined_count"]),
+                                                          **self._names()},
+        }
+
+    @torch.no_grad()
+    def imagine(self, count: int) -> dict[str, torch.Tensor]:
+        """About ``count`` imagined transitions (fewer where rollouts terminate)."""
+        spec, model = self.spec, self.model
+        horizon = self.hparams["imagined_horizon"]
+        e = model.n_members
+        per_member = max(1, -(-count // (horizon * e)))
+        # A generator of its own, derived from the data seen, so that exporting or not
+        # leaves the training random stream untouched.
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.buffer.total_added)
+        starts = self.train_x[:, : spec.state_dim]
+        s = starts[torch.randint(len(starts), (e, per_member), generator=gen)]
+        alive = torch.ones(e, per_member, dtype=torch.bool)
+        rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("obs", "act", "next_obs", "reward", "terminated")}
+        for _ in range(horizon):
+            if spec.discrete:
+                a = torch.randint(spec.n_actions, (e, per_member, 1), generator=gen).float()
+            else:
+                u = torch.rand(e, per_member, spec.action_dim, generator=gen)
+                a = spec.action_low + (spec.action_high - spec.action_low) * u
+            nxt, reward = model.predict(s, a)
+            done = (self.done_model.probability(nxt) > 0.5) if spec.terminates else torch.zeros_like(alive)
+            for key, value in (("obs", s), ("act", a), ("next_obs", nxt), ("reward", reward),
+                               ("terminated", done.float())):
+                rows[key].append(value[alive])
+            alive = alive & ~done
+            s = nxt
+        out = {k: torch.cat(v)[:count] for k, v in rows.items()}
+        return out
+
+    def import_knowledge(self, artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+        sources = artifacts.get(f"causal_mask/{self.dataset_name}", {})
+        if not sources:
+            return {}
+        if not self.hparams["use_causal_mask"] or not self.model.factored:
+            return {"causal_mask": "ignored (needs architecture='factored' and use_causal_mask=true)"}
+        merged = None
+        for name in sorted(sources):
+            mask = self._aligned_mask(sources[name])
+            merged = mask if merged is None else torch.maximum(merged, mask)
+        self.causal_mask = merged
+        self.model.set_input_mask(merged)
+        inputs = list(self.spec.state_names) + list(self.spec.action_names)
+        dropped = {out: [inp for i, inp in enumerate(inputs) if merged[i, j] == 0]
+                   for j, out in enumerate(self.spec.state_names)}
+        self.mask_info = {"sources": sorted(sources), "density": float(merged.mean()), "dropped_inputs": dropped}
+        return {"causal_mask": dict(self.mask_info)}
+
+    def _aligned_mask(self, artifact: Mapping[str, Any]) -> torch.Tensor:
+        """The artifact's mask as (inputs, outputs) in this model's variable order, 0/1 valued."""
+        inputs = list(self.spec.state_names) + list(self.spec.action_names)
+        outputs = list(self.spec.state_names)
+        mask = torch.as_tensor(artifact["mask"], dtype=torch.float32)
+        names_in, names_out = artifact.get("inputs"), artifact.get("outputs")
+        if names_in is not None and names_out is not None and set(names_in) == set(inputs) \
+                and set(names_out) == set(outputs):
+            mask = mask[[list(names_in).index(n) for n in inputs]][:, [list(names_out).index(n) for n in outputs]]
+        if tuple(mask.shape) != (len(inputs), len(outputs)):
+            raise ValueError(f"causal_mask has shape {tuple(mask.shape)}, expected "
+                             f"({len(inputs)}, {len(outputs)}) for inputs {inputs} and outputs {outputs}")
+        return (mask > 0.5).float()

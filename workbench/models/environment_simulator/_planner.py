@@ -1,0 +1,125 @@
+"""Model-predictive control through the learned ensemble: the cross-entropy method (CEM).
+
+At each real step the planner samples ``population`` action sequences of ``horizon``
+steps, imagines them with the ensemble, refits the sampling distribution to the best
+``elite_fraction`` for ``iterations`` rounds (one round is random shooting), executes the
+first action and shifts the distribution by one step for the next call (warm start).
+
+Particles use one ensemble member each (TS-1 in PETS terms: particle ``n`` follows member
+``n mod members``), so model disagreement shows up as spread between candidate returns
+instead of being averaged away. Discrete actions (CartPole) are sampled from per-step
+Bernoulli probabilities; continuous ones from a clipped per-step Gaussian.
+
+Termination: the expected return of a sequence weights each step's reward by the
+imagined probability of still being alive, from the learned termination model on the
+predicted state (``"learned"``), from the environment's documented state thresholds applied to the
+predicted state (``"known_bounds"``), or from either (``"learned+bounds"``).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ._collect import EnvSpec
+from ._ensemble import ProbabilisticEnsemble
+from ._termination import TerminationModel
+
+__all__ = ["CEMPlanner", "imagined_returns", "TERMINATION_MODELS"]
+
+TERMINATION_MODELS = ("learned", "known_bounds", "learned+bounds")
+
+
+def _bounds_done(spec: EnvSpec, state: torch.Tensor) -> torch.Tensor:
+    done = torch.zeros(state.shape[:-1])
+    for index, bound in spec.state_bounds:
+        done = torch.maximum(done, (state[..., index].abs() > bound).float())
+    return done
+
+
+@torch.no_grad()
+def imagined_returns(model: ProbabilisticEnsemble, spec: EnvSpec, state: torch.Tensor,
+                     actions: torch.Tensor, done_model: TerminationModel | None = None,
+                     termination: str = "learned") -> torch.Tensor:
+    """Expected undiscounted return of each action sequence.
+
+    ``state``: (state_dim,), ``actions``: (population, horizon, action_dim) with
+    ``population`` a multiple of the ensemble size. Returns (population,).
+    """
+    e = model.n_members
+    pop, horizon, _ = actions.shape
+    acts = actions.reshape(pop // e, e, horizon, -1).transpose(0, 1)  # (E, P/E, H, A)
+    s = state.expand(e, pop // e, -1).clone()
+    alive = torch.ones(e, pop // e)
+    total = torch.zeros(e, pop // e)
+    for t in range(horizon):
+        s, reward = model.predict(s, acts[:, :, t])
+        total += alive * reward
+        if spec.terminates:
+            if termination == "known_bounds" or done_model is None:
+                p_done = _bounds_done(spec, s)
+            else:
+                p_done = done_model.probability(s)
+                if termination == "learned+bounds":
+                    p_done = torch.maximum(p_done, _bounds_done(spec, s))
+            alive = alive * (1 - p_done)
+    return total.transpose(0, 1).reshape(pop)
+
+
+class CEMPlanner:
+    """Stateful within one episode (warm start); call :meth:`reset` at episode start."""
+
+    def __init__(self, model: ProbabilisticEnsemble, spec: EnvSpec, done_model: TerminationModel | None = None,
+                 horizon: int = 25,
+                 population: int = 200, iterations: int = 3, elite_fraction: float = 0.1,
+                 termination: str = "learned", generator: torch.Generator | None = None):
+        e = model.n_members
+        self.model, self.spec, self.done_model = model, spec, done_model
+        self.horizon, self.iterations = horizon, iterations
+        self.population = max(e, (population // e) * e)
+        self.n_elite = max(2, int(round(elite_fraction * self.population)))
+        self.termination = termination
+        self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        self.reset()
+
+    def reset(self) -> None:
+        a = self.spec.action_dim
+        if self.spec.discrete:
+            self.mean = torch.full((self.horizon, a), 0.5)  # probability of action 1
+        else:
+            self.mean = torch.full((self.horizon, a), (self.spec.action_low + self.spec.action_high) / 2)
+        self.std = self._initial_std()
+
+    def _initial_std(self) -> torch.Tensor:
+        return torch.full((self.horizon, self.spec.action_dim), (self.spec.action_high - self.spec.action_low) / 2)
+
+    def _sample(self) -> torch.Tensor:
+        shape = (self.population, self.horizon, self.spec.action_dim)
+        u = torch.rand(shape, generator=self.generator) if self.spec.discrete else \
+            torch.randn(shape, generator=self.generator)
+        if self.spec.discrete:
+            return (u < self.mean).float()
+        return (self.mean + self.std * u).clamp(self.spec.action_low, self.spec.action_high)
+
+    def act(self, obs: np.ndarray, new_episode: bool = False) -> np.ndarray:
+        """Plan from ``obs`` and return the first action (a float vector)."""
+        if new_episode:
+            self.reset()
+        state = torch.as_tensor(obs, dtype=torch.float32)
+        for _ in range(self.iterations):
+            actions = self._sample()
+            returns = imagined_returns(self.model, self.spec, state, actions, self.done_model, self.termination)
+            elite = actions[torch.topk(returns, self.n_elite).indices]
+            if self.spec.discrete:
+                # Smoothed update keeps some exploration between iterations.
+                self.mean = 0.2 * self.mean + 0.8 * elite.mean(0)
+            else:
+                self.mean = elite.mean(0)
+                self.std = elite.std(0).clamp_min(0.05)
+        first = self.mean[0].clone()
+        action = (first > 0.5).float() if self.spec.discrete else first
+        # Warm start: shift by one step, refill the tail with the prior.
+        self.mean = torch.cat([self.mean[1:], torch.full_like(self.mean[:1], 0.5 if self.spec.discrete else
+                               (self.spec.action_low + self.spec.action_high) / 2)])
+        if not self.spec.discrete:
+            self.std = self._initial_std()
+        return action.numpy().astype(np.float32)
