@@ -1,0 +1,131 @@
+"""Quality benchmark of ``alpha_deep_model`` (prints figures; not a test).
+
+Tic-tac-toe bar: trained within 15 minutes on 2 cores, the best network behind a greedy
+search loses none of 100 games against a random player with either colour, and draws
+every line of optimal minimax play with either colour (every optimal minimax reply is
+followed, see ``minimax_all_lines``). Training stops as soon as the bar is met.
+
+Connect Four: trained for a bounded time, then the win rates against a random player and
+against the one-step lookahead player (win if possible, block if needed, else random).
+
+Self-play and arena games run in a process pool (the engine runs the same tasks as Dask
+tasks); the trainer itself uses one thread. Usage::
+
+    PYTHONPATH=. python benchmarks/alpha.py [--game tictactoe|connect4|both] [--minutes M] [--workers 2]
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import time
+
+import numpy as np
+import torch
+
+from workbench.data.catalog import load_dataset
+from workbench.models.alpha import AlphaTrainer, RandomPlayer, match, minimax_all_lines
+from workbench.trainer import Resources, StepContext, validate_hparams
+
+TICTACTOE = {"steps_per_epoch": 100, "batch_size": 64, "games_per_epoch": 64, "simulations": 48,
+             "temp_moves": 4, "arena_games": 20, "selfplay_tasks": 4, "eval_games": 100,
+             "eval_simulations": 48, "eval_minimax": True, "lr": 2e-3}
+CONNECT4 = {"steps_per_epoch": 100, "batch_size": 64, "games_per_epoch": 32, "simulations": 48,
+            "temp_moves": 8, "arena_games": 0, "selfplay_tasks": 4, "eval_games": 0,
+            "eval_simulations": 48, "channels": 32, "blocks": 2, "buffer_size": 30_000, "lr": 2e-3}
+
+
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+def _trainer(game: str, overrides: dict, seed: int) -> AlphaTrainer:
+    hparams, problems = validate_hparams(AlphaTrainer.hyperparameters, overrides)
+    if problems:
+        raise SystemExit("\n".join(problems))
+    return AlphaTrainer(hparams, load_dataset(game), Resources(), seed)
+
+
+def _epoch(trainer: AlphaTrainer, ctx: StepContext) -> dict:
+    metrics: dict = {}
+    for _ in range(trainer.steps_per_epoch):
+        metrics.update(trainer.train_step(ctx))
+    metrics.update(trainer.on_epoch_end(ctx))
+    return metrics
+
+
+def _fmt(metrics: dict, keys: tuple[str, ...]) -> str:
+    return " ".join(f"{k.split('/')[-1]}={metrics[k]:.3f}" for k in keys if k in metrics)
+
+
+def bench_tictactoe(ctx: StepContext, minutes: float, seed: int) -> None:
+    trainer = _trainer("tictactoe", TICTACTOE, seed)
+    start = time.perf_counter()
+    print(f"tic-tac-toe, settings {TICTACTOE}")
+    print("untrained:", _fmt(trainer.evaluate(), ("eval/loss_rate_vs_random", "eval/draw_rate_vs_minimax")))
+    epoch, met = 0, False
+    while time.perf_counter() - start < minutes * 60:
+        epoch += 1
+        train = _epoch(trainer, ctx)
+        result = trainer.evaluate()
+        elapsed = time.perf_counter() - start
+        met = result["eval/loss_rate_vs_random"] == 0.0 and result["eval/draw_rate_vs_minimax"] == 1.0
+        print(f"epoch {epoch:3d} {elapsed:6.0f}s", _fmt(train, ("train/loss", "train/arena_score",
+                                                              "train/selfplay_draw_rate")),
+              "|", _fmt(result, ("eval/win_rate_vs_random", "eval/loss_rate_vs_random",
+                                 "eval/draw_rate_vs_minimax", "eval/loss_rate_vs_minimax")), flush=True)
+        if met:
+            break
+    verdict = "MET" if met else "NOT MET"
+    print(f"tic-tac-toe bar {verdict} after {epoch} epochs, {time.perf_counter() - start:.0f}s of training")
+    # The same evaluation as counts per colour, so the figures can be checked by hand.
+    game, agent = trainer.game, trainer.best_player()
+    opponent = RandomPlayer(game, np.random.default_rng(seed + 1))
+    for name, (first, second) in (("random", match(game, agent, opponent, TICTACTOE["eval_games"])),
+                                  ("all optimal minimax lines", minimax_all_lines(game, agent))):
+        for colour, rec in (("first", first), ("second", second)):
+            print(f"  vs {name}, agent moves {colour}: {rec.games} games, "
+                  f"{rec.wins} won, {rec.draws} drawn, {rec.losses} lost")
+
+
+def bench_connect4(ctx: StepContext, minutes: float, seed: int, eval_games: int) -> None:
+    trainer = _trainer("connect4", CONNECT4, seed)
+    trainer.set_hparam("eval_games", eval_games)
+    print(f"connect four, settings {CONNECT4}, {minutes} min budget, {eval_games} eval games per colour")
+    untrained = trainer.evaluate()
+    print("untrained:", _fmt(untrained, ("eval/win_rate_vs_random", "eval/win_rate_vs_lookahead")), flush=True)
+    trainer.set_hparam("eval_games", 0)
+    start, epoch = time.perf_counter(), 0
+    while time.perf_counter() - start < minutes * 60:
+        epoch += 1
+        train = _epoch(trainer, ctx)
+        print(f"epoch {epoch:3d} {time.perf_counter() - start:6.0f}s",
+              _fmt(train, ("train/loss", "train/policy_loss", "train/value_loss",
+                           "train/selfplay_first_player_win_rate")), flush=True)
+    trainer.set_hparam("eval_games", eval_games)
+    result = trainer.evaluate()
+    print(f"connect four after {epoch} epochs, {time.perf_counter() - start:.0f}s:",
+          _fmt(result, ("eval/win_rate_vs_random", "eval/loss_rate_vs_random",
+                        "eval/win_rate_vs_lookahead", "eval/draw_rate_vs_lookahead",
+                        "eval/loss_rate_vs_lookahead")))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--game", choices=("tictactoe", "connect4", "both"), default="both")
+    parser.add_argument("--minutes", type=float, default=15.0, help="tic-tac-toe budget")
+    parser.add_argument("--c4-minutes", type=float, default=10.0, help="Connect Four budget")
+    parser.add_argument("--c4-eval-games", type=int, default=50, help="Connect Four games per colour")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    with cf.ProcessPoolExecutor(args.workers, initializer=_one_thread) as pool:
+        ctx = StepContext(parallel_map=lambda fn, items: list(pool.map(fn, items)))
+        if args.game in ("tictactoe", "both"):
+            bench_tictactoe(ctx, args.minutes, args.seed)
+        if args.game in ("connect4", "both"):
+            bench_connect4(ctx, args.c4_minutes, args.seed, args.c4_eval_games)
+
+
+if __name__ == "__main__":
+    main()
