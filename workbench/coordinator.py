@@ -180,8 +180,7 @@ class Coordinator:
     # -- delivery ---------------------------------------------------------------------------
     def _send(self, m: _Model, command: tuple) -> None:
         try:
-            self.client.run(_worker.deliver, self.run_id, m.spec.instance, command, workers=[m.worker],
-                            wait=False)
+            self.client.run(_worker.deliver, self.run_id, m.spec.instance, command, workers=[m.worker])
         except Exception:  # the worker may be gone; the coordinator's copy still applies next segment
             log.debug("could not deliver %s to %s", command, m.spec.instance, exc_info=True)
 
@@ -389,7 +388,6 @@ class Coordinator:
             self._recover(m, exc)
             return
         m.step = result["step"]
-        m.hparams.update({k: v for k, v in result["hparams"].items() if k in m.hparams})
         status = result["status"]
         if status == "done":
             self._epoch_done(m, result)

@@ -114,8 +114,7 @@ class Run(RunRecord):
                 self._store.flush()
             finally:
                 self._store.close()
-                if self._owns_cluster:
-                    self._cluster.close()
+                self._cluster.close()  # our client always; the cluster only when we started it
                 self._done.set()
 
     def wait(self, timeout: float | None = None) -> RunState:
@@ -351,7 +350,9 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
 
     record = open_run(run_id, runs_dir_)
     if isinstance(record, Run):
-        raise WorkbenchError(f"run {run_id} is still running in this process")
+        if not record.done:
+            raise WorkbenchError(f"run {run_id} is still running in this process; stop it first")
+        record = RunRecord(record.dir)
     stored = record.preset
     name = stored.pop("name", "resumed")
     hp_changes: dict[tuple[str, str], Any] = {}

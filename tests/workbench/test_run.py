@@ -1,0 +1,160 @@
+"""The engine end to end against a real Dask scheduler (in-process workers, so models
+defined here exist on the workers too)."""
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+import torch
+
+import workbench as wb
+from workbench import HParam, Trainer, register_model
+from workbench.checkpoint import DiskSaver
+
+pytestmark = pytest.mark.slow
+
+
+@register_model("test_regressor")
+class Regressor(Trainer):
+    """Linear regression by SGD on a fixed problem; diverges (NaN) when lr is too high."""
+
+    accepts = ("images",)
+    hyperparameters = {"lr": HParam(float, 0.05, low=1e-6, high=100.0, log=True, live=True),
+                       "steps": HParam(int, 20, low=1, high=10_000),
+                       "batch_size": HParam(int, 32, low=1, high=4096),
+                       "crash": HParam(bool, False)}
+    metrics = ("train/loss", "eval/loss")
+
+    def __init__(self, hparams, data, resources, seed):
+        super().__init__(hparams, data, resources, seed)
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(256, 8, generator=g)
+        self.y = self.x @ torch.arange(1.0, 9.0)
+        self.w = torch.zeros(8)
+
+    @property
+    def steps_per_epoch(self):
+        return self.hparams["steps"]
+
+    def train_step(self, ctx):
+        if self.hparams["crash"]:
+            raise RuntimeError("this model always crashes")
+        grad = 2 * self.x.T @ (self.x @ self.w - self.y) / len(self.x)
+        self.w = self.w - self.hparams["lr"] * grad
+        loss = float(((self.x @ self.w - self.y) ** 2).mean())
+        return {"train/loss": loss if math.isfinite(loss) and loss < 1e12 else float("nan")}
+
+    def evaluate(self):
+        return {"eval/loss": float(((self.x @ self.w - self.y) ** 2).mean())}
+
+    def state_dict(self):
+        return {"w": self.w.clone(), "hparams": dict(self.hparams)}
+
+    def load_state_dict(self, state):
+        self.w = state["w"].clone()
+        self.hparams.update(state["hparams"])
+
+
+def _preset(**extra):
+    base = {"datasets": ["digits"], "target_models": ["test_regressor"], "epochs": 3, "checkpoint_interval": 1,
+            "enable_collaborative_training": False}
+    base.update(extra)
+    return base
+
+
+def test_digits_mutual_run_end_to_end(runs_dir, inprocess_scheduler):
+    run = wb.start_run("digits_mutual", {"epochs": 2}, scheduler=inprocess_scheduler)
+    assert run.wait(timeout=300) == wb.RunState.FINISHED
+    metrics = run.metrics()
+    final = metrics[(metrics["name"] == "eval/test_accuracy") & (metrics["epoch"] == 2)]
+    assert set(final["model"]) == {"digits_mlp@digits", "digits_cnn@digits"}
+    assert (final["value"] > 0.5).all()
+    assert (metrics["name"] == "train/loss").sum() >= 2 * 2 * 30  # streamed step metrics
+    kinds = set(run.events()["kind"])
+    assert {"started", "segment", "checkpoint", "knowledge", "knowledge_used", "finished"} <= kinds
+    saver = DiskSaver(run.dir / "checkpoints")
+    assert saver.epochs("digits_mlp@digits") == [2]
+    for name in ("preset.json", "environment.json", "store.sqlite"):
+        assert (run.dir / name).exists()
+    paths = run.report()
+    assert paths["report.html"].stat().st_size > 10_000 and (run.dir / "report" / "summary.csv").exists()
+
+
+def test_live_change_is_applied_pinned_and_recorded(runs_dir, inprocess_scheduler):
+    run = wb.start_run("digits_mutual", {"epochs": 4, "models.digits_mlp.hyperparameters.batch_size": 8},
+                       scheduler=inprocess_scheduler)
+    deadline = time.time() + 120
+    while run.snapshot().models["digits_mlp@digits"].state != wb.ModelState.RUNNING and time.time() < deadline:
+        time.sleep(0.05)
+    command = run.set_hparam("digits_mlp@digits", "lr", 0.0123)
+    with pytest.raises(wb.WorkbenchError, match="'hidden' is not a live hyperparameter"):
+        run.set_hparam("digits_mlp@digits", "hidden", 3)
+    with pytest.raises(wb.WorkbenchError, match="must be <= 1.0"):
+        run.set_hparam("digits_mlp@digits", "lr", 5.0)
+    assert run.wait(timeout=300) == wb.RunState.FINISHED
+    events = run.events(kind="hparam")
+    payload = events[events["model"] == "digits_mlp@digits"]["payload"].iloc[0]
+    assert payload["new"] == 0.0123 and payload["source"] == "user" and payload["pinned"] and payload["id"] == command
+    models = run.models().set_index("model")
+    assert models.loc["digits_mlp@digits", "hparams"]["lr"] == 0.0123
+    assert models.loc["digits_mlp@digits", "pinned"] == ["lr"]
+
+
+def test_nonfinite_loss_rolls_back_with_lower_lr(runs_dir, inprocess_scheduler):
+    path = runs_dir.parent / "p.json"
+    import json
+
+    path.write_text(json.dumps({"diverge": {**_preset(), "description": "d", "batch_size": 8,
+                                            "models": {"test_regressor": {"hyperparameters": {"lr": 2.0}}}}}))
+    run = wb.start_run(str(path), scheduler=inprocess_scheduler)
+    assert run.wait(timeout=120) == wb.RunState.FINISHED
+    rollbacks = run.events(kind="rollback")
+    assert len(rollbacks) >= 1
+    assert rollbacks["payload"].iloc[0]["new_lr"] == pytest.approx(rollbacks["payload"].iloc[0]["old_lr"] / 2)
+    final_lr = run.models().set_index("model").loc["test_regressor@digits", "hparams"]["lr"]
+    assert final_lr <= 0.5
+    assert run.metrics(name="eval/loss")["value"].iloc[-1] < 1.0
+
+
+def test_a_model_that_keeps_failing_is_marked_failed_and_others_go_on(runs_dir, inprocess_scheduler):
+    import json
+
+    path = runs_dir.parent / "crash.json"
+    path.write_text(json.dumps({"crash": {**_preset(target_models=["test_regressor", "digits_mlp"]),
+                                          "description": "c", "batch_size": 32, "max_failures": 2,
+                                          "models": {"test_regressor": {"hyperparameters": {"crash": True}}}}}))
+    run = wb.start_run(str(path), scheduler=inprocess_scheduler)
+    assert run.wait(timeout=300) == wb.RunState.FINISHED
+    states = run.models().set_index("model")["state"].to_dict()
+    assert states == {"test_regressor@digits": "failed", "digits_mlp@digits": "finished"}
+    assert (run.dir / "logs" / "test_regressor@digits.log").read_text().count("always crashes") >= 2
+
+
+def test_pause_resume_stop_and_resume_run(runs_dir, inprocess_scheduler):
+    run = wb.start_run("digits_mutual", {"epochs": 30, "enable_collaborative_training": False,
+                                         "checkpoint_interval": 1}, scheduler=inprocess_scheduler)
+    deadline = time.time() + 120
+    while run.snapshot().models["digits_cnn@digits"].epoch < 1 and time.time() < deadline:
+        time.sleep(0.05)
+    run.pause("digits_cnn@digits")
+    time.sleep(1.0)
+    paused_at = run.snapshot().models["digits_cnn@digits"]
+    assert paused_at.state == wb.ModelState.PAUSED
+    time.sleep(1.0)
+    assert run.snapshot().models["digits_cnn@digits"].step == paused_at.step  # it really stopped training
+    run.resume_model("digits_cnn@digits")
+    while run.snapshot().models["digits_cnn@digits"].epoch < paused_at.epoch + 1 and time.time() < deadline:
+        time.sleep(0.05)
+    run.stop()
+    assert run.wait(timeout=120) == wb.RunState.STOPPED
+    stopped_epochs = run.models().set_index("model")["epoch"].to_dict()
+    assert all(e < 30 for e in stopped_epochs.values())
+    resumed = wb.resume_run(run.id, overrides={"epochs": 3 + max(stopped_epochs.values()),
+                                               "models.digits_mlp.hyperparameters.lr": 0.002},
+                            scheduler=inprocess_scheduler)
+    assert resumed.wait(timeout=300) == wb.RunState.FINISHED
+    kinds = resumed.events()["kind"].tolist()
+    assert "resumed" in kinds and "paused" in kinds and "resumed_model" in kinds
+    hp = resumed.events(kind="hparam")
+    assert any(p["new"] == 0.002 and p["source"] == "user" for p in hp["payload"])
