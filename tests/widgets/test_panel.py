@@ -1,0 +1,103 @@
+"""The whole panel against real runs (in-process Dask workers): buttons clicked and
+sliders moved from code, and the engine's store checked for what they did."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import workbench as wb
+from widgets import ControlPanel
+
+pytestmark = pytest.mark.slow
+
+MLP, CNN = "digits_mlp@digits", "digits_cnn@digits"
+
+
+def _until(condition, timeout=120.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _kinds(run, kind):
+    return [p for p in wb.open_run(run.id, run.dir.parent).events(kind)["payload"]]
+
+
+def test_panel_starts_steers_and_shows_results(tmp_path, inprocess_scheduler):
+    panel = ControlPanel(preset="digits_mutual", overrides={"epochs": 3}, runs_dir=tmp_path,
+                         scheduler=inprocess_scheduler, chart_interval=0.3)
+    assert panel.presets.logic.overrides() == {"epochs": 3}
+    panel.progress.start_button.click()
+    run = panel.run
+    assert isinstance(run, wb.Run) and panel.tabs.selected_index == 1
+    assert set(panel.tuning.logic.schemas) == {MLP, CNN}
+    slider = panel.tuning.controls[(MLP, "lr")]
+    assert type(slider).__name__ == "FloatLogSlider" and not slider.disabled
+
+    slider.value = 0.01  # as if dragged by hand
+    assert "pinned" in panel.tuning.pins[(MLP, "lr")].value
+    assert not panel.tuning.release_buttons[(MLP, "lr")].disabled
+    _until(lambda: any(p["name"] == "lr" for p in _kinds(run, "hparam")), what="the hparam event")
+
+    panel.progress.widgets[CNN]["toggle"].click()  # pause the CNN
+    _until(lambda: _kinds(run, "paused"), what="the pause")
+    _until(lambda: panel.progress.logic.models[CNN]["state"] == "paused", 10, "the paused row")
+    assert panel.progress.widgets[CNN]["toggle"].description == "Resume"
+    panel.progress.widgets[CNN]["toggle"].click()
+    _until(lambda: _kinds(run, "resumed_model"), what="the resume")
+    panel.tuning.release_buttons[(MLP, "lr")].click()
+    assert panel.tuning.pins[(MLP, "lr")].value == ""
+
+    assert run.wait(300) == wb.RunState.FINISHED
+    _until(lambda: panel.results.logic.charts, 60, "the results")
+    change = next(p for p in _kinds(run, "hparam") if p["name"] == "lr")
+    assert change["source"] == "user" and change["new"] == pytest.approx(0.01) and change["pinned"]
+    # It reached the trainer: mid-segment (an hparam_applied event), or with the next segment.
+    models = wb.open_run(run.id, tmp_path).models().set_index("model")
+    assert (any(p.get("id") == change["id"] for p in _kinds(run, "hparam_applied"))
+            or models.loc[MLP, "hparams"]["lr"] == pytest.approx(0.01))
+    assert [p["name"] for p in _kinds(run, "release")] == ["lr"]
+    assert _kinds(run, "paused")[0]["epoch"] < 3
+    assert panel.tabs.selected_index == 2
+    assert {m["state"] for m in panel.progress.logic.models.values()} == {"finished"}
+    assert panel.charts.logic.renders >= 1 and panel.charts.image.value[:4] == b"\x89PNG"
+    assert "eval/accuracy" in panel.results.logic.charts and "digits_cnn@digits" in panel.results.logic.table_html
+    assert (run.dir / "report" / "report.html").exists()
+    assert panel.tuning.controls[(MLP, "lr")].disabled  # a finished run is not steerable
+
+    # A controller's change shows up in the controls without being sent back as a user change.
+    before = len(_kinds(run, "hparam"))
+    panel.tuning.logic.on_message({"type": "event", "model": CNN, "kind": "hparam", "payload": {
+        "name": "lr", "old": 0.003, "new": 0.0015, "source": "controller", "epoch": 3, "pinned": False}})
+    assert panel.tuning.controls[(CNN, "lr")].value == pytest.approx(0.0015)
+    assert "controller" in panel.tuning.change_log.value
+    assert len(_kinds(run, "hparam")) == before
+
+    # Attaching by id from a fresh panel reads the finished run back.
+    other = ControlPanel(preset="digits_mutual", runs_dir=tmp_path)
+    other.attach_id.value = run.id
+    other.attach_button.click()
+    assert other.run.id == run.id and other.results.logic.charts.keys() == panel.results.logic.charts.keys()
+
+
+def test_stop_all_then_resume_the_past_run(tmp_path, inprocess_scheduler):
+    panel = ControlPanel(preset="digits_mutual", overrides={"epochs": 3, "checkpoint_interval": 1},
+                         runs_dir=tmp_path, scheduler=inprocess_scheduler, chart_interval=0.3)
+    run = panel.start()
+    _until(lambda: len(_kinds(run, "checkpoint")) >= 2, what="the first checkpoints")
+    panel.progress.stop_button.click()
+    assert run.wait(120) == wb.RunState.STOPPED
+    _until(lambda: panel.progress.logic.run_state == "stopped", 10, "the stopped state")
+    panel.progress.refresh_past_button.click()
+    assert run.id in panel.progress.past.options
+    panel.progress.past.value = run.id
+    panel.progress.resume_run_button.click()
+    resumed = panel.run
+    assert isinstance(resumed, wb.Run) and resumed is not run and resumed.id == run.id
+    assert resumed.wait(300) == wb.RunState.FINISHED
+    assert _kinds(resumed, "resumed")
+    _until(lambda: {m["epoch"] for m in panel.progress.logic.models.values()} == {3}, 30, "all epochs")

@@ -1,0 +1,98 @@
+"""Live charts: every model's chosen metric on shared axes, redrawn in place.
+
+The figure is rendered to a PNG (matplotlib's ``Figure``, no pyplot: safe from the
+engine's threads) and put into one :class:`ipywidgets.Image`, so the output never grows
+and nothing flickers; redraws go through a :class:`~widgets._binding.Throttle` (at most
+one per ``interval`` seconds) however fast the engine reports.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as w
+import traitlets as t
+
+from ._binding import Throttle
+
+__all__ = ["ChartsLogic", "LiveChart", "render_png"]
+
+
+def render_png(metrics: Any, name: str, smoothing: int = 1) -> bytes:
+    """The report's chart of ``name`` (every model on shared axes) as PNG bytes."""
+    from workbench.report import metric_figure
+
+    fig = metric_figure(metrics, name, smoothing=smoothing)
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+class ChartsLogic(t.HasTraits):
+    run = t.Any(None, allow_none=True)
+    metric = t.Unicode("")
+    smoothing = t.Int(1, min=1)
+    available = t.List(t.Unicode())
+    png = t.Bytes(b"")
+    renders = t.Int(0)  # how many times the chart was drawn
+
+    def __init__(self, interval: float = 1.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.throttle = Throttle(self.render, interval)
+        self.observe(lambda _: self.throttle(), ["metric", "smoothing"])
+
+    def bind(self, run: Any) -> None:
+        self.run = run
+        self.throttle.flush()
+
+    def on_message(self, message: Mapping[str, Any]) -> None:
+        """Epoch ends redraw; step batches redraw only for a per-step metric."""
+        kind = message.get("type")
+        if kind == "epoch" or (kind == "metrics" and not self.metric.startswith("eval/")):
+            self.throttle()
+
+    def render(self) -> None:
+        from workbench.report import chart_metrics
+
+        if self.run is None:
+            return
+        try:
+            metrics = self.run.metrics()
+        except Exception:  # the store of a run made elsewhere may be mid-creation
+            return
+        if metrics.empty:
+            return
+        names = chart_metrics(metrics)
+        extra = sorted(n for n in metrics["name"].unique() if n.startswith("train/") and n not in names)
+        available = names + extra
+        if available != self.available:
+            self.available = available
+        if self.metric not in available:
+            preferred = [n for n in ("eval/accuracy", "train/loss_epoch") if n in available]
+            self.metric = (preferred or available)[0]  # observing "metric" schedules a redraw
+        self.png = render_png(metrics, self.metric, self.smoothing)
+        self.renders += 1
+
+
+class LiveChart(w.VBox):
+    def __init__(self, logic: ChartsLogic | None = None, **kwargs: Any):
+        self.logic = logic or ChartsLogic()
+        self.metric = w.Dropdown(description="metric", options=self.logic.available)
+        self.smoothing = w.IntSlider(value=self.logic.smoothing, min=1, max=10, description="smoothing",
+                                     continuous_update=False)
+        self.image = w.Image(format="png", layout=w.Layout(max_width="720px"))
+        super().__init__([w.HBox([self.metric, self.smoothing]), self.image], **kwargs)
+        self.metric.observe(lambda change: self.on_metric(change["new"]), "value")
+        self.smoothing.observe(lambda change: self.on_smoothing(change["new"]), "value")
+        self.logic.observe(lambda change: setattr(self.metric, "options", change["new"]), "available")
+        self.logic.observe(lambda change: setattr(self.metric, "value", change["new"] or None), "metric")
+        self.logic.observe(lambda change: setattr(self.image, "value", change["new"]), "png")
+
+    def on_metric(self, name: str | None) -> None:
+        if name:
+            self.logic.metric = name
+
+    def on_smoothing(self, window: int) -> None:
+        self.logic.smoothing = window

@@ -1,0 +1,193 @@
+"""Progress: per model a bar, epoch, throughput, ETA, state and last error; start,
+pause/resume per model, stop all, and resume a past run from its checkpoints."""
+from __future__ import annotations
+
+import html
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as w
+import traitlets as t
+
+from ._binding import is_live, snapshot_models
+
+__all__ = ["ProgressLogic", "Progress", "format_eta", "format_rate"]
+
+_STATE_COLOURS = {"running": "#27a", "paused": "#c80", "failed": "#c22", "finished": "#2a7", "stopped": "#777",
+                  "pending": "#999"}
+
+
+def format_eta(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def format_rate(steps_per_s: float | None) -> str:
+    return f"{steps_per_s:.1f} steps/s" if steps_per_s else ""
+
+
+class ProgressLogic(t.HasTraits):
+    run = t.Any(None, allow_none=True)
+    run_state = t.Unicode("")
+    models = t.Dict()  # instance -> {state, epoch, total_epochs, progress, steps_per_s, eta_s, last_error}
+    past_runs = t.List()  # ids of runs in runs_dir that are not finished: candidates for resume
+    runs_dir = t.Unicode("")
+    error = t.Unicode("")
+
+    def __init__(self, starter: Callable[[], Any] | None = None, runs_dir: str | None = None,
+                 scheduler: str | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.scheduler = scheduler
+        self.starter = starter  # returns a new Run (the panel builds it from presets + resources)
+        self.on_run: list[Callable[[Any], None]] = []  # told of every run started or resumed here
+        self.runs_dir = str(runs_dir or "")
+
+    def bind(self, run: Any) -> None:
+        self.run = run
+        self.refresh()
+
+    def refresh(self) -> None:
+        if self.run is None:
+            return
+        models = {}
+        for name, snap in snapshot_models(self.run).items():
+            models[name] = {"state": snap.state.value, "epoch": snap.epoch, "total_epochs": snap.total_epochs,
+                            "progress": snap.progress, "steps_per_s": snap.steps_per_s,
+                            "eta_s": None if snap.state.is_finished() else snap.eta_s, "last_error": snap.last_error}
+        self.models = models
+        try:
+            self.run_state = self.run.state.value
+        except Exception:  # the store of a run made elsewhere may be mid-creation
+            self.run_state = "unknown"
+
+    # -- behaviour ---------------------------------------------------------------------------
+    def _steerable(self) -> bool:
+        if not is_live(self.run):
+            self.error = "no run of this kernel is going: nothing to steer"
+            return False
+        self.error = ""
+        return True
+
+    def on_start(self) -> Any:
+        from workbench import WorkbenchError
+
+        if self.starter is None:
+            self.error = "nothing to start: this panel was given no preset"
+            return None
+        try:
+            run = self.starter()
+        except WorkbenchError as exc:
+            self.error = str(exc)
+            return None
+        self._started(run)
+        return run
+
+    def on_pause(self, instance: str | None = None) -> None:
+        if self._steerable():
+            self.run.pause(instance)
+
+    def on_resume(self, instance: str | None = None) -> None:
+        if self._steerable():
+            self.run.resume_model(instance)
+
+    def on_stop(self) -> None:
+        if self._steerable():
+            self.run.stop()
+
+    def list_past(self) -> list[str]:
+        from workbench import list_runs
+
+        frame = list_runs(self.runs_dir or None)
+        live = {self.run.id} if is_live(self.run) else set()
+        ids = [r for r, s in zip(frame["run"], frame["state"]) if s in ("stopped", "failed", "running")
+               and r not in live] if not frame.empty else []
+        self.past_runs = ids
+        return ids
+
+    def on_resume_run(self, run_id: str) -> Any:
+        """Continue a stopped (or crashed) run from its checkpoints, in this kernel."""
+        from workbench import WorkbenchError, resume_run
+
+        try:
+            run = resume_run(run_id, self.runs_dir or None, scheduler=self.scheduler)
+        except WorkbenchError as exc:
+            self.error = str(exc)
+            return None
+        self._started(run)
+        return run
+
+    def _started(self, run: Any) -> None:
+        self.error = ""
+        self.bind(run)
+        for callback in list(self.on_run):
+            callback(run)
+
+
+class Progress(w.VBox):
+    def __init__(self, logic: ProgressLogic | None = None, **kwargs: Any):
+        self.logic = logic or ProgressLogic()
+        self.title = w.HTML()
+        self.start_button = w.Button(description="Start", icon="play", button_style="success")
+        self.stop_button = w.Button(description="Stop all", icon="stop", button_style="danger")
+        self.rows = w.VBox()
+        self.message = w.HTML()
+        self.past = w.Dropdown(description="past run", options=[], layout=w.Layout(width="460px"))
+        self.refresh_past_button = w.Button(description="", icon="refresh", layout=w.Layout(width="40px"))
+        self.resume_run_button = w.Button(description="Resume run", icon="repeat")
+        self.widgets: dict[str, dict[str, w.Widget]] = {}
+        super().__init__([w.HBox([self.start_button, self.stop_button, self.title]), self.rows, self.message,
+                          w.HBox([self.past, self.refresh_past_button, self.resume_run_button])], **kwargs)
+        self.start_button.on_click(lambda _: self.logic.on_start())
+        self.stop_button.on_click(lambda _: self.logic.on_stop())
+        self.refresh_past_button.on_click(lambda _: self.logic.list_past())
+        self.resume_run_button.on_click(lambda _: self.past.value and self.logic.on_resume_run(self.past.value))
+        self.logic.observe(lambda _: self._show(), ["models", "run_state", "error"])
+        self.logic.observe(lambda change: setattr(self.past, "options", change["new"]), "past_runs")
+        self._show()
+
+    def on_toggle(self, instance: str) -> None:
+        if self.logic.models.get(instance, {}).get("state") == "paused":
+            self.logic.on_resume(instance)
+        else:
+            self.logic.on_pause(instance)
+
+    def _row(self, instance: str) -> dict[str, w.Widget]:
+        row = {"bar": w.FloatProgress(min=0.0, max=1.0, layout=w.Layout(width="200px")),
+               "epoch": w.Label(layout=w.Layout(width="80px")), "rate": w.Label(layout=w.Layout(width="110px")),
+               "eta": w.Label(layout=w.Layout(width="70px")), "state": w.HTML(layout=w.Layout(width="80px")),
+               "toggle": w.Button(description="Pause", icon="pause", layout=w.Layout(width="100px")),
+               "error": w.HTML()}
+        row["toggle"].on_click(lambda _: self.on_toggle(instance))
+        row["box"] = w.HBox([w.Label(instance, layout=w.Layout(width="230px")), row["bar"], row["epoch"],
+                             row["rate"], row["eta"], row["state"], row["toggle"], row["error"]])
+        return row
+
+    def _show(self) -> None:
+        logic = self.logic
+        if set(logic.models) != set(self.widgets):
+            self.widgets = {name: self._row(name) for name in logic.models}
+            self.rows.children = [r["box"] for r in self.widgets.values()]
+        live = is_live(logic.run)
+        for name, m in logic.models.items():
+            r = self.widgets[name]
+            r["bar"].value = m["progress"]
+            r["bar"].bar_style = {"failed": "danger", "finished": "success", "paused": "warning"}.get(m["state"], "")
+            r["epoch"].value = f"epoch {m['epoch']}/{m['total_epochs']}"
+            r["rate"].value = format_rate(m["steps_per_s"])
+            r["eta"].value = format_eta(m["eta_s"])
+            r["state"].value = f"<span style='color:{_STATE_COLOURS.get(m['state'], '#000')}'>{m['state']}</span>"
+            paused = m["state"] == "paused"
+            r["toggle"].description, r["toggle"].icon = ("Resume", "play") if paused else ("Pause", "pause")
+            r["toggle"].disabled = not live or m["state"] not in ("running", "paused")
+            r["error"].value = (f"<span style='color:#c22'>{html.escape(m['last_error'])}</span>"
+                                if m["last_error"] else "")
+        run = logic.run
+        self.title.value = (f"run <code>{html.escape(run.id)}</code>: {logic.run_state}" if run is not None
+                            else "<i>no run yet</i>")
+        self.stop_button.disabled = not live
+        self.start_button.disabled = live or logic.starter is None
+        self.message.value = f"<span style='color:#c22'>{html.escape(logic.error)}</span>" if logic.error else ""
