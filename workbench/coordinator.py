@@ -295,6 +295,8 @@ class Coordinator:
         for name, m in self.models.items():
             if m.state == ModelState.RUNNING and m.completed >= m.spec.epochs:
                 m.state = ModelState.FINISHED
+            if m.completed > 0:  # resumed: peers need what it exported after that epoch
+                self._export(m)
         self._event(None, "resumed" if self._resume else "started",
                     {"models": list(self.models), "controllers": list(self.controllers),
                      "from_epoch": {n: m.completed for n, m in self.models.items()}})
@@ -437,14 +439,7 @@ class Coordinator:
                 callback({"type": "epoch", "model": name, "epoch": e, "metrics": values})
             except Exception:
                 log.exception("epoch subscriber failed")
-        deps = []
-        if self.collab and any(p for p in self.models.values() if p is not m and m in self._peers(p)):
-            fut = self.client.submit(_worker.export, self.run_id, name, workers=[m.worker],
-                                     allow_other_workers=False, pure=False)
-            m.exports[e] = fut
-            for old in [k for k in m.exports if k < e - 1]:
-                del m.exports[old]
-            deps.append(fut)
+        deps = [fut] if (fut := self._export(m)) is not None else []
         if should_checkpoint(e, self.interval, m.spec.epochs):
             fut = self.client.submit(_worker.state, self.run_id, name, workers=[m.worker],
                                      allow_other_workers=False, pure=False)
@@ -456,6 +451,18 @@ class Coordinator:
             m.state = ModelState.FINISHED
             self._event(name, "finished", {"epoch": e, "eval": m.last_eval})
         self.store.set_model(name, state=m.state.value, epoch=e, hparams=m.hparams, last_error=m.last_error)
+
+    def _export(self, m: _Model) -> Any:
+        """Ask for ``m``'s knowledge after its last completed epoch, if anyone consumes it."""
+        if not (self.collab and m.state != ModelState.FAILED
+                and any(p is not m and m in self._peers(p) for p in self.models.values())):
+            return None
+        fut = self.client.submit(_worker.export, self.run_id, m.spec.instance, workers=[m.worker],
+                                 allow_other_workers=False, pure=False)
+        m.exports[m.completed] = fut
+        for old in [k for k in m.exports if k < m.completed - 1]:
+            del m.exports[old]
+        return fut
 
     def _write_checkpoints(self, wait: bool = False) -> None:
         """Hand finished state futures to the writer thread (all of them when ``wait``)."""
@@ -509,6 +516,8 @@ class Coordinator:
             m.completed = epoch
             m.hparams.update(checkpoint.get("coordinator", {}).get("hparams", {}))
         self._build([m.spec.instance], {m.spec.instance: checkpoint} if checkpoint else {})
+        if m.completed > 0:
+            self._export(m)
         self._event(m.spec.instance, "restored", {"epoch": m.completed, "worker": m.worker})
 
     # -- the controller ---------------------------------------------------------------------

@@ -1,0 +1,126 @@
+"""The ``workbench`` command as a user runs it: real processes, a real local cluster."""
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from workbench.store import read_store
+
+
+def _cli(*args, runs_dir, timeout=600, **kw):
+    env = {**os.environ, "WORKBENCH_RUNS_DIR": str(runs_dir), "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, **kw)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset", "nope"], "unknown preset 'nope'"),
+    (["--preset", "quick", "--set", "epoch=3"], "unknown key 'epoch', did you mean 'epochs'?"),
+    (["--preset", "quick", "--set", "epochs=-3"], "presets.quick.epochs: must be > 0, got -3"),
+    (["--preset", "quick", "--set", "batch_size=\"big\""], "presets.quick.batch_size: must be an integer"),
+    (["--preset", "quick", "--set", "target_models=[\"digits_mpl\"]"], "did you mean 'digits_mlp'?"),
+    (["--preset", "quick", "--set", "datasets=[\"digit\"]"], "did you mean 'digits'?"),
+])
+def test_bad_input_is_one_clear_message_and_leaves_nothing(tmp_path, args, message):
+    runs = tmp_path / "runs"
+    result = _cli("run", *args, runs_dir=runs, timeout=120)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_presets_models_and_datasets_are_listed(tmp_path):
+    out = _cli("presets", runs_dir=tmp_path).stdout
+    assert "collaborative_training" in out and "quick" in out
+    assert '"epochs": 50' in _cli("presets", "show", "collaborative_training", runs_dir=tmp_path).stdout
+    assert "digits_mlp" in _cli("models", runs_dir=tmp_path).stdout
+    assert "digits" in _cli("datasets", runs_dir=tmp_path).stdout
+
+
+def _final_eval(run_dir):
+    metrics = read_store(run_dir / "store.sqlite").metrics()
+    evals = metrics[metrics["name"].str.startswith("eval/")]
+    last = evals[evals["epoch"] == evals.groupby("model")["epoch"].transform("max")]
+    return {(r.model, r.name): r.value for r in last.itertuples()}
+
+
+def _checkpoint_epochs(store_path):
+    try:
+        conn = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, timeout=5)
+        rows = conn.execute("SELECT model, payload FROM events WHERE kind='checkpoint'").fetchall()
+        conn.close()
+        return rows
+    except sqlite3.Error:
+        return []
+
+
+@pytest.mark.slow
+def test_sigkilled_run_resumes_to_the_same_final_metrics(tmp_path):
+    runs = tmp_path / "runs"
+    common = ["--preset", "digits_mutual", "--set", "epochs=4", "--set", "checkpoint_interval=2", "--quiet",
+              "--no-report"]
+    done = _cli("run", *common, "--run-id", "straight", runs_dir=runs)
+    assert done.returncode == 0, done.stderr
+    env = {**os.environ, "WORKBENCH_RUNS_DIR": str(runs)}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "run", *common, "--run-id", "killed"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    store = runs / "killed" / "store.sqlite"
+    deadline = time.time() + 300
+    while len(_checkpoint_epochs(store)) < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(_checkpoint_epochs(store)) >= 2, "the run ended before its first checkpoints"
+    resumed = _cli("resume", "killed", "--quiet", runs_dir=runs)
+    assert resumed.returncode == 0, resumed.stderr
+    assert _final_eval(runs / "killed") == _final_eval(runs / "straight")
+    events = read_store(store).events()
+    assert "resumed" in set(events["kind"])
+    assert (runs / "killed" / "report" / "report.html").exists()
+    status = _cli("status", "killed", runs_dir=runs).stdout
+    assert "finished" in status
+
+
+@pytest.mark.slow
+def test_existing_scheduler_with_two_worker_processes(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    bindir = os.path.dirname(sys.executable)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    procs = [subprocess.Popen([os.path.join(bindir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)]
+    try:
+        time.sleep(0.5)
+        for i in range(2):
+            procs.append(subprocess.Popen([os.path.join(bindir, "dask"), "worker", address, "--nthreads", "1",
+                                           "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True))
+        from distributed import Client
+
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+        result = _cli("run", "--preset", "digits_mutual", "--set", "epochs=2", "--scheduler", address, "--quiet",
+                      "--run-id", "remote", runs_dir=tmp_path / "runs")
+        assert result.returncode == 0, result.stderr
+        env_json = (tmp_path / "runs" / "remote" / "environment.json").read_text()
+        assert f"127.0.0.1:{port}" in env_json
+        final = _final_eval(tmp_path / "runs" / "remote")
+        assert final[("digits_mlp@digits", "eval/test_accuracy")] > 0.5
+    finally:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait(timeout=30)
