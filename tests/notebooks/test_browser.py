@@ -1,0 +1,153 @@
+"""A real browser: JupyterLab on 127.0.0.1 with a token, quickstart.ipynb run in headless
+Chromium (Debian's package driven by Playwright), a learning-rate slider dragged by the
+mouse, and the change found in the run's ``events``. Screenshots go to test-artifacts/
+(and the panel and result charts to docs/img/ for the README)."""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+def _skip_reason() -> str | None:
+    if not Path(CHROMIUM).exists():
+        return f"{CHROMIUM} is missing (apt-get install chromium)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "playwright (python) is not installed"
+    if shutil.which("jupyter-lab", path=str(Path(sys.executable).parent)) is None:
+        return "jupyterlab is not installed in this environment"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _user_lr_changes(runs: Path) -> list[dict]:
+    found = []
+    for store in runs.glob("*/store.sqlite"):
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("SELECT model, payload FROM events WHERE kind='hparam'").fetchall()
+        except sqlite3.OperationalError:  # the store is being created
+            rows = []
+        finally:
+            conn.close()
+        for model, payload in rows:
+            p = json.loads(payload)
+            if p.get("name") == "lr" and p.get("source") == "user":
+                found.append({"model": model, **p})
+    return found
+
+
+@pytest.fixture
+def lab(tmp_path):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    nb = json.loads((ROOT / "notebooks" / "quickstart.ipynb").read_text())
+    for cell in nb["cells"]:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            # Long enough that the run is still training when the slider moves.
+            cell["source"] = "".join(cell["source"]).replace("epochs = 4", "epochs = 40")
+    (tmp_path / "quickstart.ipynb").write_text(json.dumps(nb))
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+           "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+    log = open(tmp_path / "lab.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=None",
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}", token, tmp_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
+    from playwright.sync_api import sync_playwright
+
+    url, token, folder = lab
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(f"{url}/lab/tree/quickstart.ipynb?token={token}", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                                   "#jp-main-statusbar :text('Idle')", timeout=120_000)
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            # The panel renders, starts its run and switches to the Live tab with one box per model.
+            slider = page.locator(".widget-hslider:has(.widget-label:text-is('lr'))").first
+            slider.wait_for(state="visible", timeout=180_000)
+            page.wait_for_function("document.querySelectorAll('.widget-hslider .noUi-handle').length > 0")
+            handle = slider.locator(".noUi-handle").first
+            handle.scroll_into_view_if_needed()
+            box = handle.bounding_box()
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] / 2 + 60, box["y"] + box["height"] / 2, steps=8)
+            page.mouse.up()
+            deadline = time.monotonic() + 90
+            while not _user_lr_changes(folder / "runs"):
+                assert time.monotonic() < deadline, "the slider's change never reached the run's events"
+                time.sleep(0.5)
+            change = _user_lr_changes(folder / "runs")[0]
+            assert change["new"] > change["old"] and change["pinned"]
+            page.wait_for_selector(":text('📌 pinned')", timeout=30_000)
+            page.screenshot(path=str(ARTIFACTS / "quickstart_panel.png"), full_page=True)
+            # Stop all: the run ends and the Results tab shows the comparison charts.
+            page.get_by_role("button", name="Stop all").click()
+            page.wait_for_selector(":text('Summary (last evaluation of each model)')", timeout=180_000)
+            page.wait_for_timeout(1000)
+            page.screenshot(path=str(ARTIFACTS / "quickstart_results.png"), full_page=True)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "quickstart_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    docs = ROOT / "docs" / "img"
+    docs.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ARTIFACTS / "quickstart_panel.png", docs / "panel.png")
+    shutil.copy(ARTIFACTS / "quickstart_results.png", docs / "results.png")
