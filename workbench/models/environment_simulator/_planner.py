@@ -39,7 +39,8 @@ def _bounds_done(spec: EnvSpec, state: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def imagined_returns(model: ProbabilisticEnsemble, spec: EnvSpec, state: torch.Tensor,
                      actions: torch.Tensor, done_model: TerminationModel | None = None,
-                     termination: str = "learned") -> torch.Tensor:
+                     termination: str = "learned", temperature: float = 1.0,
+                     bounds_cost: float = 0.0) -> torch.Tensor:
     """Expected undiscounted return of each action sequence.
 
     ``state``: (state_dim,), ``actions``: (population, horizon, action_dim) with
@@ -58,9 +59,15 @@ def imagined_returns(model: ProbabilisticEnsemble, spec: EnvSpec, state: torch.T
             if termination == "known_bounds" or done_model is None:
                 p_done = _bounds_done(spec, s)
             else:
-                p_done = done_model.probability(s)
+                p_done = done_model.probability(s, temperature)
                 if termination == "learned+bounds":
                     p_done = torch.maximum(p_done, _bounds_done(spec, s))
+            if bounds_cost > 0:
+                # Known-safe shaping: a quadratic cost of closeness to the documented
+                # thresholds, so that among sequences that all survive the horizon the
+                # planner prefers the ones that leave the pole recoverable afterwards.
+                closeness = sum((s[..., i] / b) ** 2 for i, b in spec.state_bounds)
+                total -= bounds_cost * alive * closeness
             alive = alive * (1 - p_done)
     return total.transpose(0, 1).reshape(pop)
 
@@ -71,13 +78,14 @@ class CEMPlanner:
     def __init__(self, model: ProbabilisticEnsemble, spec: EnvSpec, done_model: TerminationModel | None = None,
                  horizon: int = 25,
                  population: int = 200, iterations: int = 3, elite_fraction: float = 0.1,
-                 termination: str = "learned", generator: torch.Generator | None = None):
+                 termination: str = "learned", temperature: float = 1.0, bounds_cost: float = 0.0,
+                 generator: torch.Generator | None = None):
         e = model.n_members
         self.model, self.spec, self.done_model = model, spec, done_model
         self.horizon, self.iterations = horizon, iterations
         self.population = max(e, (population // e) * e)
         self.n_elite = max(2, int(round(elite_fraction * self.population)))
-        self.termination = termination
+        self.termination, self.temperature, self.bounds_cost = termination, temperature, bounds_cost
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.reset()
 
@@ -107,7 +115,8 @@ class CEMPlanner:
         state = torch.as_tensor(obs, dtype=torch.float32)
         for _ in range(self.iterations):
             actions = self._sample()
-            returns = imagined_returns(self.model, self.spec, state, actions, self.done_model, self.termination)
+            returns = imagined_returns(self.model, self.spec, state, actions, self.done_model, self.termination,
+                                       self.temperature, self.bounds_cost)
             elite = actions[torch.topk(returns, self.n_elite).indices]
             if self.spec.discrete:
                 # Smoothed update keeps some exploration between iterations.

@@ -37,8 +37,14 @@ class TerminationModel(nn.Module):
         return self.linear(torch.cat([z, z * z], -1)).squeeze(-1)
 
     @torch.no_grad()
-    def probability(self, state: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(state))
+    def probability(self, state: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """``temperature > 1`` flattens the boundary into a hazard that grows toward it.
+
+        The planner uses that as a risk-averse termination model: with a sharp boundary
+        every sequence that survives the horizon scores the same, and MPC lets the pole
+        drift into states it cannot recover from just beyond the horizon.
+        """
+        return torch.sigmoid(self.logits(state) / temperature)
 
     def loss(self, next_states: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(self.logits(next_states), terminated)

@@ -53,6 +53,10 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         "plan_iterations": HParam(int, 3, low=1, high=20, live=True, help="1 = random shooting"),
         "termination": HParam(str, "learned", choices=TERMINATION_MODELS,
                               help="how imagined CartPole episodes end in the planner"),
+        "termination_temperature": HParam(float, 1.0, low=1.0, high=100.0, live=True,
+                                          help="planner's risk aversion: >1 softens the learned boundary"),
+        "bounds_cost": HParam(float, 0.0, low=0.0, high=100.0, live=True,
+                              help="CartPole planner: weight of a quadratic cost of nearing the env's thresholds"),
         "eval_episodes": HParam(int, 3, low=0, high=100, live=True,
                                 help="real episodes of the planner per evaluation (0 = skip)"),
         "eval_max_steps": HParam(int, 500, low=1, high=10_000, live=True),
@@ -105,7 +109,9 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
     def make_planner(self, generator: torch.Generator) -> CEMPlanner:
         hp = self.hparams
         return CEMPlanner(self.model, self.spec, self.done_model, hp["plan_horizon"], hp["plan_population"],
-                          hp["plan_iterations"], termination=hp["termination"], generator=generator)
+                          hp["plan_iterations"], termination=hp["termination"],
+                          temperature=hp["termination_temperature"], bounds_cost=hp["bounds_cost"],
+                          generator=generator)
 
     # -- training ----------------------------------------------------------------------
     @property
