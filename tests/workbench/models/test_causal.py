@@ -1,0 +1,152 @@
+"""Tests of the causal reasoning engine: SEMs, DAG read-out, effects, trainer contract."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from workbench.data.catalog import Dataset
+from workbench.models.causal import (CausalReasoningEngine, StructuralEquations, graph_metrics, is_dag,
+                                     sem_dataset, to_dag)
+from workbench.registry import get_model
+from workbench.trainer import Resources, StepContext, validate_hparams
+
+torch.set_num_threads(1)
+
+FAST = {"stage_iters": 1500, "iters_per_step": 250, "fit_epochs": 3, "lr": 3e-3}
+
+
+def make(data: Dataset, seed: int = 0, **overrides) -> CausalReasoningEngine:
+    hp, problems = validate_hparams(CausalReasoningEngine.hyperparameters, overrides)
+    assert not problems
+    return CausalReasoningEngine(hp, data, Resources(), seed)
+
+
+def run_epochs(t: CausalReasoningEngine, epochs: int) -> list[dict[str, float]]:
+    ctx, history = StepContext(), []
+    for _ in range(epochs):
+        for _ in range(t.steps_per_epoch):
+            m = t.train_step(ctx)
+            assert np.isfinite(m["train/loss"])
+        history.append(dict(t.evaluate()))
+    return history
+
+
+@pytest.fixture(scope="module")
+def small_linear() -> Dataset:
+    return sem_dataset("sem_small", "linear", seed=3, d=8, n=500, n_mc=200)
+
+
+def test_registered_and_sem_dataset_has_truth(small_linear):
+    assert get_model("causal_reasoning_engine") is CausalReasoningEngine
+    assert list(small_linear.frame.columns) == [f"x{j}" for j in range(8)]
+    adj = np.array(small_linear.meta["adjacency"])
+    w = np.array(small_linear.meta["weights"])
+    assert is_dag(adj) and adj.sum() > 4 and np.all((w != 0) == (adj != 0))
+    assert small_linear.meta["effect_queries"], "the dataset should carry interventional truth"
+
+
+def test_to_dag_breaks_cycles_at_the_weakest_edge():
+    w = np.zeros((4, 4))
+    w[0, 1], w[1, 2], w[2, 0], w[2, 3] = 1.0, 0.9, 0.4, 0.35  # cycle 0->1->2->0, tail 2->3
+    dag = to_dag(w, threshold=0.3)
+    assert is_dag(dag)
+    assert dag[2, 0] == 0 and dag[0, 1] and dag[1, 2] and dag[2, 3] == 0.35
+    assert to_dag(w, threshold=0.5)[2, 3] == 0
+
+
+def test_graph_metrics_counts_reversal_once():
+    truth = np.array([[0, 1, 0], [0, 0, 1], [0, 0, 0]])
+    est = np.array([[0, 0, 0], [1, 0, 1], [1, 0, 0]])  # 0->1 reversed, 2->0 extra
+    m = graph_metrics(est, truth)
+    assert m == {"shd": 2.0, "tpr": 0.5, "fdr": 2 / 3, "nnz": 3.0}
+
+
+def test_linear_effects_are_exact_total_effects():
+    w = np.array([[0, 2.0, 0.5], [0, 0, -1.5], [0, 0, 0]])
+    noise = np.random.default_rng(0).standard_normal((100, 3))
+    eq = StructuralEquations(["a", "b", "c"], w != 0, lambda j, x: x @ w[:, j], noise)
+    total = np.linalg.inv(np.eye(3) - w) - np.eye(3)  # [i, j]: total effect of i on j
+    shift = 1.0 - noise[:, 0].mean()  # from a's observational mean to the value set
+    assert eq.effect({"a": 1.0}, "c") == pytest.approx(total[0, 2] * shift)
+    assert eq.effect({"b": 2.0}, "a") == pytest.approx(0.0)
+    with pytest.raises(KeyError, match="unknown variable"):
+        eq.effect({"zz": 1.0}, "c")
+
+
+def test_linear_fit_recovers_graph_and_effects(small_linear):
+    t = make(small_linear, **FAST)
+    history = run_epochs(t, 3)
+    final = history[-1]
+    empty = graph_metrics(np.zeros((8, 8)), np.array(small_linear.meta["adjacency"]))
+    assert final["eval/shd"] <= 2 < empty["shd"]
+    assert final["eval/tpr"] >= 0.85 and final["eval/fdr"] <= 0.15
+    assert final["eval/effect_rel_error"] < 0.15
+    assert final["eval/h_acyclicity"] < 1e-3
+    assert is_dag(t.graph().to_numpy())
+    q = small_linear.meta["effect_queries"][0]
+    assert t.effect(q["do"], q["target"]) == pytest.approx(q["effect"], rel=0.2)
+
+
+def test_resume_gives_identical_numbers(small_linear):
+    ctx = StepContext()
+    straight = make(small_linear, **FAST)
+    expected = [straight.train_step(ctx) for _ in range(7)]
+    first = make(small_linear, **FAST)
+    for _ in range(4):
+        first.train_step(ctx)
+    buf = io.BytesIO()
+    torch.save(first.state_dict(), buf)
+    buf.seek(0)
+    resumed = make(small_linear, **FAST)
+    resumed.load_state_dict(torch.load(buf, weights_only=True))
+    assert [resumed.train_step(ctx) for _ in range(3)] == expected[4:]
+    assert torch.equal(resumed.fit.path.params["W"], straight.fit.path.params["W"])
+    assert resumed.evaluate() == straight.evaluate()
+
+
+def test_live_lr_and_threshold_take_effect(small_linear):
+    t = make(small_linear, **FAST)
+    run_epochs(t, 3)
+    t.set_hparam("w_threshold", 100.0)
+    assert t.evaluate()["eval/nnz"] == 0
+    slow = make(small_linear, **FAST)
+    slow.set_hparam("lr", 1e-5)
+    slow.train_step(StepContext())
+    assert slow.fit.path.params["W"].abs().max() < 0.01
+
+
+def test_user_table_without_truth_reports_fit_metrics_only():
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(300)
+    frame = pd.DataFrame({"a": a, "b": 1.5 * a + rng.standard_normal(300), "label": ["x"] * 300})
+    t = make(Dataset(name="mine", kind="tabular", frame=frame), **FAST, standardize=True)
+    final = run_epochs(t, 3)[-1]
+    assert "eval/shd" not in final and "eval/effect_rel_error" not in final
+    assert final["eval/nnz"] == 1 and list(t.graph().columns) == ["a", "b"]
+
+
+def test_environment_mask_and_knowledge_exchange():
+    data = Dataset(name="cartpole", kind="environment", meta={"env_id": "CartPole-v1"})
+    t = make(data, env_samples=800, env_iters=300, fit_epochs=1, lr=1e-2)
+    assert t.consumes() == {"transitions/cartpole"} and t.produces() == {"causal_mask/cartpole"}
+    final = run_epochs(t, 1)[-1]
+    assert final["eval/r2"] > 0.9
+    art = t.export_knowledge()["causal_mask/cartpole"]
+    assert art["mask"].shape == (5, 4) and art["inputs"][-1] == "push_right"
+    mask = pd.DataFrame(art["mask"].numpy(), index=art["inputs"], columns=art["outputs"])
+    assert mask.loc["x_dot", "x"] == 1 and mask.loc["theta_dot", "theta"] == 1
+    assert mask.loc["x", "x"] == 0 and mask.loc["theta", "x"] == 0
+    from workbench.models.causal._transitions import collect_random_transitions
+
+    shared = collect_random_transitions("CartPole-v1", 200, seed=9)
+    used = t.import_knowledge({"transitions/cartpole": {"environment_simulator#0": shared}})
+    assert used["transitions"] == {"environment_simulator#0": 200} and used["rows"] == 1000
+    assert t.import_knowledge({"transitions/cartpole": {"environment_simulator#0": shared}})["rows"] == 1000
+    state = t.state_dict()
+    again = make(data, env_samples=800, env_iters=300, fit_epochs=1, lr=1e-2)
+    again.load_state_dict(state)
+    assert again.evaluate() == t.evaluate()

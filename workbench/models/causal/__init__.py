@@ -1,0 +1,11 @@
+"""Causal reasoning engine: DAGMA causal discovery, guaranteed DAGs, interventional queries.
+
+Importing this package registers the ``causal_reasoning_engine`` trainer.
+"""
+from ._effects import StructuralEquations, topological_order
+from ._graph import graph_metrics, is_dag, to_dag
+from ._trainer import CausalReasoningEngine
+from .sem import TrueSEM, sem_dataset
+
+__all__ = ["CausalReasoningEngine", "StructuralEquations", "TrueSEM", "graph_metrics", "is_dag",
+           "sem_dataset", "to_dag", "topological_order"]
