@@ -74,12 +74,14 @@ def lab(tmp_path):
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
-           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     log = open(tmp_path / "lab.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=None",
-         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+         "--LabApp.extension_manager=readonly", "--allow-root"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
@@ -114,6 +116,12 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
         try:
             page.goto(f"{url}/lab/tree/quickstart.ipynb?token={token}", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            select = page.locator(".jp-Dialog button:has-text('Select')")
+            try:  # a fresh JupyterLab asks which kernel to start; the notebook's own is preselected
+                select.wait_for(state="visible", timeout=15_000)
+                select.click()
+            except Exception:
+                pass
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
                                    "#jp-main-statusbar :text('Idle')", timeout=120_000)
             page.get_by_role("menuitem", name="Run", exact=True).click()
