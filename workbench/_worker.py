@@ -107,7 +107,7 @@ def rng_from_tensors(rng: dict[str, Any]) -> dict[str, Any]:
 
 def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], dataset: dict[str, Any] | None,
           seed: int, threads: int, device: str = "cpu", gpu_fraction: float | None = None,
-          checkpoint: dict[str, Any] | None = None) -> dict[str, Any]:
+          checkpoint: dict[str, Any] | None = None, data_seed: int = 0) -> dict[str, Any]:
     """Construct (or restore) a trainer in this worker; return what the coordinator needs."""
     import numpy as np
     import torch
@@ -118,7 +118,7 @@ def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], datas
     _set_threads(threads)
     if device.startswith("cuda") and gpu_fraction is not None:
         torch.cuda.set_per_process_memory_fraction(gpu_fraction, 0)
-    data = _dataset(dataset["name"], seed, dataset.get("path"), dataset.get("target")) if dataset else None
+    data = _dataset(dataset["name"], data_seed, dataset.get("path"), dataset.get("target")) if dataset else None
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)

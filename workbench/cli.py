@@ -9,7 +9,7 @@ import argparse
 import json
 import signal
 import sys
-import time
+import textwrap
 from typing import Any
 
 from .errors import WorkbenchError
@@ -124,10 +124,11 @@ def _drive(run, args) -> int:
         signal.signal(signal.SIGINT, previous)
     table = summary_table(run.metrics())
     if not table.empty:
-        import pandas as pd
-
-        with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:.4g}".format):
-            print("\n" + table.set_index("model").to_string())
+        print("\nfinal evaluation (eval/ metrics):")
+        for row in table.to_dict("records"):
+            model, epochs = row.pop("model"), row.pop("epochs")
+            values = ", ".join(f"{k[5:]}={v:.4g}" for k, v in row.items() if v == v)
+            print(textwrap.fill(f"{model} ({epochs} epochs): {values}", width=120, subsequent_indent="    "))
     if not args.no_report and state.value in ("finished", "stopped"):
         paths = run.report()
         print(f"\nreport {paths['report.html']}")

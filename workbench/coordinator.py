@@ -264,7 +264,7 @@ class Coordinator:
             s = m.spec
             futures[name] = self.client.submit(
                 _worker.build, self.run_id, name, s.model, m.hparams, s.dataset, s.seed, m.placement.threads,
-                m.placement.device, m.placement.gpu_fraction, checkpoints.get(name), workers=[m.worker],
+                m.placement.device, m.placement.gpu_fraction, checkpoints.get(name), s.data_seed, workers=[m.worker],
                 allow_other_workers=False, pure=False, key=f"build-{self.run_id}-{name}-{time.time_ns()}")
         for name, fut in futures.items():
             m = self.models[name]

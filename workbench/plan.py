@@ -32,6 +32,7 @@ class ModelInstance:
     seed: int
     resources: dict[str, Any]
     controller: bool = False
+    data_seed: int = 0  # the run's seed: every model sees the same splits (mutual learning needs it)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +162,7 @@ def make_plan(preset_name: str, preset: dict[str, Any]) -> Plan:
                 instance = group if member == 0 else f"{group}#{member}"
                 instances.append(ModelInstance(
                     instance, name, ds, _spread(hparams, cls.hyperparameters, seed, member) if member else hparams,
-                    epochs, group, member, derive_seed(seed, instance), resources))
+                    epochs, group, member, derive_seed(seed, instance), resources, data_seed=seed))
     if not [i for i in instances if not i.controller] and not problems:
         problems.append("no model to train: check target_models and datasets")
     if problems:
