@@ -37,7 +37,6 @@ __all__ = ["AdaptiveLearningController"]
 _INACTIVE = {"finished", "failed", "stopped", "cancelled", "completed", "error", "paused"}
 _LOG_LIMIT = 500
 _REWARD_CLIP = 3.0
-_RATE_SCALE = 1e-3
 
 
 @register_model("adaptive_learning_controller")
@@ -71,6 +70,11 @@ class AdaptiveLearningController(Controller):
         "bandit": HParam(bool, True, help="let the learned bandit move lr"),
         "bandit_actions": HParam(str, "0.5,0.8,1,1.25,2", help="lr factors the bandit chooses from"),
         "bandit_discount": HParam(float, 0.9, low=0.5, high=1.0),
+        "anneal_fraction": HParam(float, 0.2, low=0.0, high=1.0,
+                                  help="final fraction of training in which a single model's lr decays"),
+        "anneal_factor": HParam(float, 0.7, low=0.05, high=1.0, help="lr multiplier per round while annealing"),
+        "reward_scale": HParam(float, 0.1, low=1e-5, high=1.0, log=True,
+                               help="per-round improvement rate below which rewards are linear, above log"),
     }
 
     def __init__(self, hparams: dict[str, Any], seed: int):
@@ -201,6 +205,13 @@ class AdaptiveLearningController(Controller):
                     self._mark_change(m, anchor_from=m, objective=objective)
                     self._record(out[-1], lr, m.epoch)
                 continue
+            if bandit and self._annealing(m):
+                new = scaled(spec, lr, self.hparams["anneal_factor"])
+                if new is not None:
+                    out.append(SetHParam(m.instance, lr_name, new, reason="final anneal"))
+                    self._mark_change(m, anchor_from=m, objective=objective)
+                    self._record(out[-1], lr, m.epoch)
+                continue
             if bandit and self.hparams["bandit"] and self._bandit_ready(m):
                 arm = self._choose_arm(group, spec, lr, m)
                 new = scaled(spec, lr, self.bandit.factors[arm])
@@ -212,6 +223,16 @@ class AdaptiveLearningController(Controller):
                     self._mark_change(m, anchor_from=m, objective=objective)
                     self._record(out[-1], lr, m.epoch)
         return out
+
+    def _annealing(self, m: ModelView) -> bool:
+        """In the last ``anneal_fraction`` of its training a steered model's lr only decays.
+
+        Fixed-rate SGD ends wherever the noise of its last steps left it; decaying the step
+        size at the end settles it (the cool-down of warmup-stable-decay schedules), and no
+        exploration is worth a blow-up there is no time to recover from.
+        """
+        rounds = int(round(self.hparams["anneal_fraction"] * m.total_epochs))
+        return rounds > 0 and m.total_epochs - m.epoch <= rounds
 
     # -- bandit bookkeeping ----------------------------------------------------------------
     def _bandit_ready(self, m: ModelView) -> bool:
@@ -267,7 +288,7 @@ class AdaptiveLearningController(Controller):
                 continue
             rounds = max(m.epoch - p["epoch"], 1)
             rate = relative_improvement(p["base_score"], now) / rounds
-            reward = speedup(p["base_rate"], rate, _RATE_SCALE, _REWARD_CLIP)
+            reward = speedup(p["base_rate"], rate, self.hparams["reward_scale"], _REWARD_CLIP)
             self.bandit.update(group, int(p["arm"]), reward)
             self._round["bandit_updates"] += 1
             self._round["reward_sum"] += reward

@@ -65,11 +65,18 @@ def guard_factor(losses: Sequence[float], scores: Sequence[float], settings: Gua
                  ready: bool) -> tuple[float, str] | None:
     """The lr multiplier a guard demands, with its reason, or None.
 
+    ``losses`` is the training loss, ``scores`` the lower-is-better objective, both
+    starting at the model's last change.
+
     Divergence is checked on every round (it cannot wait for a cool-down); a plateau only
     when the model is ready, i.e. its last change had time to show an effect.
     """
-    if is_diverging(losses, settings.divergence_ratio):
-        last = losses[-1]
+    # A non-finite training loss is always divergence; a *rising* one is judged on the
+    # objective instead: a round's mean minibatch loss is too noisy near convergence (it
+    # can double by chance), while an evaluation on a fixed set is not.
+    nonfinite = bool(losses) and not math.isfinite(losses[-1])
+    if nonfinite or is_diverging(scores, settings.divergence_ratio):
+        last = losses[-1] if nonfinite else scores[-1]
         why = "non-finite loss" if not math.isfinite(last) else f"loss rose to {last:.4g}"
         return settings.divergence_factor, f"divergence ({why})"
     if ready and is_plateau(scores, settings.patience, settings.plateau_threshold):
