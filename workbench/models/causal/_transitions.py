@@ -16,7 +16,8 @@ import torch
 __all__ = ["STATE_NAMES", "ACTION_NAMES", "PHYSICS", "collect_random_transitions", "as_arrays", "physics_mask"]
 
 STATE_NAMES = {
-    "CartPole-v1": ["x", "x_dot", "theta", "theta_dot"],
+    # the same names as the environment simulator's, so masks align by name
+    "CartPole-v1": ["cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"],
     "Pendulum-v1": ["cos_theta", "sin_theta", "theta_dot"],
 }
 ACTION_NAMES = {"CartPole-v1": ["push_right"], "Pendulum-v1": ["torque"]}
@@ -76,9 +77,10 @@ def as_arrays(artifact: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
 # theta_dot**2 * sin(theta) or the velocity clip, tiny under a random policy.
 PHYSICS = {
     "CartPole-v1": {
-        "strong": [("x_dot", "x"), ("theta", "x_dot"), ("push_right", "x_dot"), ("theta_dot", "theta"),
-                   ("theta", "theta_dot"), ("push_right", "theta_dot")],
-        "weak": [("theta_dot", "x_dot"), ("theta_dot", "theta_dot")],
+        "strong": [("cart_velocity", "cart_position"), ("pole_angle", "cart_velocity"),
+                   ("push_right", "cart_velocity"), ("pole_angular_velocity", "pole_angle"),
+                   ("pole_angle", "pole_angular_velocity"), ("push_right", "pole_angular_velocity")],
+        "weak": [("pole_angular_velocity", "cart_velocity"), ("pole_angular_velocity", "pole_angular_velocity")],
     },
     "Pendulum-v1": {
         "strong": [(i, o) for o in ("cos_theta", "sin_theta") for i in
