@@ -17,10 +17,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed
 
+# The main job: the collaborative_training notebook executed headless by papermill, leaving
+# the rendered notebook (.ipynb and .html) next to the run it made.
 demo: install
-	$(PY) -m workbench run --preset $(PRESET) --runs-dir $(RUNS_DIR)
+	$(VENV)/bin/workbench batch notebooks/collaborative_training.ipynb -p preset=$(PRESET) --runs-dir $(RUNS_DIR)
 
-run: demo
+# The same run from the command line, with a live progress display.
+run: install
+	$(VENV)/bin/workbench run --preset $(PRESET) --runs-dir $(RUNS_DIR)
 
 test: install
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will skip"
