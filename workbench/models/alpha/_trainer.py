@@ -23,7 +23,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -62,7 +62,7 @@ def _split(total: int, parts: int) -> list[int]:
 class AlphaTrainer(Trainer):
     accepts = ("game",)
     description = "AlphaZero-style policy-value network trained by self-play with PUCT tree search"
-    hyperparameters = {
+    hyperparameters: ClassVar[dict[str, HParam]] = {
         "lr": HParam(float, 2e-3, low=1e-5, high=1.0, log=True, live=True, help="Adam learning rate"),
         "weight_decay": HParam(float, 1e-4, low=0.0, high=0.1, live=True, help="L2 penalty on weights"),
         "batch_size": HParam(int, 64, low=1, high=4096, live=True, help="positions per update"),

@@ -9,6 +9,7 @@ perfect opponent, not just against a few sampled ones.
 from __future__ import annotations
 
 import dataclasses
+from typing import Self
 
 from .games import Game, State
 from .players import MinimaxPlayer, Player, play_game
@@ -36,7 +37,7 @@ class Record:
         else:
             self.draws += 1
 
-    def __iadd__(self, other: "Record") -> "Record":
+    def __iadd__(self, other: Record) -> Self:
         self.wins += other.wins
         self.draws += other.draws
         self.losses += other.losses

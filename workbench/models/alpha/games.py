@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-__all__ = ["State", "Game", "TicTacToe", "ConnectFour", "IllegalMoveError", "get_game", "GAMES"]
+__all__ = ["GAMES", "ConnectFour", "Game", "IllegalMoveError", "State", "TicTacToe", "get_game"]
 
 
 class IllegalMoveError(ValueError):
@@ -28,7 +28,7 @@ class IllegalMoveError(ValueError):
 class State:
     """A position: the board, who moves next (+1 first player, -1 second) and the result."""
 
-    __slots__ = ("board", "to_play", "winner", "key")
+    __slots__ = ("board", "key", "to_play", "winner")
 
     def __init__(self, board: np.ndarray, to_play: int, winner: int | None):
         self.board = board

@@ -18,13 +18,13 @@ import numpy as np
 
 from .games import Game, State
 
-__all__ = ["Evaluate", "run_mcts", "uniform_evaluator", "select_move"]
+__all__ = ["Evaluate", "run_mcts", "select_move", "uniform_evaluator"]
 
 Evaluate = Callable[[State], tuple[np.ndarray, float]]
 
 
 class _Node:
-    __slots__ = ("state", "moves", "prior", "visits", "value_sum", "children")
+    __slots__ = ("children", "moves", "prior", "state", "value_sum", "visits")
 
     def __init__(self, state: State):
         self.state = state

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from .games import Game, State
 
-__all__ = ["PolicyValueNet", "build_net", "NetEvaluator"]
+__all__ = ["NetEvaluator", "PolicyValueNet", "build_net"]
 
 
 class _Residual(nn.Module):

@@ -16,7 +16,7 @@ import numpy as np
 from .games import Game, State
 from .mcts import Evaluate, run_mcts
 
-__all__ = ["Player", "RandomPlayer", "MinimaxPlayer", "LookaheadPlayer", "MCTSPlayer", "play_game"]
+__all__ = ["LookaheadPlayer", "MCTSPlayer", "MinimaxPlayer", "Player", "RandomPlayer", "play_game"]
 
 
 class Player:

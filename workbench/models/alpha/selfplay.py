@@ -17,7 +17,7 @@ from .games import Game, get_game
 from .mcts import run_mcts, select_move
 from .net import NetEvaluator, build_net
 
-__all__ = ["SETTING_KEYS", "selfplay_task", "arena_task"]
+__all__ = ["SETTING_KEYS", "arena_task", "selfplay_task"]
 
 # What a task reads from ``settings`` (the trainer copies these from its hyperparameters).
 SETTING_KEYS = ("game", "channels", "blocks", "simulations", "c_puct", "dirichlet_alpha",
