@@ -48,6 +48,7 @@ class SegmentSpec:
     gpu_fraction: float | None = None
     flush_interval: float = 0.2
     snapshot: bool = True  # keep a copy of the state at segment start for NaN roll-back
+    profile_path: str | None = None  # run this segment under torch.profiler, trace written here
 
 
 @functools.lru_cache(maxsize=8)
@@ -209,6 +210,7 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
         last_flush = time.perf_counter()
         status = "done"
         steps = trainer.steps_per_epoch
+        profiler = _start_profiler() if spec.profile_path else None
         t_compute = time.perf_counter()
         steps_run = 0
         sums: dict[str, float] = collections.defaultdict(float)
@@ -255,6 +257,8 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
             error = "".join(traceback.format_exception(exc))
         else:
             error = None
+        if profiler is not None:
+            _save_profile(profiler, spec.profile_path, emit, spec.instance)
         slot.rng = _capture_rng()
         if buffer or applied:
             emit({"kind": "metrics", "rows": buffer, "applied": applied})
@@ -270,6 +274,35 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
                 "step": slot.step, "steps_run": steps_run, "knowledge_used": used, "applied": applied,
                 "error": error, "hparams": dict(trainer.hparams),
                 "train_means": {f"{k}_epoch": v / steps_run for k, v in sums.items()} if steps_run else {}}
+
+
+def _start_profiler():
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    import torch
+
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    prof = profile(activities=activities, record_shapes=False)
+    prof.__enter__()
+    return prof
+
+
+def _save_profile(prof, path: str, emit, instance: str) -> None:
+    """Chrome trace (open in chrome://tracing or Perfetto) and the top operators as text."""
+    from pathlib import Path
+
+    prof.__exit__(None, None, None)
+    try:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        prof.export_chrome_trace(str(target))
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+        target.with_suffix(".txt").write_text(table)
+        emit({"kind": "log", "model": instance, "text": f"profile written to {target}"})
+    except OSError as exc:  # a remote worker without the run directory
+        emit({"kind": "log", "model": instance, "text": f"could not write the profile: {exc}"})
 
 
 def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:

@@ -370,8 +370,13 @@ class Coordinator:
             knowledge = {kind: {src: self.client.submit(_pick, fut, kind, pure=False, workers=[m.worker],
                                                         allow_other_workers=True)
                                 for src, (fut, kind) in srcs.items()} for kind, srcs in routed.items()}
-            spec = _worker.SegmentSpec(self.run_id, m.spec.instance, m.completed + 1, m.spec.epochs, self.topic,
-                                       dict(m.hparams), m.placement.threads, m.placement.gpu_fraction)
+            epoch = m.completed + 1
+            profile = None
+            if self.plan.preset.get("profile_epoch") == epoch:
+                profile = str(self.run_dir / "profiles" / f"{m.spec.instance}-epoch{epoch}.json")
+            spec = _worker.SegmentSpec(self.run_id, m.spec.instance, epoch, m.spec.epochs, self.topic,
+                                       dict(m.hparams), m.placement.threads, m.placement.gpu_fraction,
+                                       profile_path=profile)
             m.segment_started = time.time()
             m.future = self.client.submit(_worker.run_segment, spec, knowledge or None, *m.deps,
                                           workers=[m.worker], allow_other_workers=False, pure=False,

@@ -20,14 +20,17 @@ __all__ = ["register_model", "get_model", "list_models", "ENTRY_POINT_GROUP"]
 ENTRY_POINT_GROUP = "workbench.models"
 
 # Built-in models live in modules imported on first look-up, so ``import workbench``
-# stays light (no torch import until a model is needed).
-_BUILTIN_MODULES = (
-    "workbench.models.digits",
-    "workbench.models.environment_simulator",
-    "workbench.models.causal",
-    "workbench.models.controller",
-    "workbench.models.alpha",
-)
+# stays light (no torch import until a model is needed), and a worker that builds one
+# model imports only that model's module.
+_BUILTIN = {
+    "digits_mlp": "workbench.models.digits",
+    "digits_cnn": "workbench.models.digits",
+    "environment_simulator": "workbench.models.environment_simulator",
+    "causal_reasoning_engine": "workbench.models.causal",
+    "adaptive_learning_controller": "workbench.models.controller",
+    "alpha_deep_model": "workbench.models.alpha",
+}
+_BUILTIN_MODULES = tuple(dict.fromkeys(_BUILTIN.values()))
 
 _REGISTRY: dict[str, type] = {}
 _loaded = False
@@ -78,6 +81,12 @@ def list_models() -> dict[str, type]:
 
 
 def get_model(name: str) -> Any:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
+        if name in _REGISTRY:
+            return _REGISTRY[name]
     models = list_models()
     if name not in models:
         close = difflib.get_close_matches(name, list(models), n=1)

@@ -188,8 +188,8 @@ class Trainer(abc.ABC):
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: weights, optimiser, RNGs, data position.
 
-        Values must be tensors, numpy arrays, numbers, strings, lists or dicts of these
-        (checkpoints are loaded with ``torch.load(weights_only=True)``).
+        Values must be tensors, numbers, strings, lists or dicts of these (no numpy arrays:
+        convert them; checkpoints are loaded with ``torch.load(weights_only=True)``).
         """
 
     @abc.abstractmethod

@@ -158,3 +158,12 @@ def test_pause_resume_stop_and_resume_run(runs_dir, inprocess_scheduler):
     assert "resumed" in kinds and "paused" in kinds and "resumed_model" in kinds
     hp = resumed.events(kind="hparam")
     assert any(p["new"] == 0.002 and p["source"] == "user" for p in hp["payload"])
+
+
+def test_profile_epoch_writes_a_trace(runs_dir, inprocess_scheduler):
+    run = wb.start_run("digits_mutual", {"epochs": 2, "profile_epoch": 2, "target_models": ["digits_mlp"]},
+                       scheduler=inprocess_scheduler)
+    assert run.wait(timeout=300) == wb.RunState.FINISHED
+    trace = run.dir / "profiles" / "digits_mlp@digits-epoch2.json"
+    assert trace.stat().st_size > 1000
+    assert "aten::" in trace.with_suffix(".txt").read_text()

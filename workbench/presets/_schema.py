@@ -16,6 +16,7 @@ DEFAULTS: dict[str, Any] = {
     "collaboration": {"mutual_learning": True, "causal_mask": True, "experience": True, "controller": True},
     "workers": None,  # Dask workers of the local cluster; None = one per core
     "max_failures": 3,  # NaN roll-backs and crashed segments before a model is marked failed
+    "profile_epoch": None,  # run this epoch of every model under torch.profiler (RUN/profiles/)
 }
 
 _MODEL_KEYS = {"hyperparameters": dict, "population": int, "epochs": int, "resources": dict, "datasets": list}
@@ -76,8 +77,9 @@ def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str
         _check_type(f"{path}.enable_collaborative_training", preset["enable_collaborative_training"], bool, problems)
     if "seed" in preset:
         _check_type(f"{path}.seed", preset["seed"], int, problems)
-    if preset.get("workers") is not None:
-        _positive_int(f"{path}.workers", preset["workers"], problems)
+    for key in ("workers", "profile_epoch"):
+        if preset.get(key) is not None:
+            _positive_int(f"{path}.{key}", preset[key], problems)
     if "collaboration" in preset and _check_type(f"{path}.collaboration", preset["collaboration"], dict, problems):
         for key, value in preset["collaboration"].items():
             if key not in _COLLAB_KEYS:
