@@ -72,7 +72,7 @@ def lasso_mask(data: dict[str, torch.Tensor]) -> torch.Tensor:
     powers = poly.powers_
     mask = np.zeros((x.shape[1], y.shape[1]))
     for j in range(y.shape[1]):
-        coef = LassoCV(cv=3, n_alphas=20, max_iter=5000).fit(feats, (y[:, j] - y[:, j].mean()) / y[:, j].std()).coef_
+        coef = LassoCV(cv=3, alphas=20, max_iter=5000).fit(feats, (y[:, j] - y[:, j].mean()) / y[:, j].std()).coef_
         strong = np.abs(coef) > 0.02
         mask[:, j] = (powers[strong] > 0).any(0)
     return torch.as_tensor(mask, dtype=torch.float32)
