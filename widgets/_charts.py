@@ -18,12 +18,20 @@ from ._binding import Throttle
 
 __all__ = ["ChartsLogic", "LiveChart", "render_png"]
 
+PLACEHOLDER = ("<div style='box-sizing:border-box;height:100%;border:1px dashed #bbb;display:flex;"
+               "align-items:center;justify-content:center;color:#888'>"
+               "the chart appears when the first metrics arrive</div>")
+
 
 def render_png(metrics: Any, name: str, smoothing: int = 1) -> bytes:
     """The report's chart of ``name`` (every model on shared axes) as PNG bytes."""
     from workbench.report import metric_figure
 
+    from matplotlib.ticker import MaxNLocator
+
     fig = metric_figure(metrics, name, smoothing=smoothing)
+    for ax in fig.axes:  # epochs are whole numbers: no 1.5 on the axis of a young run
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
@@ -82,13 +90,17 @@ class LiveChart(w.VBox):
         self.metric = w.Dropdown(description="metric", options=self.logic.available)
         self.smoothing = w.IntSlider(value=self.logic.smoothing, min=1, max=10, description="smoothing",
                                      continuous_update=False)
-        self.image = w.Image(format="png", layout=w.Layout(max_width="720px"))
-        super().__init__([w.HBox([self.metric, self.smoothing]), self.image], **kwargs)
+        # An Image with no bytes shows the browser's broken-image icon: until the first
+        # metrics arrive a placeholder of the chart's size stands in its place.
+        self.image = w.Image(format="png", layout=w.Layout(max_width="720px", display="none"))
+        self.placeholder = w.HTML(PLACEHOLDER, layout=w.Layout(width="640px", height="360px"))
+        super().__init__([w.HBox([self.metric, self.smoothing]), self.placeholder, self.image], **kwargs)
         self.metric.observe(lambda change: self.on_metric(change["new"]), "value")
         self.smoothing.observe(lambda change: self.on_smoothing(change["new"]), "value")
         self.logic.observe(lambda change: setattr(self.metric, "options", change["new"]), "available")
         self.logic.observe(lambda change: setattr(self.metric, "value", change["new"] or None), "metric")
-        self.logic.observe(lambda change: setattr(self.image, "value", change["new"]), "png")
+        self.logic.observe(lambda change: self._show_png(change["new"]), "png")
+        self._show_png(self.logic.png)
 
     def on_metric(self, name: str | None) -> None:
         if name:
@@ -96,3 +108,9 @@ class LiveChart(w.VBox):
 
     def on_smoothing(self, window: int) -> None:
         self.logic.smoothing = window
+
+    def _show_png(self, png: bytes) -> None:
+        if png:
+            self.image.value = png
+        self.image.layout.display = None if png else "none"
+        self.placeholder.layout.display = "none" if png else None

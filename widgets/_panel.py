@@ -26,6 +26,15 @@ from ._tuning import Tuning, TuningLogic
 __all__ = ["ControlPanel"]
 
 POLL_S = 2.0  # how often a run written by another process is re-read
+# The summary and change tables come unstyled from pandas and plain HTML: spaced, ruled,
+# numbers right-aligned under their headings. Scoped to the panel, so the notebook is untouched.
+TABLE_STYLE = """<style>
+.workbench-panel table { border-collapse: collapse; margin: 4px 0; }
+.workbench-panel th, .workbench-panel td { padding: 3px 12px; text-align: right; }
+.workbench-panel th:first-child, .workbench-panel td:first-child { text-align: left; }
+.workbench-panel th { border-bottom: 1px solid #bbb; }
+.workbench-panel tr:nth-child(even) td { background: #f6f6f6; }
+</style>"""
 
 
 class ControlPanel(w.VBox):
@@ -65,12 +74,15 @@ class ControlPanel(w.VBox):
         self.attach_button = w.Button(description="Attach", icon="link")
         self.message = w.HTML()
         setup = w.VBox([self.presets, w.HTML("<hr>"), self.resources])
-        live = w.VBox([self.progress, w.HBox([self.tuning, self.charts])])
+        # Wrapping, not squeezing: on a narrow page the chart goes below the sliders.
+        live = w.VBox([self.progress, w.HBox([self.tuning, self.charts],
+                                             layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))])
         self.tabs = w.Tab([setup, live, self.results])
         for i, title in enumerate(["Setup", "Live", "Results"]):
             self.tabs.set_title(i, title)
-        super().__init__([w.HBox([self.header, self.attach_id, self.attach_button]), self.message, self.tabs],
-                         **kwargs)
+        super().__init__([w.HBox([self.header, self.attach_id, self.attach_button]), self.message, self.tabs,
+                          w.HTML(TABLE_STYLE)], **kwargs)
+        self.add_class("workbench-panel")  # a stable handle for page styling and browser tests
         self._unsubscribe = None
         self._refresh_progress = Throttle(self.progress.logic.refresh, 0.5)
         self._poller: threading.Event | None = None

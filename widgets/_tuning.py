@@ -21,6 +21,10 @@ from ._binding import hparam_schema, is_live, snapshot_models
 __all__ = ["TuningLogic", "Tuning", "control_for"]
 
 MAX_CHANGES = 50  # the change log shown is bounded: a long run must not grow the panel
+# Plain text, not an emoji: a browser without an emoji font draws an empty box instead.
+PINNED_BADGE = ("<span title='set by hand: the adaptive controller leaves it alone until Release' "
+                "style='background:#fff3d6;color:#8a5a00;border:1px solid #e8c77a;border-radius:3px;"
+                "padding:0 5px;font-size:11px'>pinned</span>")
 
 
 class TuningLogic(t.HasTraits):
@@ -112,7 +116,7 @@ def control_for(name: str, spec: Any, value: Any) -> w.Widget:
     """The natural control for one hyperparameter: a log slider for a log-scale float
     (learning rates), a linear slider for a bounded number, a checkbox, a dropdown."""
     style = {"description_width": "110px"}
-    layout = w.Layout(width="420px")
+    layout = w.Layout(width="420px", flex="0 0 auto")
     common = dict(description=name, style=style, layout=layout, continuous_update=False,
                   tooltip=spec.help or name)
     if spec.choices is not None:
@@ -179,12 +183,13 @@ class Tuning(w.VBox):
                 control = control_for(name, spec, self.logic.values[instance][name])
                 control.disabled = not self.logic.live
                 control.observe(lambda change, i=instance, n=name: self.on_control(i, n, change["new"]), "value")
-                pin = w.HTML(layout=w.Layout(width="70px"))
-                release = w.Button(description="Release", tooltip="hand back to the adaptive controller",
-                                   layout=w.Layout(width="80px"))
+                pin = w.HTML(layout=w.Layout(width="64px", flex="0 0 auto"))
+                # A fixed, unshrinkable width: squeezed by the chart beside it the label was cut to "Rele...".
+                release = w.Button(description="Release", icon="unlock", tooltip="hand back to the adaptive controller",
+                                   layout=w.Layout(width="100px", flex="0 0 auto"))
                 release.on_click(lambda _, i=instance, n=name: self.on_release(i, n))
                 self.controls[key], self.pins[key], self.release_buttons[key] = control, pin, release
-                rows.append(w.HBox([control, pin, release]))
+                rows.append(w.HBox([control, pin, release], layout=w.Layout(align_items="center")))
             boxes.append(w.VBox([w.HTML(f"<b>{html.escape(instance)}</b>")] + rows,
                                 layout=w.Layout(border="1px solid #ddd", padding="4px", margin="2px")))
         self.boxes.children = boxes
@@ -204,7 +209,7 @@ class Tuning(w.VBox):
     def _sync_pins(self) -> None:
         for (instance, name), pin in self.pins.items():
             pinned = name in self.logic.pinned.get(instance, ())
-            pin.value = "📌 pinned" if pinned else ""
+            pin.value = PINNED_BADGE if pinned else ""
             self.release_buttons[(instance, name)].disabled = not (pinned and self.logic.live)
 
     def _show_log(self) -> None:

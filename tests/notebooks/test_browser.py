@@ -71,6 +71,13 @@ def lab(tmp_path):
             # Long enough that the run is still training when the slider moves.
             cell["source"] = "".join(cell["source"]).replace("epochs = 4", "epochs = 40")
     (tmp_path / "quickstart.ipynb").write_text(json.dumps(nb))
+    # User settings: no "get notified about Jupyter news?" prompt over the panel (the news_url
+    # option alone does not stop it in JupyterLab 4); every cell rendered, not windowed.
+    settings = tmp_path / "settings" / "@jupyterlab"
+    for plugin, values in {"apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False},
+                           "notebook-extension/tracker": {"windowingMode": "none"}}.items():
+        (settings / plugin).parent.mkdir(parents=True, exist_ok=True)
+        (settings / f"{plugin}.jupyterlab-settings").write_text(json.dumps(values))
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
@@ -81,7 +88,7 @@ def lab(tmp_path):
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--LabApp.news_url=None",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-         "--LabApp.extension_manager=readonly", "--allow-root"],
+         "--LabApp.extension_manager=readonly", "--LabApp.expose_app_in_browser=True", "--allow-root"],
         cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 90
@@ -103,6 +110,34 @@ def lab(tmp_path):
         log.close()
 
 
+def _segments(runs: Path) -> dict[str, int]:
+    """Epochs finished per model (``segment`` events) in the run's store."""
+    counts: dict[str, int] = {}
+    for store in runs.glob("*/store.sqlite"):
+        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
+        try:
+            rows = conn.execute("SELECT model, COUNT(*) FROM events WHERE kind='segment' GROUP BY model").fetchall()
+        except sqlite3.OperationalError:  # the store is being created
+            rows = []
+        finally:
+            conn.close()
+        counts.update(dict(rows))
+    return counts
+
+
+def _poll(condition, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while not (result := condition()):
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+    return result
+
+
+def _chart_src(page) -> str:
+    return page.evaluate("() => { const i = document.querySelector('.workbench-panel .widget-image:not([style*=none])');"
+                         " return i && i.complete && i.naturalWidth > 0 ? i.src : ''; }")
+
+
 def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
     from playwright.sync_api import sync_playwright
 
@@ -112,7 +147,7 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page = browser.new_page(viewport={"width": 1500, "height": 1500})
         try:
             page.goto(f"{url}/lab/tree/quickstart.ipynb?token={token}", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
@@ -124,6 +159,7 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
                 pass
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
                                    "#jp-main-statusbar :text('Idle')", timeout=120_000)
+            page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # the panel gets the width
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
             # The panel renders, starts its run and switches to the Live tab with one box per model.
@@ -133,23 +169,37 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
             handle = slider.locator(".noUi-handle").first
             handle.scroll_into_view_if_needed()
             box = handle.bounding_box()
-            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
             page.mouse.down()
-            page.mouse.move(box["x"] + box["width"] / 2 + 60, box["y"] + box["height"] / 2, steps=8)
+            page.mouse.move(x + 8, y, steps=4)  # a small step up, as a user would nudge it
             page.mouse.up()
-            deadline = time.monotonic() + 90
-            while not _user_lr_changes(folder / "runs"):
-                assert time.monotonic() < deadline, "the slider's change never reached the run's events"
-                time.sleep(0.5)
-            change = _user_lr_changes(folder / "runs")[0]
-            assert change["new"] > change["old"] and change["pinned"]
-            page.wait_for_selector(":text('📌 pinned')", timeout=30_000)
-            page.screenshot(path=str(ARTIFACTS / "quickstart_panel.png"), full_page=True)
+            change = _poll(lambda: _user_lr_changes(folder / "runs"), 120,
+                           "the slider's change never reached the run's events")[0]
+            assert change["old"] < change["new"] < 10 * change["old"] and change["pinned"]
+            page.wait_for_selector(".workbench-panel :text-is('pinned')", timeout=30_000)
+            # Screenshot of training in progress: wait (store first, then page) until every model has
+            # finished a few epochs and the chart was redrawn since, so it shows curves, not dots.
+            _poll(lambda: len(c := _segments(folder / "runs")) == 2 and min(c.values()) >= 3, 180,
+                  "the models did not finish 3 epochs")
+            for _ in range(2):
+                before = _chart_src(page)
+                _poll(lambda: _chart_src(page) not in ("", before), 90, "the live chart was not redrawn")
+            panel = page.locator(".workbench-panel").first
+            panel.evaluate("e => e.scrollIntoView({block: 'start'})")  # all of it on screen
+            page.screenshot(path=str(ARTIFACTS / "quickstart_live_page.png"))
+            panel.screenshot(path=str(ARTIFACTS / "quickstart_panel.png"))
             # Stop all: the run ends and the Results tab shows the comparison charts.
             page.get_by_role("button", name="Stop all").click()
-            page.wait_for_selector(":text('Summary (last evaluation of each model)')", timeout=180_000)
-            page.wait_for_timeout(1000)
-            page.screenshot(path=str(ARTIFACTS / "quickstart_results.png"), full_page=True)
+            page.wait_for_selector(".workbench-panel :text('Summary (last evaluation of each model)')",
+                                   timeout=180_000)
+            page.wait_for_selector(".workbench-panel table.dataframe", timeout=60_000)
+            page.wait_for_function("() => { const imgs = [...document.querySelectorAll("
+                                   "'.workbench-panel .widget-gridbox img')];"
+                                   " return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
+                                   timeout=60_000)
+            panel.evaluate("e => e.scrollIntoView({block: 'start'})")
+            panel.screenshot(path=str(ARTIFACTS / "quickstart_results.png"))
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "quickstart_failure.png"), full_page=True)
             raise
