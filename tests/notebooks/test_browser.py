@@ -100,6 +100,9 @@ def lab(tmp_path):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise AssertionError("JupyterLab did not start:\n" + (tmp_path / "lab.log").read_text()[-3000:])
                 time.sleep(0.5)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:"
+                                    f"notification?token={token}", timeout=30) as response:
+            assert json.load(response)["settings"]["fetchNews"] == "false", "the news prompt is not switched off"
         yield f"http://127.0.0.1:{port}", token, tmp_path
     finally:
         proc.terminate()
@@ -136,6 +139,15 @@ def _poll(condition, seconds: float, what: str):
 def _chart_src(page) -> str:
     return page.evaluate("() => { const i = document.querySelector('.workbench-panel .widget-image:not([style*=none])');"
                          " return i && i.complete && i.naturalWidth > 0 ? i.src : ''; }")
+
+
+def _shoot(page, element, path: Path, margin: int = 8) -> None:
+    """The element with a white margin (its own screenshot cuts its border and text flush);
+    less above it, where the output area's edge is."""
+    box = element.bounding_box()
+    top = margin // 2
+    page.screenshot(path=str(path), clip={"x": max(box["x"] - margin, 0), "y": max(box["y"] - top, 0),
+                                          "width": box["width"] + 2 * margin, "height": box["height"] + top + margin})
 
 
 def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
@@ -186,10 +198,12 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
                 before = _chart_src(page)
                 _poll(lambda: _chart_src(page) not in ("", before), 90, "the live chart was not redrawn")
             panel = page.locator(".workbench-panel").first
-            panel.evaluate("e => e.scrollIntoView({block: 'start'})")  # all of it on screen
+            panel.evaluate("e => e.scrollIntoView({block: 'center'})")  # all of it on screen
             page.screenshot(path=str(ARTIFACTS / "quickstart_live_page.png"))
-            panel.screenshot(path=str(ARTIFACTS / "quickstart_panel.png"))
-            # Stop all: the run ends and the Results tab shows the comparison charts.
+            _shoot(page, panel, ARTIFACTS / "quickstart_panel.png")
+            # Stop all after a few more epochs, so the comparison charts have something to compare;
+            # the run ends and the Results tab shows them.
+            _poll(lambda: min(_segments(folder / "runs").values()) >= 6, 180, "the models did not finish 6 epochs")
             page.get_by_role("button", name="Stop all").click()
             page.wait_for_selector(".workbench-panel :text('Summary (last evaluation of each model)')",
                                    timeout=180_000)
@@ -198,8 +212,8 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
                                    "'.workbench-panel .widget-gridbox img')];"
                                    " return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
                                    timeout=60_000)
-            panel.evaluate("e => e.scrollIntoView({block: 'start'})")
-            panel.screenshot(path=str(ARTIFACTS / "quickstart_results.png"))
+            panel.evaluate("e => e.scrollIntoView({block: 'center'})")
+            _shoot(page, panel, ARTIFACTS / "quickstart_results.png")
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "quickstart_failure.png"), full_page=True)
             raise
