@@ -178,6 +178,7 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
             slider = page.locator(".widget-hslider:has(.widget-label:text-is('lr'))").first
             slider.wait_for(state="visible", timeout=180_000)
             page.wait_for_function("document.querySelectorAll('.widget-hslider .noUi-handle').length > 0")
+            page.screenshot(path=str(ARTIFACTS / "quickstart_starting.png"))  # before any metric: the placeholder
             handle = slider.locator(".noUi-handle").first
             handle.scroll_into_view_if_needed()
             box = handle.bounding_box()
