@@ -140,7 +140,12 @@ def run(configs: list[dict], data: dict, rounds: int, steps: int, seed: int,
             stats["decisions"] += 1
             if isinstance(d, Exploit):
                 stats["exploits"] += 1
-                members[d.target].load_state_dict(members[d.source].state_dict())
+                # Weights, optimiser state and hyperparameters, as the engine's Exploit copies;
+                # the target keeps its own minibatch stream (copying the source's sampler
+                # would replay the source's exact batches and make the copy a clone).
+                state = members[d.source].state_dict()
+                state["gen"] = members[d.target].gen.get_state()
+                members[d.target].load_state_dict(state)
             elif isinstance(d, SetHParam):
                 members[d.instance].set_hparam(d.name, d.value)
     if controller is not None:
@@ -216,8 +221,8 @@ def main() -> None:
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
     t0 = time.perf_counter()
-    single_hp = {"warmup_rounds": 1, "ready_rounds": 2}
-    pbt_hp = {"warmup_rounds": 2, "ready_rounds": 2, "quantile": 0.25}
+    single_hp = {"warmup_rounds": 1}
+    pbt_hp = {"warmup_rounds": 2, "ready_rounds": 2}
     print(f"controller hyperparameters: single {single_hp}; population {pbt_hp}")
     ok1 = bar_robustness(seeds, args.rounds, args.steps, single_hp)
     ok2 = bar_population(seeds, args.population, args.rounds, args.steps, pbt_hp)

@@ -11,7 +11,12 @@ import torch
 from workbench.control import Exploit, ModelView, RunView, SetHParam
 from workbench.errors import PresetError
 from workbench.models.controller import (
-    AdaptiveLearningController, AdjustmentBandit, exploit_pairs, explore, is_diverging, is_plateau,
+    AdaptiveLearningController,
+    AdjustmentBandit,
+    exploit_pairs,
+    explore,
+    is_diverging,
+    is_plateau,
     rank,
 )
 from workbench.registry import get_model
@@ -63,7 +68,7 @@ def test_guard_functions_on_scripted_series():
 
 
 def test_diverging_model_gets_lr_cut_even_while_cooling_down():
-    c = AdaptiveLearningController({"bandit": False, "ready_rounds": 5}, seed=0)
+    c = AdaptiveLearningController({"bandit": False, "schedule": False, "ready_rounds": 5}, seed=0)
     d = lr_sets(c.decide(single([1.0, 0.6, 0.5, 1.2], lr=0.5)))
     assert len(d) == 1 and d[0].value == pytest.approx(0.15) and "divergence" in d[0].reason
     d = lr_sets(c.decide(single([1.0, 0.6, 0.5, 1.2, float("inf")], lr=0.15)))
@@ -72,7 +77,8 @@ def test_diverging_model_gets_lr_cut_even_while_cooling_down():
 
 
 def test_plateau_reduces_lr_by_factor_after_patience():
-    c = AdaptiveLearningController({"bandit": False, "patience": 3, "plateau_factor": 0.5}, seed=0)
+    c = AdaptiveLearningController({"bandit": False, "schedule": False, "patience": 3,
+                                    "plateau_factor": 0.5}, seed=0)
     assert lr_sets(c.decide(single([1.0, 0.7, 0.5, 0.45], lr=0.2))) == []  # still improving
     d = lr_sets(c.decide(single([1.0, 0.7, 0.5, 0.45, 0.452, 0.449, 0.451], lr=0.2)))
     assert len(d) == 1 and d[0].value == pytest.approx(0.1) and "plateau" in d[0].reason
@@ -173,7 +179,7 @@ def test_guards_and_bandit_steer_a_single_model_from_too_small_or_too_large_lr()
     start_small = _drive(None, 0.002, 40)[1]
     # The simulated model's slow regime improves ~0.1% per round: the reward must be
     # logarithmic from there on (reward_scale), or the bandit cannot hear it over the noise.
-    hp = {"warmup_rounds": 1, "reward_scale": 1e-3}
+    hp = {"warmup_rounds": 1, "reward_scale": 1e-3, "schedule": False, "patience": 3}
     finals = []
     for seed in range(3):
         top_lr, loss = _drive(AdaptiveLearningController(hp, seed=seed), 0.002, 40, seed)
@@ -236,3 +242,50 @@ def test_improvement_vs_fixed_uses_the_kept_control():
     metrics = c.evaluate(run_view(*final))
     assert metrics["eval/improvement_vs_fixed"] == pytest.approx(2.0)
     assert metrics["eval/fixed_groups"] == 1.0
+
+
+def test_search_step_on_scripted_series():
+    from workbench.models.controller._schedule import round_trend, search_step
+
+    assert round_trend([2.3, 2.2, 2.0, 1.9, 1.7, 1.6]) > 0
+    assert round_trend([1.0, float("nan"), 1.0]) == -1.0 and round_trend([1.0]) is None
+    assert search_step([2.2], 0.1, None, None).factor == 1.0  # first round: baseline only
+    assert search_step([2.2], -0.1, None, None).factor == 0.5  # not even falling: back off
+    s = search_step([2.2, 2.1], None, 1.0, None)
+    assert (s.factor, s.done) == (2.0, False) and s.rate == pytest.approx(0.1 / 2.2)
+    s = search_step([2.2, 2.1, 1.8], None, 2.0, 0.045)  # faster at x2: raise again
+    assert (s.factor, s.done) == (2.0, False)
+    s = search_step([2.2, 2.1, 2.05], None, 2.0, 0.045, settle=0.5)  # slower: settle, done
+    assert (s.factor, s.done) == (0.5, True)
+    s = search_step([2.2, 2.1, 2.5], None, 2.0, 0.045)  # worse: back to the previous lr
+    assert (s.factor, s.done) == (0.5, True)
+    assert search_step([3.0, 3.2], None, 0.5, None).factor == 0.5  # still worse after back-off
+    assert search_step([3.0, 2.5], None, 0.5, None).done
+
+
+def test_schedule_climbs_from_too_small_lr_and_anneals_at_the_end():
+    c = AdaptiveLearningController({"warmup_rounds": 1, "anneal_fraction": 0.1}, seed=0)
+    top, loss = _drive(c, 0.002, 50)  # the views say 50 epochs in all: the last 5 anneal
+    assert top > 0.03 and loss < 0.3 * _drive(None, 0.002, 50)[1]
+    assert loss < 0.5 * _drive(None, 0.01, 50)[1]
+    reasons = [e["reason"] for e in c._log if e["kind"] == "set"]
+    assert "final anneal" in reasons[-4:] and any(r.startswith("lr search") for r in reasons)
+
+
+def test_exploit_needs_a_gap_larger_than_the_noise():
+    noisy = {"p0": [1.0, 0.5, 0.7, 0.45, 0.66], "p1": [1.0, 0.55, 0.75, 0.5, 0.7]}
+    views = [mv(k, 5, {"lr": 0.1, "momentum": 0.9}, {"eval/loss": v}) for k, v in noisy.items()]
+    c = AdaptiveLearningController({"warmup_rounds": 1, "exploit_margin": 1.0}, seed=0)
+    assert not [d for d in c.decide(run_view(*views)) if isinstance(d, Exploit)]
+    clear = {"p0": [1.0, 0.8, 0.6, 0.4, 0.2], "p1": [1.0, 0.9, 0.85, 0.8, 0.75]}
+    views = [mv(k, 5, {"lr": 0.1, "momentum": 0.9}, {"eval/loss": v}) for k, v in clear.items()]
+    c = AdaptiveLearningController({"warmup_rounds": 1, "exploit_margin": 1.0}, seed=0)
+    assert [(d.target, d.source) for d in c.decide(run_view(*views)) if isinstance(d, Exploit)] == [("p1", "p0")]
+
+
+def test_population_lr_decays_together_in_the_anneal_part():
+    views = [mv(f"p{i}", 46, {"lr": 0.1 * (i + 1), "momentum": 0.9},
+                {"eval/loss": [1.0 - 0.01 * e for e in range(46)]}) for i in range(3)]
+    c = AdaptiveLearningController({"anneal_fraction": 0.1, "anneal_factor": 0.5, "exploit": True}, seed=0)
+    sets = {d.instance: d.value for d in lr_sets(c.decide(run_view(*views)))}
+    assert sets == pytest.approx({"p0": 0.05, "p1": 0.1, "p2": 0.15})

@@ -27,9 +27,18 @@ from ...trainer import HParam, validate_hparams
 from ._bandit import AdjustmentBandit, parse_actions, speedup
 from ._guards import GuardSettings, guard_factor
 from ._pbt import exploit_pairs, explore, rank
+from ._schedule import SearchStep, in_anneal, round_trend, search_step
 from ._values import (
-    Objective, controllable, current_score, epoch_series, plain, relative_improvement,
-    resolve_objective, scaled, score_series,
+    Objective,
+    controllable,
+    current_score,
+    epoch_series,
+    plain,
+    relative_improvement,
+    resolve_objective,
+    scaled,
+    score_noise,
+    score_series,
 )
 
 __all__ = ["AdaptiveLearningController"]
@@ -64,17 +73,30 @@ class AdaptiveLearningController(Controller):
                              help="members per group left at their initial settings as a measured control"),
         "divergence_ratio": HParam(float, 1.5, low=1.01, high=100.0),
         "divergence_factor": HParam(float, 0.3, low=0.01, high=0.99),
-        "patience": HParam(int, 3, low=1, high=1000),
+        "divergence_train_rise": HParam(float, 0.0, low=0.0, high=100.0,
+                                        help="> 0: a divergence cut also needs the round's training loss "
+                                             "above this multiple of its best since the last change"),
+        "patience": HParam(int, 6, low=1, high=1000),
         "plateau_threshold": HParam(float, 0.01, low=0.0, high=0.5),
         "plateau_factor": HParam(float, 0.5, low=0.01, high=0.99),
         "bandit": HParam(bool, True, help="let the learned bandit move lr"),
         "bandit_actions": HParam(str, "0.5,0.8,1,1.25,2", help="lr factors the bandit chooses from"),
         "bandit_discount": HParam(float, 0.9, low=0.5, high=1.0),
-        "anneal_fraction": HParam(float, 0.2, low=0.0, high=1.0,
+        "anneal_fraction": HParam(float, 0.1, low=0.0, high=1.0,
                                   help="final fraction of training in which a single model's lr decays"),
         "anneal_factor": HParam(float, 0.7, low=0.05, high=1.0, help="lr multiplier per round while annealing"),
         "reward_scale": HParam(float, 0.1, low=1e-5, high=1.0, log=True,
                                help="per-round improvement rate below which rewards are linear, above log"),
+        "schedule": HParam(bool, True, help="single models: lr search, hold, anneal (else: bandit only)"),
+        "search_fraction": HParam(float, 0.35, low=0.0, high=1.0,
+                                  help="longest part of training a single model's lr range test may take"),
+        "search_factor": HParam(float, 2.0, low=1.1, high=10.0, help="lr range test: x or / this factor"),
+        "search_settle": HParam(float, 1.0, low=0.05, high=1.0,
+                                help="lr multiplier when a raise stopped paying (1: keep, 0.5: go back)"),
+        "hold_bandit": HParam(bool, False, help="single models: the bandit also moves lr while holding"),
+        "population_anneal": HParam(bool, True, help="groups of 2+: every member's lr decays in the anneal part"),
+        "exploit_margin": HParam(float, 1.0, low=0.0, high=100.0,
+                                 help="exploit only when the gap exceeds this many noise standard deviations"),
     }
 
     def __init__(self, hparams: dict[str, Any], seed: int):
@@ -88,7 +110,7 @@ class AdaptiveLearningController(Controller):
         super().__init__(merged, seed)
         h = self.hparams
         self.guards = GuardSettings(h["divergence_ratio"], h["divergence_factor"], h["patience"],
-                                    h["plateau_threshold"], h["plateau_factor"])
+                                    h["plateau_threshold"], h["plateau_factor"], h["divergence_train_rise"])
         self.bandit = AdjustmentBandit(factors, discount=h["bandit_discount"])
         self.rng = np.random.Generator(np.random.PCG64(seed))
         self._pending: list[dict[str, Any]] = []  # bandit actions awaiting their reward
@@ -101,6 +123,8 @@ class AdaptiveLearningController(Controller):
         self._totals = {"decisions": 0, "exploits": 0, "guard_cuts": 0, "bandit_updates": 0,
                         "reward_sum": 0.0}
         self._round: dict[str, float] = {}
+        # instance -> [searching (1/0), last search factor (0: none yet), rate at the previous lr]
+        self._search: dict[str, list[float]] = {}
 
     # -- policy ----------------------------------------------------------------------------
     def decide(self, view: RunView) -> list[Decision]:
@@ -145,6 +169,10 @@ class AdaptiveLearningController(Controller):
         exploited = set()
         for target, source in exploit_pairs(ranked, ready, self.hparams["quantile"], self.rng, protected):
             t, s = views[target], views[source]
+            gap, noise = scores[target] - scores[source], math.hypot(
+                score_noise(score_series(t, objective)), score_noise(score_series(s, objective)))
+            if not gap > self.hparams["exploit_margin"] * noise:
+                continue  # the ranking may be luck: copying would only throw a run away
             why = (f"{objective.metric} {objective.raw(scores[target]):.4g} is rank "
                    f"{ranked.index(target) + 1}/{len(ranked)}; copies {source} "
                    f"({objective.raw(scores[source]):.4g})")
@@ -153,7 +181,36 @@ class AdaptiveLearningController(Controller):
             self._round["exploits"] += 1
             out += self._explore(group, t, s, objective)
         rest = [m for m in active if m.instance not in exploited]
-        return out + self._singles(group, rest, objective, protected, bandit=False)
+        out += self._singles(group, rest, objective, protected, bandit=False)
+        if self.hparams["population_anneal"]:
+            out += self._anneal_all(views, exploited, protected, out)
+        return out
+
+    def _anneal_all(self, views: Mapping[str, ModelView], exploited: set[str], protected: set[str],
+                    planned: list[Decision]) -> list[Decision]:
+        """The shared cool-down: in the anneal part every member's lr decays each round.
+
+        An exploited member decays from the value its explore set (the last planned one),
+        so the decay stays shared: a copy never jumps back above the schedule.
+        """
+        lr_name, out = self.hparams["lr_name"], []
+        for i, m in sorted(views.items()):
+            knobs = controllable(m, [lr_name])
+            if i in protected or lr_name not in knobs or not self._annealing(m):
+                continue
+            current = m.hparams.get(lr_name)
+            for d in planned:
+                if isinstance(d, Exploit) and d.target == i:
+                    current = views[d.source].hparams.get(lr_name, current)
+                elif isinstance(d, SetHParam) and d.instance == i and d.name == lr_name:
+                    current = d.value
+            if current is None:
+                continue
+            new = scaled(knobs[lr_name], current, self.hparams["anneal_factor"])
+            if new is not None:
+                out.append(SetHParam(i, lr_name, new, reason="shared final anneal"))
+                self._record(out[-1], current, m.epoch)
+        return out
 
     def _explore(self, group: str, t: ModelView, s: ModelView, objective: Objective) -> list[Decision]:
         knobs = controllable(t)
@@ -200,6 +257,8 @@ class AdaptiveLearningController(Controller):
                     if why.startswith("divergence"):
                         # Remember where it blew up: the bandit will not climb back there.
                         self._ceiling[m.instance] = float(lr) * 0.5
+                        if m.instance in self._search:
+                            self._search[m.instance][0] = 0.0
                     out.append(SetHParam(m.instance, lr_name, new, reason=why))
                     self._round["guard_cuts"] += 1
                     self._mark_change(m, anchor_from=m, objective=objective)
@@ -212,7 +271,11 @@ class AdaptiveLearningController(Controller):
                     self._mark_change(m, anchor_from=m, objective=objective)
                     self._record(out[-1], lr, m.epoch)
                 continue
-            if bandit and self.hparams["bandit"] and self._bandit_ready(m):
+            if bandit and self.hparams["schedule"] and self._searching(m):
+                out += self._search_move(m, spec, lr, objective)
+                continue
+            hold_bandit = not self.hparams["schedule"] or self.hparams["hold_bandit"]
+            if bandit and hold_bandit and self.hparams["bandit"] and self._bandit_ready(m):
                 arm = self._choose_arm(group, spec, lr, m)
                 new = scaled(spec, lr, self.bandit.factors[arm])
                 self._add_pending(group, m, arm, objective, score_series(m, objective))
@@ -224,6 +287,38 @@ class AdaptiveLearningController(Controller):
                     self._record(out[-1], lr, m.epoch)
         return out
 
+    def _searching(self, m: ModelView) -> bool:
+        """Whether a single model's lr range test is still on (it ends for good once over)."""
+        state = self._search.setdefault(m.instance, [1.0, 0.0, math.nan])
+        limit = self.hparams["search_fraction"] * m.total_epochs
+        if state[0] and m.epoch > limit:
+            state[0] = 0.0
+        return bool(state[0])
+
+    def _search_move(self, m: ModelView, spec: HParam, lr: Any, objective: Objective) -> list[Decision]:
+        state = self._search[m.instance]
+        step_losses = [v for e, v in m.history.get("train/loss", ()) if int(e) == m.epoch]
+        scores = [v for _, v in score_series(m, objective)]
+        factor = self.hparams["search_factor"]
+        step = search_step(scores, round_trend(step_losses), state[1] or None,
+                           None if math.isnan(state[2]) else state[2], up=factor, down=1.0 / factor,
+                           settle=self.hparams["search_settle"])
+        if step.factor > 1.0:
+            if float(lr) * step.factor > self._ceiling.get(m.instance, math.inf):
+                step = SearchStep(1.0, True, step.rate, "lr search: at the divergence ceiling, hold")
+        new = scaled(spec, lr, step.factor)
+        if new is None and not step.done and step.factor != 1.0:
+            step = SearchStep(1.0, True, step.rate, "lr search: at the bound, hold")
+        state[0] = 0.0 if step.done else 1.0
+        state[1] = step.factor if new is not None or step.factor == 1.0 else state[1]
+        state[2] = step.rate if step.rate is not None else math.nan
+        if new is None:
+            return []
+        d = SetHParam(m.instance, self.hparams["lr_name"], new, reason=step.why)
+        self._mark_change(m, anchor_from=m, objective=objective)
+        self._record(d, lr, m.epoch)
+        return [d]
+
     def _annealing(self, m: ModelView) -> bool:
         """In the last ``anneal_fraction`` of its training a steered model's lr only decays.
 
@@ -231,8 +326,7 @@ class AdaptiveLearningController(Controller):
         size at the end settles it (the cool-down of warmup-stable-decay schedules), and no
         exploration is worth a blow-up there is no time to recover from.
         """
-        rounds = int(round(self.hparams["anneal_fraction"] * m.total_epochs))
-        return rounds > 0 and m.total_epochs - m.epoch <= rounds
+        return in_anneal(m.epoch, m.total_epochs, self.hparams["anneal_fraction"])
 
     # -- bandit bookkeeping ----------------------------------------------------------------
     def _bandit_ready(self, m: ModelView) -> bool:
@@ -361,6 +455,7 @@ class AdaptiveLearningController(Controller):
             "log": [dict(e) for e in self._log],
             "totals": dict(self._totals),
             "round": dict(self._round),
+            "search": {k: list(v) for k, v in self._search.items()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -378,6 +473,7 @@ class AdaptiveLearningController(Controller):
         self._log = [dict(e) for e in state["log"]]
         self._totals = dict(state["totals"])
         self._round = dict(state["round"])
+        self._search = {k: [float(x) for x in v] for k, v in state.get("search", {}).items()}
 
 
 def _finite_or_inf(x: float | None) -> float:

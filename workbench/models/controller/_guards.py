@@ -10,7 +10,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-__all__ = ["GuardSettings", "is_diverging", "is_plateau", "guard_factor"]
+__all__ = ["GuardSettings", "guard_factor", "is_diverging", "is_plateau"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +20,7 @@ class GuardSettings:
     patience: int = 3  # rounds without improvement that make a plateau
     plateau_threshold: float = 0.01  # relative improvement that still counts as progress
     plateau_factor: float = 0.5  # lr multiplier on a plateau
+    train_rise: float = 0.0  # >0: the training loss must also exceed this multiple of its best
 
 
 def is_diverging(losses: Sequence[float], ratio: float) -> bool:
@@ -61,6 +62,19 @@ def is_plateau(scores: Sequence[float], patience: int, threshold: float) -> bool
     return min(recent) > best_before - threshold * abs(best_before)
 
 
+def _training_rose(losses: Sequence[float], ratio: float) -> bool:
+    """The round's mean training loss is above ``ratio`` x the best earlier round (or unknown).
+
+    Held-out losses rise from overfitting and evaluation noise as well as from a step
+    size that is too large; only the last also drives the training loss up, so a
+    divergence cut needs both signals to agree.
+    """
+    earlier = [x for x in losses[:-1] if math.isfinite(x)]
+    if ratio <= 0.0 or not losses or not earlier:
+        return True
+    return losses[-1] > ratio * min(earlier)
+
+
 def guard_factor(losses: Sequence[float], scores: Sequence[float], settings: GuardSettings,
                  ready: bool) -> tuple[float, str] | None:
     """The lr multiplier a guard demands, with its reason, or None.
@@ -75,7 +89,8 @@ def guard_factor(losses: Sequence[float], scores: Sequence[float], settings: Gua
     # objective instead: a round's mean minibatch loss is too noisy near convergence (it
     # can double by chance), while an evaluation on a fixed set is not.
     nonfinite = bool(losses) and not math.isfinite(losses[-1])
-    if nonfinite or is_diverging(scores, settings.divergence_ratio):
+    if nonfinite or (is_diverging(scores, settings.divergence_ratio)
+                     and _training_rose(losses, settings.train_rise)):
         last = losses[-1] if nonfinite else scores[-1]
         why = "non-finite loss" if not math.isfinite(last) else f"loss rose to {last:.4g}"
         return settings.divergence_factor, f"divergence ({why})"

@@ -16,7 +16,7 @@ import numpy as np
 from ...trainer import HParam
 from ._values import sample, scaled
 
-__all__ = ["rank", "exploit_pairs", "explore"]
+__all__ = ["exploit_pairs", "explore", "rank"]
 
 
 def rank(scores: Mapping[str, float]) -> list[str]:

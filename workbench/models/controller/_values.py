@@ -81,6 +81,20 @@ def current_score(view: ModelView, objective: Objective) -> float | None:
     return series[-1][1] if series else None
 
 
+def score_noise(series: Sequence[tuple[int, float]], window: int = 4) -> float:
+    """Round-to-round noise of a score: the spread of its last ``window`` changes.
+
+    A steady fall (every change alike) has no noise however fast it is; a score that
+    jumps around by chance has a spread as large as its jumps. Non-finite values count as
+    unbounded noise only through the ranking (they rank last), not here.
+    """
+    values = [v for _, v in series[-(window + 1):] if math.isfinite(v)]
+    if len(values) < 3:
+        return 0.0
+    diffs = np.diff(np.asarray(values, dtype=float))
+    return float(np.std(diffs))
+
+
 def relative_improvement(before: float, after: float) -> float:
     """How much a lower-is-better score fell, as a fraction of its size (negative: got worse)."""
     if not (math.isfinite(before) and math.isfinite(after)):
