@@ -316,6 +316,8 @@ class Coordinator:
                         break
                     time.sleep(0.05)  # only paused models left: wait for a command
                     continue
+                if self._check_workers():
+                    continue
                 try:
                     done = wait(in_flight, timeout=0.1, return_when="FIRST_COMPLETED").done
                 except TimeoutError:
@@ -323,9 +325,28 @@ class Coordinator:
                 for m in list(self.models.values()):
                     if m.future is not None and m.future in done:
                         self._finish_segment(m)
+        except BaseException:
+            log.exception("the coordinator loop failed")
+            raise
         finally:
             self._finalize()
         return self.state
+
+    def _check_workers(self, every: float = 1.0) -> bool:
+        """A task pinned to a worker that died waits forever: find such models and rebuild them."""
+        now = time.time()
+        if now - getattr(self, "_last_worker_check", 0.0) < every:
+            return False
+        self._last_worker_check = now
+        alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        recovered = False
+        for m in self.models.values():
+            if m.future is not None and m.worker not in alive:
+                fut, m.future = m.future, None
+                fut.cancel()
+                self._recover(m, RuntimeError(f"worker {m.worker} died during epoch {m.completed + 1}"))
+                recovered = True
+        return recovered
 
     def _ready(self, m: _Model) -> bool:
         if m.state != ModelState.RUNNING or m.future is not None or m.completed >= m.spec.epochs:
@@ -481,8 +502,11 @@ class Coordinator:
 
     def _save(self, fut, m: _Model, epoch: int, extra: dict[str, Any]) -> None:
         t0 = time.perf_counter()
+        if fut.status in ("lost", "cancelled", "error"):  # its worker died: the state is gone
+            self._event(m.spec.instance, "error", {"epoch": epoch, "error": f"checkpoint lost ({fut.status})"})
+            return
         try:
-            payload = fut.result()
+            payload = fut.result(timeout=60)
             payload["coordinator"] = extra
             path = self.saver.save(m.spec.instance, epoch, payload)
         except Exception as exc:
@@ -510,9 +534,14 @@ class Coordinator:
         if m.failures > self.max_failures:
             self._fail(m, f"lost its worker {m.failures} times")
             return
+        deadline = time.time() + 60  # a nanny restarts a dead worker within seconds
         alive = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
+        while not alive and time.time() < deadline:
+            time.sleep(0.5)
+            alive = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
         if m.worker not in alive and alive:
-            m.worker = alive[hash(m.spec.instance) % len(alive)]
+            load = collections.Counter(p.worker for p in self.models.values() if p is not m)
+            m.worker = min(alive, key=lambda a: (load[a], a))
         loaded = self.saver.load_latest(m.spec.instance)
         checkpoint = None
         m.completed, m.exports, m.deps = 0, {}, []

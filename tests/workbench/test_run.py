@@ -132,7 +132,7 @@ def test_a_model_that_keeps_failing_is_marked_failed_and_others_go_on(runs_dir, 
 
 
 def test_pause_resume_stop_and_resume_run(runs_dir, inprocess_scheduler):
-    run = wb.start_run("digits_mutual", {"epochs": 30, "enable_collaborative_training": False,
+    run = wb.start_run("digits_mutual", {"epochs": 400, "enable_collaborative_training": False,
                                          "checkpoint_interval": 1}, scheduler=inprocess_scheduler)
     deadline = time.time() + 120
     while run.snapshot().models["digits_cnn@digits"].epoch < 1 and time.time() < deadline:
@@ -149,7 +149,7 @@ def test_pause_resume_stop_and_resume_run(runs_dir, inprocess_scheduler):
     run.stop()
     assert run.wait(timeout=120) == wb.RunState.STOPPED
     stopped_epochs = run.models().set_index("model")["epoch"].to_dict()
-    assert all(e < 30 for e in stopped_epochs.values())
+    assert all(e < 400 for e in stopped_epochs.values())
     resumed = wb.resume_run(run.id, overrides={"epochs": 3 + max(stopped_epochs.values()),
                                                "models.digits_mlp.hyperparameters.lr": 0.002},
                             scheduler=inprocess_scheduler)
@@ -167,3 +167,31 @@ def test_profile_epoch_writes_a_trace(runs_dir, inprocess_scheduler):
     trace = run.dir / "profiles" / "digits_mlp@digits-epoch2.json"
     assert trace.stat().st_size > 1000
     assert "aten::" in trace.with_suffix(".txt").read_text()
+
+
+def test_a_worker_killed_mid_segment_costs_only_the_work_since_the_checkpoint(runs_dir):
+    """A real local cluster (worker processes): kill the process training a model."""
+    run = wb.start_run("digits_mutual", {"epochs": 6, "checkpoint_interval": 1,
+                                         "target_models": ["digits_mlp"],
+                                         "models.digits_mlp.hyperparameters.batch_size": 4})
+    name = "digits_mlp@digits"
+    deadline = time.time() + 180
+    while run.snapshot().models[name].epoch < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    worker = run._coordinator.models[name].worker
+    import os
+    import threading
+
+    def kill():  # runs in the worker's event loop, so it lands mid-segment
+        try:
+            run._cluster.client.run(os._exit, 1, workers=[worker])
+        except Exception:  # the connection dies with the worker
+            pass
+
+    threading.Thread(target=kill, daemon=True).start()
+    assert run.wait(timeout=300) == wb.RunState.FINISHED
+    events = run.events()
+    restored = events[events["kind"] == "restored"]
+    assert len(restored) == 1 and restored["payload"].iloc[0]["epoch"] >= 1
+    final = run.metrics(name="eval/test_accuracy", model=name)
+    assert final["epoch"].max() == 6 and final["value"].iloc[-1] > 0.8
