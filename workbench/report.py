@@ -38,6 +38,7 @@ def chart_metrics(metrics) -> list[str]:
 def metric_figure(metrics, name: str, smoothing: int = 1, ax=None):
     """Every model's ``name`` over epochs on shared axes (a matplotlib Figure)."""
     from matplotlib.figure import Figure  # no pyplot: safe from any thread, no GUI backend
+    from matplotlib.ticker import MaxNLocator
 
     fig = None
     if ax is None:
@@ -53,6 +54,7 @@ def metric_figure(metrics, name: str, smoothing: int = 1, ax=None):
         ax.plot(series.index, series.values, marker="o" if len(series) < 30 else None, ms=3, label=model)
     ax.set_title(name)
     ax.set_xlabel(x_name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if data["model"].nunique() > 0:
         ax.legend(fontsize=7, loc="best")
