@@ -20,7 +20,7 @@ import torch
 
 from workbench.data import load_dataset
 from workbench.models.environment_simulator import EnvironmentSimulator, ProbabilisticEnsemble, env_spec
-from workbench.models.environment_simulator._collect import collect, make_env, random_action, run_episodes
+from workbench.models.environment_simulator._collect import collect, make_env, random_action
 from workbench.models.environment_simulator._ensemble import gaussian_nll_loss
 from workbench.trainer import Resources, StepContext, validate_hparams
 

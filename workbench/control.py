@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from .trainer import HParam
+from .trainer import HParam, HParamSchema
 
 __all__ = ["ModelView", "RunView", "SetHParam", "Exploit", "Decision", "Controller"]
 
@@ -71,7 +71,7 @@ class Exploit:
 Decision = SetHParam | Exploit
 
 
-class Controller(abc.ABC):
+class Controller(HParamSchema, abc.ABC):
     """A registered model that steers the others instead of training on data.
 
     Constructor: ``(hparams, seed)``. It runs in the coordinator's process once per round
@@ -107,11 +107,3 @@ class Controller(abc.ABC):
 
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-    @classmethod
-    def hparam_schema(cls) -> dict[str, dict[str, Any]]:
-        return {k: v.as_dict() for k, v in cls.hyperparameters.items()}
-
-    @classmethod
-    def live_hparams(cls) -> list[str]:
-        return [k for k, v in cls.hyperparameters.items() if v.live]

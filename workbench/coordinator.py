@@ -219,19 +219,14 @@ class Coordinator:
                     m.pinned.discard(c.name)
                     self._event(c.instance, "release", {"name": c.name})
                     self.store.set_model(c.instance, pinned=sorted(m.pinned))
-                elif c.op == "pause":
+                elif c.op in ("pause", "resume"):
+                    before, after, kind = ((ModelState.RUNNING, ModelState.PAUSED, "paused") if c.op == "pause"
+                                           else (ModelState.PAUSED, ModelState.RUNNING, "resumed_model"))
                     for name in [c.instance] if c.instance else list(self.models):
                         m = self.models[name]
-                        if m.state == ModelState.RUNNING:
-                            m.state = ModelState.PAUSED
-                            self._event(name, "paused", {"epoch": m.completed, "step": m.step})
-                            self.store.set_model(name, state=m.state.value)
-                elif c.op == "resume":
-                    for name in [c.instance] if c.instance else list(self.models):
-                        m = self.models[name]
-                        if m.state == ModelState.PAUSED:
-                            m.state = ModelState.RUNNING
-                            self._event(name, "resumed_model", {"epoch": m.completed, "step": m.step})
+                        if m.state == before:
+                            m.state = after
+                            self._event(name, kind, {"epoch": m.completed, "step": m.step})
                             self.store.set_model(name, state=m.state.value)
                 elif c.op == "stop":
                     if self.state == RunState.RUNNING:

@@ -26,10 +26,10 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-__all__ = ["HParam", "Resources", "StepContext", "Trainer", "validate_hparams"]
+__all__ = ["HParam", "HParamSchema", "Resources", "StepContext", "Trainer", "validate_hparams"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +103,21 @@ def validate_hparams(
     return merged, problems
 
 
+class HParamSchema:
+    """Mixin of everything with a ``hyperparameters`` schema (trainers and controllers)."""
+
+    hyperparameters: ClassVar[dict[str, HParam]] = {}
+
+    @classmethod
+    def hparam_schema(cls) -> dict[str, dict[str, Any]]:
+        """JSON-able schema, for panels and docs."""
+        return {k: v.as_dict() for k, v in cls.hyperparameters.items()}
+
+    @classmethod
+    def live_hparams(cls) -> list[str]:
+        return [k for k, v in cls.hyperparameters.items() if v.live]
+
+
 @dataclasses.dataclass(frozen=True)
 class Resources:
     """What the engine gives a trainer: a torch device string and a number of CPU threads."""
@@ -129,7 +144,7 @@ class StepContext:
     log: Callable[[str], None] = lambda msg: None
 
 
-class Trainer(abc.ABC):
+class Trainer(HParamSchema, abc.ABC):
     """Base class of every model the workbench trains.
 
     Class attributes a subclass declares:
@@ -216,12 +231,3 @@ class Trainer(abc.ABC):
         ``knowledge`` event), or ``{}`` when nothing was used.
         """
         return {}
-
-    # -- helpers -----------------------------------------------------------------------
-    @classmethod
-    def hparam_schema(cls) -> dict[str, dict[str, Any]]:
-        return {k: v.as_dict() for k, v in cls.hyperparameters.items()}
-
-    @classmethod
-    def live_hparams(cls) -> Iterable[str]:
-        return [k for k, v in cls.hyperparameters.items() if v.live]
