@@ -314,9 +314,12 @@ def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
 def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
     """Checkpoint payload: the trainer's state plus the engine's RNG and step counter."""
     slot = _SLOTS[(run_id, instance)]
+    t0 = time.perf_counter()
     with slot.lock:
-        return {"trainer": copy.deepcopy(slot.trainer.state_dict()),
-                "engine": {"rng": rng_to_tensors(slot.rng), "step": slot.step}}
+        trainer_state = copy.deepcopy(slot.trainer.state_dict())
+        return {"trainer": trainer_state,
+                "engine": {"rng": rng_to_tensors(slot.rng), "step": slot.step,
+                           "state_seconds": time.perf_counter() - t0}}
 
 
 def load_state(run_id: str, instance: str, payload: dict[str, Any], hparams: dict[str, Any] | None = None,

@@ -53,7 +53,8 @@ def _worker_env(spec: WorkerSpec) -> dict[str, str]:
 
 
 def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
-                        dashboard: bool = True) -> ClusterHandle:
+                        dashboard: bool = True, preload: Sequence[str] = ()) -> ClusterHandle:
+    """``preload``: ``model=NAME`` and ``data=NAME:SEED`` items each worker loads at start."""
     import dask
     from distributed import Client, Nanny, Scheduler, SpecCluster
 
@@ -67,7 +68,7 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
                 "nthreads": 1,
                 "host": host,
                 "resources": dict(spec.resources) or None,
-                "env": _worker_env(spec),
+                "env": {**_worker_env(spec), "WORKBENCH_PRELOAD": ";".join(preload)},
                 "preload": [PRELOAD],
                 "name": spec.name,
                 "memory_limit": 0,

@@ -508,7 +508,9 @@ class Coordinator:
             self._event(m.spec.instance, "error", {"epoch": epoch, "error": f"checkpoint failed: {exc}"})
             return
         seconds = time.perf_counter() - t0
-        self.store.add_metrics([(m.spec.instance, epoch, m.step, "time/checkpoint_s", seconds, time.time())])
+        self.store.add_metrics([(m.spec.instance, epoch, m.step, "time/checkpoint_s", seconds, time.time()),
+                                (m.spec.instance, epoch, m.step, "time/checkpoint_state_s",
+                                 float(payload["engine"].get("state_seconds", 0.0)), time.time())])
         self._event(m.spec.instance, "checkpoint", {"epoch": epoch, "path": str(path.relative_to(self.run_dir)),
                                                     "seconds": seconds, "bytes": path.stat().st_size})
 

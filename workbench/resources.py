@@ -65,6 +65,8 @@ def detect_inventory() -> Inventory:
     except ImportError:  # psutil is a dependency, but the planner must not need it
         memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     gpus: list[GPU] = []
+    if not _nvidia_present():  # importing torch costs seconds: skip it where no GPU can be
+        return Inventory(cpus=cpus, memory_gb=round(memory_gb, 1), gpus=())
     try:
         import torch
 
@@ -80,6 +82,13 @@ def detect_inventory() -> Inventory:
     except ImportError:
         pass
     return Inventory(cpus=cpus, memory_gb=round(memory_gb, 1), gpus=tuple(gpus))
+
+
+def _nvidia_present() -> bool:
+    import glob
+
+    return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.isdir("/proc/driver/nvidia")
+                or os.environ.get("CUDA_VISIBLE_DEVICES") not in (None, "", "-1") and glob.glob("/dev/nvidia*"))
 
 
 def plan_placement(requests: Sequence[Request], inventory: Inventory) -> list[Placement]:

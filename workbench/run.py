@@ -259,7 +259,10 @@ def _open_cluster(plan, inventory, placements, scheduler: str | None, security: 
 
         specs = [s for s in specs if s.gpu_index is not None] + [
             replace(next(s for s in specs if s.gpu_index is None), name=f"cpu-{i}") for i in range(workers)]
-    return start_local_cluster(specs), True
+    preload = sorted({f"model={i.model}" for i in plan.trainers} |
+                     {f"data={i.dataset['name']}:{i.data_seed}" for i in plan.trainers
+                      if i.dataset and not i.dataset.get("path")})
+    return start_local_cluster(specs, preload=preload), True
 
 
 def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, runs_dir_: str | Path | None = None,
