@@ -130,6 +130,11 @@ class RunStore:
             for w in waiters:
                 w.set()
             waiters = []
+        try:  # fold the write-ahead log back in, so a finished run is one self-contained file
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.execute("PRAGMA journal_mode=DELETE")
+        except sqlite3.Error:  # another process still reads it: WAL stays, which SQLite handles
+            pass
         conn.close()
 
     @staticmethod
