@@ -21,11 +21,14 @@ from workbench.models.digits import DigitsCNN, DigitsMLP
 from workbench.trainer import Resources, StepContext
 
 
-def _train_pair(seed: int, epochs: int, mutual: bool, data) -> dict[str, float]:
+def _train_pair(seed: int, epochs: int, mutual: bool, data, weight: float = 1.0,
+                temperature: float | None = None) -> dict[str, float]:
     models = []
     for cls in (DigitsMLP, DigitsCNN):
         hp = {k: v.default for k, v in cls.hyperparameters.items()}
-        hp["mutual_weight"] = 1.0 if mutual else 0.0
+        hp["mutual_weight"] = weight if mutual else 0.0
+        if temperature is not None:
+            hp["temperature"] = temperature
         models.append(cls(hp, data, Resources(), seed * 1000 + len(models)))
     kind = "soft_predictions/digits"
     for _ in range(epochs):
@@ -48,6 +51,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--weight", type=float, default=1.0, help="mutual_weight of the KL term")
+    parser.add_argument("--temperature", type=float, default=None, help="default: the models' default")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data, _ = prepare(load_dataset("digits"), 0)
@@ -56,7 +61,7 @@ def main() -> None:
         torch.manual_seed(seed)
         alone = _train_pair(seed, args.epochs, False, data)
         torch.manual_seed(seed)
-        mutual = _train_pair(seed, args.epochs, True, data)
+        mutual = _train_pair(seed, args.epochs, True, data, args.weight, args.temperature)
         rows.append((alone, mutual))
         print(f"seed {seed}: alone nll={alone['nll']:.4f} acc={alone['accuracy']:.4f} "
               f"disagree={alone['disagreement']:.4f} | mutual nll={mutual['nll']:.4f} "

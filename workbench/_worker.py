@@ -194,6 +194,10 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
     applied: list[dict[str, Any]] = []
     with slot.lock:
         _set_threads(spec.threads)
+        if spec.gpu_fraction is not None and trainer.resources.device.startswith("cuda"):
+            import torch  # a share freed by a finished model may have grown this one's cap
+
+            torch.cuda.set_per_process_memory_fraction(spec.gpu_fraction, 0)
         _restore_rng(slot.rng)
         t0 = time.perf_counter()
         for name, value in spec.hparams.items():

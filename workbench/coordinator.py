@@ -27,7 +27,7 @@ from .checkpoint import DiskSaver, should_checkpoint
 from .control import Exploit, ModelView, RunView, SetHParam
 from .plan import ModelInstance, Plan
 from .registry import get_model
-from .resources import Placement
+from .resources import Placement, rebalance
 from .states import ModelSnapshot, ModelState, RunState
 from .store import RunStore
 
@@ -471,6 +471,8 @@ class Coordinator:
         if e >= m.spec.epochs:
             m.state = ModelState.FINISHED
             self._event(name, "finished", {"epoch": e, "eval": m.last_eval})
+            if m.placement.gpu_index is not None:
+                self._release_share(m)
         self.store.set_model(name, state=m.state.value, epoch=e, hparams=m.hparams, last_error=m.last_error)
 
     def _export(self, m: _Model) -> Any:
@@ -513,6 +515,16 @@ class Coordinator:
                                  float(payload["engine"].get("state_seconds", 0.0)), time.time())])
         self._event(m.spec.instance, "checkpoint", {"epoch": epoch, "path": str(path.relative_to(self.run_dir)),
                                                     "seconds": seconds, "bytes": path.stat().st_size})
+
+    def _release_share(self, m: _Model) -> None:
+        """Give a finished model's GPU share to the models still running on that GPU."""
+        done = {n for n, p in self.models.items() if p.state.is_finished()}
+        for placement in rebalance([p.placement for p in self.models.values()], done):
+            other = self.models[placement.instance]
+            if other.placement.gpu_fraction != placement.gpu_fraction:
+                self._event(other.spec.instance, "resources", {"gpu": placement.gpu_index, "from": m.spec.instance,
+                                                               "gpu_fraction": placement.gpu_fraction})
+                other.placement = placement
 
     def _fail(self, m: _Model, reason: str, details: str | None = None) -> None:
         m.state = ModelState.FAILED

@@ -195,3 +195,17 @@ def test_a_worker_killed_mid_segment_costs_only_the_work_since_the_checkpoint(ru
     assert len(restored) == 1 and restored["payload"].iloc[0]["epoch"] >= 1
     final = run.metrics(name="eval/test_accuracy", model=name)
     assert final["epoch"].max() == 6 and final["value"].iloc[-1] > 0.8
+
+
+@pytest.mark.gpu
+def test_models_share_a_real_gpu_with_capped_memory(runs_dir):
+    import json
+
+    run = wb.start_run("digits_mutual", {"epochs": 2, "models.digits_mlp.resources.device": "gpu",
+                                         "models.digits_cnn.resources.device": "gpu"})
+    assert run.wait(timeout=300) == wb.RunState.FINISHED
+    placements = json.loads((run.dir / "environment.json").read_text())["placements"]
+    assert {p["device"] for p in placements} == {"cuda:0"}
+    assert sum(p["gpu_fraction"] for p in placements) == pytest.approx(1.0)
+    resources = run.events(kind="resources")  # the first to finish hands its share over
+    assert len(resources) >= 1 and resources["payload"].iloc[0]["gpu_fraction"] > 0.5
