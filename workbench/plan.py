@@ -112,23 +112,21 @@ def make_plan(preset_name: str, preset: dict[str, Any]) -> Plan:
 
     problems: list[str] = []
     notes: list[str] = []
-    registry = list_models()
     datasets = _datasets(preset, problems)
     wanted: list[str] = []
     explicit: set[str] = set()
     for name in preset["target_models"]:
         if name == "all_models":
-            wanted += list(registry)
+            wanted += list(list_models())
         else:
             wanted.append(name)
             explicit.add(name)
     per_model = preset.get("models", {})
     for name in per_model:
-        if name not in registry:
-            try:
-                get_model(name)
-            except WorkbenchError as exc:
-                problems.append(f"models.{name}: {exc}")
+        try:
+            get_model(name)  # imports only that model's module
+        except WorkbenchError as exc:
+            problems.append(f"models.{name}: {exc}")
     seed = int(preset.get("seed", 0))
     instances: list[ModelInstance] = []
     for name in dict.fromkeys(wanted):

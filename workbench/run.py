@@ -17,6 +17,7 @@ import shutil
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +281,15 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     run_dir = root / run_id
     if run_dir.exists():
         raise WorkbenchError(f"run directory {run_dir} exists already; choose another run id")
-    cluster, owns = _open_cluster(plan, inventory, placements, scheduler, security)
+    # Workers start (seconds: processes, torch) while this process checks the data.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        starting = pool.submit(_open_cluster, plan, inventory, placements, scheduler, security)
+        try:
+            quality = _assess_data(plan)
+        except BaseException:
+            _close_when_started(starting)
+            raise
+        cluster, owns = starting.result()
     try:
         run_dir.mkdir(parents=True)
         (run_dir / "checkpoints").mkdir()
@@ -290,11 +299,11 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
             _environment(plan.as_dict(), inventory, placements, cluster), indent=2, default=str))
         store = RunStore(run_dir / "store.sqlite")
         store.set_run(state=RunState.RUNNING.value, preset=name, started=time.time(), run_id=run_id)
-        _record_data_quality(plan, store)
+        for payload in quality:
+            store.add_event(None, "data_quality", payload)
         coordinator = Coordinator(run_id, run_dir, plan, {p.instance: p for p in placements}, cluster, store)
     except BaseException:
-        if owns:
-            cluster.close()
+        cluster.close()
         shutil.rmtree(run_dir, ignore_errors=True)
         raise
     from . import _live
@@ -302,12 +311,23 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     return _live.add(Run(run_dir, coordinator, cluster, store, owns)._start())
 
 
-def _record_data_quality(plan, store: RunStore) -> None:
-    """Assess every tabular dataset once; blocking problems stop the run before training."""
+def _close_when_started(starting) -> None:
+    try:
+        cluster, _ = starting.result()
+    except BaseException:  # the cluster failed too: the data error is the one to report
+        return
+    cluster.close()
+
+
+def _assess_data(plan) -> list[dict[str, Any]]:
+    """Assess every tabular dataset once; blocking problems stop the run before training.
+
+    Returns the ``data_quality`` event payloads (findings and the fitted preprocessing).
+    """
     from .data import assess, load_dataset, prepare, user_dataset
     from .errors import DataError
 
-    seen = set()
+    seen, payloads = set(), []
     for inst in plan.trainers:
         ds = inst.dataset
         if not ds or ds["name"] in seen:
@@ -318,11 +338,11 @@ def _record_data_quality(plan, store: RunStore) -> None:
             continue
         prepared, pre = prepare(raw, plan.preset.get("seed", 0))
         report = assess(prepared)
-        store.add_event(None, "data_quality", {"dataset": ds["name"], "score": report.score,
-                                               "findings": [list(f) for f in report.findings],
-                                               "preprocessing": pre.to_dict() if pre else None})
+        payloads.append({"dataset": ds["name"], "score": report.score, "findings": [list(f) for f in report.findings],
+                         "preprocessing": pre.to_dict() if pre else None})
         if report.errors:
             raise DataError(f"dataset '{ds['name']}' fails quality checks: " + "; ".join(report.errors))
+    return payloads
 
 
 def open_run(run_id: str, runs_dir_: str | Path | None = None) -> RunRecord:
