@@ -183,8 +183,6 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
     Returns ``{"status": "done"|"paused"|"stopped"|"nonfinite"|"error", ...}``. Step metrics
     are streamed on ``spec.topic`` while training; the epoch's ``eval/`` metrics come back.
     """
-    import psutil
-
     from .trainer import StepContext
 
     slot = _SLOTS[(spec.run_id, spec.instance)]
@@ -266,18 +264,36 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
         slot.rng = _capture_rng()
         if buffer or applied:
             emit({"kind": "metrics", "rows": buffer, "applied": applied})
-        proc = psutil.Process()
         compute = timing.get("time/compute_s", 0.0)
         sys_metrics = {
             "sys/steps_per_s": steps_run / compute if compute > 0 else 0.0,
             "sys/step_ms": 1000 * compute / steps_run if steps_run else 0.0,
-            "sys/rss_mb": proc.memory_info().rss / 2**20,
-            "sys/cpu_percent": proc.cpu_percent(interval=None),
+            **_process_usage(),
         }
+        if trainer.resources.device.startswith("cuda"):
+            import torch
+
+            sys_metrics["sys/gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+            torch.cuda.reset_peak_memory_stats()
         return {"status": status, "metrics": result_metrics, "timing": dict(timing), "sys": sys_metrics,
                 "step": slot.step, "steps_run": steps_run, "knowledge_used": used, "applied": applied,
                 "error": error, "hparams": dict(trainer.hparams),
                 "train_means": {f"{k}_epoch": v / steps_run for k, v in sums.items()} if steps_run else {}}
+
+
+_PROCESS: list[Any] = []
+
+
+def _process_usage() -> dict[str, float]:
+    """This worker's memory and CPU use since the previous call (one psutil handle per process,
+    since ``cpu_percent`` measures between calls on the same handle)."""
+    import psutil
+
+    if not _PROCESS:
+        _PROCESS.append(psutil.Process())
+        _PROCESS[0].cpu_percent(interval=None)
+    proc = _PROCESS[0]
+    return {"sys/rss_mb": proc.memory_info().rss / 2**20, "sys/cpu_percent": proc.cpu_percent(interval=None)}
 
 
 def _start_profiler():

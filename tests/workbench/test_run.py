@@ -71,6 +71,8 @@ def test_digits_mutual_run_end_to_end(runs_dir, inprocess_scheduler):
     assert set(final["model"]) == {"digits_mlp@digits", "digits_cnn@digits"}
     assert (final["value"] > 0.5).all()
     assert (metrics["name"] == "train/loss").sum() >= 2 * 2 * 30  # streamed step metrics
+    usage = metrics[metrics["name"] == "sys/cpu_percent"]["value"]
+    assert len(usage) == 4 and usage.iloc[1:].max() > 0  # measured between segments, not a constant
     kinds = set(run.events()["kind"])
     assert {"started", "segment", "checkpoint", "knowledge", "knowledge_used", "finished"} <= kinds
     saver = DiskSaver(run.dir / "checkpoints")
