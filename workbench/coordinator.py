@@ -238,12 +238,11 @@ class Coordinator:
         addresses = sorted(self.cluster.workers)
         gpu = {spec.gpu_index: addr for addr, spec in self.cluster.workers.items() if spec.gpu_index is not None}
         cpu = [a for a in addresses if self.cluster.workers[a].gpu_index is None] or addresses
-        slots = {dict(spec.resources).get(f"slot-{name}") and name: addr
-                 for addr, spec in self.cluster.workers.items() for name in self.models
+        slots = {name: addr for addr, spec in self.cluster.workers.items() for name in self.models
                  if f"slot-{name}" in dict(spec.resources)}
-        # Heaviest models first onto the least loaded worker (by expected steps, a proxy of cost).
+        # GPU shares have a worker each; CPU models go to the CPU worker with the fewest models.
         load = collections.Counter()
-        for i, (name, m) in enumerate(self.models.items()):
+        for name, m in self.models.items():
             if name in slots:
                 m.worker = slots[name]
             elif m.placement.gpu_index is not None and m.placement.gpu_index in gpu:
@@ -433,7 +432,6 @@ class Coordinator:
                                           workers=[m.worker], allow_other_workers=False, pure=False).result()
             if restored is not None:
                 m.hparams.update({k: v for k, v in restored.items() if k in m.hparams})
-            m.step = m.step  # the worker restored its own counter
             self._event(name, "rollback", {"epoch": m.completed + 1, "old_lr": old_lr, "new_lr": m.hparams.get("lr"),
                                            "reason": status})
             self.store.set_model(name, hparams=m.hparams, last_error=m.last_error)
