@@ -165,3 +165,39 @@ def test_ensemble_nll_training_reduces_error_on_linear_data():
         loss.backward()
         opt.step()
     assert stats["train/mse"] < 0.05 * first
+
+
+class _DriftModel:
+    """Stand-in dynamics: the pole angle grows by 0.05 rad per step whatever the action."""
+
+    n_members = 1
+
+    def predict(self, state, action):
+        step = torch.zeros_like(state)
+        step[..., 2] = 0.05
+        return state + step, torch.ones(state.shape[:-1])
+
+
+def test_bounds_bonus_never_prefers_an_imagined_fall():
+    # A pole near the threshold that stays up must score above one that falls at once,
+    # however large the bounds weight (a cost paid only while alive would invert this).
+    from workbench.models.environment_simulator._planner import imagined_returns
+
+    spec = env_spec("CartPole-v1")
+    actions = torch.zeros(1, 3, 1)
+    near = imagined_returns(_DriftModel(), spec, torch.tensor([0.0, 0.0, 0.0, 0.0]), actions,
+                            termination="known_bounds", bounds_cost=50.0)
+    falls = imagined_returns(_DriftModel(), spec, torch.tensor([0.0, 0.0, 0.2, 0.0]), actions,
+                             termination="known_bounds", bounds_cost=50.0)
+    assert float(near) > float(falls)
+
+
+def test_keep_best_planner_runs_and_keeps_its_plan(trained_cartpole):
+    t, _ = trained_cartpole
+    plan = CEMPlanner(t.model, t.spec, t.done_model, horizon=10, population=20, iterations=2, keep_best=True,
+                      bounds_cost=1.0, generator=torch.Generator().manual_seed(0))
+    obs = np.zeros(4, dtype=np.float32)
+    plan.act(obs, new_episode=True)
+    assert plan.best is not None and plan.best.shape == (10, 1)
+    returns = run_episodes(make_env("CartPole-v1"), t.spec, plan.act, [7], 60)
+    assert returns[0] > 25  # a random policy averages about 22

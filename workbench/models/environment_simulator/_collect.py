@@ -28,6 +28,9 @@ class EnvSpec:
     # Known termination region |state[i]| > bound (CartPole's thresholds), used only by
     # the planner's optional ``known_bounds`` termination model.
     state_bounds: tuple[tuple[int, float], ...] = ()
+    # Index of each bounded variable's rate of change (per second), aligned with
+    # ``state_bounds``: the planner's bounds cost can look at where a variable is heading.
+    bound_rates: tuple[int, ...] = ()
 
     @property
     def state_dim(self) -> int:
@@ -47,7 +50,7 @@ _SPECS = {
         "CartPole-v1",
         ("cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"),
         ("push_right",), discrete=True, n_actions=2, terminates=True,
-        state_bounds=((0, 2.4), (2, 12 * 2 * np.pi / 360)),
+        state_bounds=((0, 2.4), (2, 12 * 2 * np.pi / 360)), bound_rates=(1, -1),
     ),
     "Pendulum-v1": EnvSpec(
         "Pendulum-v1", ("cos_theta", "sin_theta", "theta_dot"), ("torque",),

@@ -36,11 +36,19 @@ def _bounds_done(spec: EnvSpec, state: torch.Tensor) -> torch.Tensor:
     return done
 
 
+def _heading(spec: EnvSpec, state: torch.Tensor, k: int, lead: float) -> torch.Tensor:
+    # Where bounded variable k will be ``lead`` seconds from now at its current rate.
+    index = spec.state_bounds[k][0]
+    if lead <= 0 or not spec.bound_rates or spec.bound_rates[k] < 0:
+        return state[..., index]
+    return state[..., index] + lead * state[..., spec.bound_rates[k]]
+
+
 @torch.no_grad()
 def imagined_returns(model: ProbabilisticEnsemble, spec: EnvSpec, state: torch.Tensor,
                      actions: torch.Tensor, done_model: TerminationModel | None = None,
                      termination: str = "learned", temperature: float = 1.0,
-                     bounds_cost: float = 0.0) -> torch.Tensor:
+                     bounds_cost: float = 0.0, bounds_lead: float = 0.0) -> torch.Tensor:
     """Expected undiscounted return of each action sequence.
 
     ``state``: (state_dim,), ``actions``: (population, horizon, action_dim) with
@@ -62,13 +70,16 @@ def imagined_returns(model: ProbabilisticEnsemble, spec: EnvSpec, state: torch.T
                 p_done = done_model.probability(s, temperature)
                 if termination == "learned+bounds":
                     p_done = torch.maximum(p_done, _bounds_done(spec, s))
-            if bounds_cost > 0:
-                # Known-safe shaping: a quadratic cost of closeness to the documented
-                # thresholds, so that among sequences that all survive the horizon the
-                # planner prefers the ones that leave the pole recoverable afterwards.
-                closeness = sum((s[..., i] / b) ** 2 for i, b in spec.state_bounds)
-                total -= bounds_cost * alive * closeness
             alive = alive * (1 - p_done)
+            if bounds_cost > 0:
+                # Known-safe shaping: among sequences that all survive the horizon, prefer
+                # the ones that keep cart and pole central (recoverable beyond the horizon).
+                # It is a bonus for being alive *and* central, never a cost of being alive:
+                # a cost paid only while alive would make an early imagined fall look
+                # cheaper than staying up near a threshold.
+                closeness = sum(((_heading(spec, s, k, bounds_lead) / b) ** 2).clamp(max=1.0)
+                                for k, (_, b) in enumerate(spec.state_bounds))
+                total += bounds_cost * alive * (len(spec.state_bounds) - closeness)
     return total.transpose(0, 1).reshape(pop)
 
 
@@ -79,13 +90,14 @@ class CEMPlanner:
                  horizon: int = 25,
                  population: int = 200, iterations: int = 3, elite_fraction: float = 0.1,
                  termination: str = "learned", temperature: float = 1.0, bounds_cost: float = 0.0,
-                 generator: torch.Generator | None = None):
+                 bounds_lead: float = 0.0, keep_best: bool = False, generator: torch.Generator | None = None):
         e = model.n_members
         self.model, self.spec, self.done_model = model, spec, done_model
         self.horizon, self.iterations = horizon, iterations
         self.population = max(e, (population // e) * e)
         self.n_elite = max(2, int(round(elite_fraction * self.population)))
         self.termination, self.temperature, self.bounds_cost = termination, temperature, bounds_cost
+        self.bounds_lead, self.keep_best = bounds_lead, keep_best
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.reset()
 
@@ -96,6 +108,7 @@ class CEMPlanner:
         else:
             self.mean = torch.full((self.horizon, a), (self.spec.action_low + self.spec.action_high) / 2)
         self.std = self._initial_std()
+        self.best: torch.Tensor | None = None  # previous step's best sequence, shifted
 
     def _initial_std(self) -> torch.Tensor:
         return torch.full((self.horizon, self.spec.action_dim), (self.spec.action_high - self.spec.action_low) / 2)
@@ -113,19 +126,29 @@ class CEMPlanner:
         if new_episode:
             self.reset()
         state = torch.as_tensor(obs, dtype=torch.float32)
+        best, best_return = self.best, -float("inf")
         for _ in range(self.iterations):
             actions = self._sample()
+            if self.keep_best and best is not None:
+                # The incumbent competes in every round, so the plan only changes for a
+                # sequence that scores better (sampling noise alone cannot flip it).
+                actions[0] = best
             returns = imagined_returns(self.model, self.spec, state, actions, self.done_model, self.termination,
-                                       self.temperature, self.bounds_cost)
-            elite = actions[torch.topk(returns, self.n_elite).indices]
+                                       self.temperature, self.bounds_cost, self.bounds_lead)
+            top = torch.topk(returns, self.n_elite).indices
+            if float(returns[top[0]]) > best_return:
+                best, best_return = actions[top[0]].clone(), float(returns[top[0]])
+            elite = actions[top]
             if self.spec.discrete:
                 # Smoothed update keeps some exploration between iterations.
                 self.mean = 0.2 * self.mean + 0.8 * elite.mean(0)
             else:
                 self.mean = elite.mean(0)
                 self.std = elite.std(0).clamp_min(0.05)
-        first = self.mean[0].clone()
+        first = best[0].clone() if self.keep_best else self.mean[0].clone()
         action = (first > 0.5).float() if self.spec.discrete else first
+        if self.keep_best:
+            self.best = torch.cat([best[1:], best[-1:]])
         # Warm start: shift by one step, refill the tail with the prior.
         self.mean = torch.cat([self.mean[1:], torch.full_like(self.mean[:1], 0.5 if self.spec.discrete else
                                (self.spec.action_low + self.spec.action_high) / 2)])

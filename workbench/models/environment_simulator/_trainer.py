@@ -51,12 +51,16 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         "plan_horizon": HParam(int, 25, low=1, high=200, live=True),
         "plan_population": HParam(int, 200, low=5, high=10_000, live=True),
         "plan_iterations": HParam(int, 3, low=1, high=20, live=True, help="1 = random shooting"),
+        "plan_keep_best": HParam(bool, False, live=True,
+                                 help="the previous step's best sequence (shifted) competes in every CEM round"),
         "termination": HParam(str, "learned", choices=TERMINATION_MODELS,
                               help="how imagined CartPole episodes end in the planner"),
         "termination_temperature": HParam(float, 1.0, low=1.0, high=100.0, live=True,
                                           help="planner's risk aversion: >1 softens the learned boundary"),
         "bounds_cost": HParam(float, 0.0, low=0.0, high=100.0, live=True,
-                              help="CartPole planner: weight of a quadratic cost of nearing the env's thresholds"),
+                              help="CartPole planner: weight of a bonus for staying away from the env's thresholds"),
+        "bounds_lead": HParam(float, 0.0, low=0.0, high=10.0, live=True,
+                              help="bounds bonus looks at the cart's position this many seconds ahead"),
         "eval_episodes": HParam(int, 3, low=0, high=100, live=True,
                                 help="real episodes of the planner per evaluation (0 = skip)"),
         "eval_max_steps": HParam(int, 500, low=1, high=10_000, live=True),
@@ -111,7 +115,7 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         return CEMPlanner(self.model, self.spec, self.done_model, hp["plan_horizon"], hp["plan_population"],
                           hp["plan_iterations"], termination=hp["termination"],
                           temperature=hp["termination_temperature"], bounds_cost=hp["bounds_cost"],
-                          generator=generator)
+                          bounds_lead=hp["bounds_lead"], keep_best=hp["plan_keep_best"], generator=generator)
 
     # -- training ----------------------------------------------------------------------
     @property
