@@ -40,7 +40,7 @@ _SLOTS: dict[tuple[str, str], _Slot] = {}
 class SegmentSpec:
     run_id: str
     instance: str
-    epoch: int  # the epoch this segment trains (1-based)
+    epoch: int  # the first epoch this segment trains (1-based)
     total_epochs: int
     topic: str
     hparams: dict[str, Any]  # in force at segment start (the coordinator's authoritative copy)
@@ -49,6 +49,7 @@ class SegmentSpec:
     flush_interval: float = 0.2
     snapshot: bool = True  # keep a copy of the state at segment start for NaN roll-back
     profile_path: str | None = None  # run this segment under torch.profiler, trace written here
+    epochs: int = 1  # epochs in this segment (more when nothing needs the coordinator between them)
 
 
 @functools.lru_cache(maxsize=8)
@@ -178,18 +179,17 @@ def _emitter(topic: str):
 
 
 def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None = None, *deps: Any) -> dict[str, Any]:
-    """Train one epoch (or the rest of it after a pause); return metrics and what happened.
+    """Train ``spec.epochs`` epochs (the first may finish one a pause interrupted).
 
-    Returns ``{"status": "done"|"paused"|"stopped"|"nonfinite"|"error", ...}``. Step metrics
-    are streamed on ``spec.topic`` while training; the epoch's ``eval/`` metrics come back.
+    Returns ``{"status": "done"|"paused"|"stopped"|"nonfinite"|"error", "epochs": [...]}``
+    with one record per epoch that ran (the last one may be incomplete). Step metrics are
+    streamed on ``spec.topic`` while training; each epoch's ``eval/`` metrics come back.
     """
     from .trainer import StepContext
 
     slot = _SLOTS[(spec.run_id, spec.instance)]
     trainer = slot.trainer
     emit = _emitter(spec.topic)
-    timing: dict[str, float] = collections.defaultdict(float)
-    applied: list[dict[str, Any]] = []
     with slot.lock:
         _set_threads(spec.threads)
         if spec.gpu_fraction is not None and trainer.resources.device.startswith("cuda"):
@@ -201,84 +201,102 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
         for name, value in spec.hparams.items():
             if trainer.hparams.get(name) != value:
                 trainer.set_hparam(name, value)
-        fresh_epoch = slot.step_in_epoch == 0
-        if fresh_epoch and spec.snapshot:
+        if slot.step_in_epoch == 0 and spec.snapshot:
             slot.snapshot = {"trainer": copy.deepcopy(trainer.state_dict()), "rng": slot.rng, "step": slot.step}
-        used = trainer.import_knowledge(knowledge) if (knowledge and fresh_epoch) else {}
-        timing["time/knowledge_s"] += time.perf_counter() - t0
-        ctx = StepContext(epoch=spec.epoch, total_epochs=spec.total_epochs, parallel_map=_parallel_map(),
-                          log=lambda msg: emit({"kind": "log", "model": spec.instance, "text": msg}))
-        buffer: list[tuple] = []
-        last_flush = time.perf_counter()
-        status = "done"
-        steps = trainer.steps_per_epoch
-        profiler = _start_profiler() if spec.profile_path else None
-        t_compute = time.perf_counter()
-        steps_run = 0
-        sums: dict[str, float] = collections.defaultdict(float)
-        try:
-            while slot.step_in_epoch < steps:
-                while slot.mailbox:
-                    cmd = slot.mailbox.popleft()
-                    if cmd[0] == "set":
-                        trainer.set_hparam(cmd[1], cmd[2])
-                        applied.append({"name": cmd[1], "value": cmd[2], "id": cmd[3], "step": slot.step,
-                                        "wall_time": time.time()})
-                    elif cmd[0] in ("pause", "stop"):
-                        status = "paused" if cmd[0] == "pause" else "stopped"
-                if status != "done":
-                    break
-                metrics = trainer.train_step(ctx)
-                slot.step += 1
-                slot.step_in_epoch += 1
-                steps_run += 1
-                now = time.time()
-                for name, value in metrics.items():
-                    buffer.append((spec.instance, spec.epoch, slot.step, name, float(value), now))
-                    sums[name] += float(value)
-                loss = metrics.get("train/loss")
-                if loss is not None and not math.isfinite(loss):
-                    status = "nonfinite"
-                    break
-                if time.perf_counter() - last_flush > spec.flush_interval:
-                    emit({"kind": "metrics", "rows": buffer, "applied": applied})
-                    buffer, applied, last_flush = [], [], time.perf_counter()
-            timing["time/compute_s"] += time.perf_counter() - t_compute
-            result_metrics: dict[str, float] = {}
-            if status == "done":
-                t1 = time.perf_counter()
-                result_metrics.update({k: float(v) for k, v in trainer.on_epoch_end(ctx).items()})
-                timing["time/epoch_end_s"] += time.perf_counter() - t1
-                t1 = time.perf_counter()
-                result_metrics.update({k: float(v) for k, v in trainer.evaluate().items()})
-                timing["time/eval_s"] += time.perf_counter() - t1
-                slot.step_in_epoch = 0
-        except Exception as exc:  # the model's own bug or crash: reported, the run goes on
-            status = "error"
-            result_metrics = {}
-            error = "".join(traceback.format_exception(exc))
-        else:
-            error = None
-        if profiler is not None:
-            _save_profile(profiler, spec.profile_path, emit, spec.instance)
+        used = trainer.import_knowledge(knowledge) if (knowledge and slot.step_in_epoch == 0) else {}
+        knowledge_s = time.perf_counter() - t0
+        pmap = _parallel_map()
+        records = []
+        for epoch in range(spec.epoch, spec.epoch + spec.epochs):
+            if records and spec.snapshot:  # the roll-back point of each epoch
+                slot.snapshot = {"trainer": copy.deepcopy(trainer.state_dict()), "rng": _capture_rng(),
+                                 "step": slot.step}
+            ctx = StepContext(epoch=epoch, total_epochs=spec.total_epochs, parallel_map=pmap,
+                              log=lambda msg: emit({"kind": "log", "model": spec.instance, "text": msg}))
+            record = _train_epoch(slot, spec, epoch, ctx, emit)
+            record["timing"]["time/knowledge_s"] = knowledge_s if not records else 0.0
+            records.append(record)
+            if record["status"] != "done":
+                break
         slot.rng = _capture_rng()
-        if buffer or applied:
-            emit({"kind": "metrics", "rows": buffer, "applied": applied})
-        compute = timing.get("time/compute_s", 0.0)
-        sys_metrics = {
-            "sys/steps_per_s": steps_run / compute if compute > 0 else 0.0,
-            "sys/step_ms": 1000 * compute / steps_run if steps_run else 0.0,
-            **_process_usage(),
-        }
-        if trainer.resources.device.startswith("cuda"):
-            import torch
+        last = records[-1]
+        return {"status": last["status"], "epochs": records, "step": slot.step, "knowledge_used": used,
+                "error": last["error"], "hparams": dict(trainer.hparams)}
 
-            sys_metrics["sys/gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-            torch.cuda.reset_peak_memory_stats()
-        return {"status": status, "metrics": result_metrics, "timing": dict(timing), "sys": sys_metrics,
-                "step": slot.step, "steps_run": steps_run, "knowledge_used": used, "applied": applied,
-                "error": error, "hparams": dict(trainer.hparams),
-                "train_means": {f"{k}_epoch": v / steps_run for k, v in sums.items()} if steps_run else {}}
+
+def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit) -> dict[str, Any]:
+    """The steps of one epoch (from where a pause left it), then its end and evaluation."""
+    trainer = slot.trainer
+    timing: dict[str, float] = collections.defaultdict(float)
+    applied: list[dict[str, Any]] = []
+    buffer: list[tuple] = []
+    last_flush = start = time.perf_counter()
+    status = "done"
+    steps = trainer.steps_per_epoch
+    profiler = _start_profiler() if spec.profile_path else None
+    steps_run = 0
+    sums: dict[str, float] = collections.defaultdict(float)
+    result_metrics: dict[str, float] = {}
+    error = None
+    try:
+        while slot.step_in_epoch < steps:
+            while slot.mailbox:
+                cmd = slot.mailbox.popleft()
+                if cmd[0] == "set":
+                    trainer.set_hparam(cmd[1], cmd[2])
+                    applied.append({"name": cmd[1], "value": cmd[2], "id": cmd[3], "step": slot.step,
+                                    "wall_time": time.time()})
+                elif cmd[0] in ("pause", "stop"):
+                    status = "paused" if cmd[0] == "pause" else "stopped"
+            if status != "done":
+                break
+            metrics = trainer.train_step(ctx)
+            slot.step += 1
+            slot.step_in_epoch += 1
+            steps_run += 1
+            now = time.time()
+            for name, value in metrics.items():
+                buffer.append((spec.instance, epoch, slot.step, name, float(value), now))
+                sums[name] += float(value)
+            loss = metrics.get("train/loss")
+            if loss is not None and not math.isfinite(loss):
+                status = "nonfinite"
+                break
+            if time.perf_counter() - last_flush > spec.flush_interval:
+                emit({"kind": "metrics", "rows": buffer, "applied": applied})
+                buffer, applied, last_flush = [], [], time.perf_counter()
+        timing["time/compute_s"] = time.perf_counter() - start
+        if status == "done":
+            t1 = time.perf_counter()
+            result_metrics.update({k: float(v) for k, v in trainer.on_epoch_end(ctx).items()})
+            timing["time/epoch_end_s"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
+            result_metrics.update({k: float(v) for k, v in trainer.evaluate().items()})
+            timing["time/eval_s"] = time.perf_counter() - t1
+            slot.step_in_epoch = 0
+    except Exception as exc:  # the model's own bug or crash: reported, the run goes on
+        status = "error"
+        result_metrics = {}
+        error = "".join(traceback.format_exception(exc))
+    if profiler is not None:
+        _save_profile(profiler, spec.profile_path, emit, spec.instance)
+    if buffer or applied:
+        emit({"kind": "metrics", "rows": buffer, "applied": applied})
+    compute = timing.get("time/compute_s", 0.0)
+    sys_metrics = {
+        "sys/steps_per_s": steps_run / compute if compute > 0 else 0.0,
+        "sys/step_ms": 1000 * compute / steps_run if steps_run else 0.0,
+        **_process_usage(),
+    }
+    if trainer.resources.device.startswith("cuda"):
+        import torch
+
+        sys_metrics["sys/gpu_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        torch.cuda.reset_peak_memory_stats()
+    return {"epoch": epoch, "status": status, "metrics": result_metrics, "timing": dict(timing),
+            "sys": sys_metrics, "step": slot.step, "steps_run": steps_run, "error": error,
+            "seconds": time.perf_counter() - start,
+            "train_means": {f"{k}_epoch": v / steps_run for k, v in sums.items()} if steps_run else {}}
 
 
 _PROCESS: list[Any] = []

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 _FLOWS = {"soft_predictions/*": "mutual_learning", "causal_mask/*": "causal_mask",
           "transitions/*": "experience", "imagined_transitions/*": "experience"}
 ROLLBACK_LR_FACTOR = 0.5
+SEGMENT_SECONDS = 1.0
 
 
 def flow_of(kind: str) -> str:
@@ -82,7 +83,6 @@ class _Model:
     last_error: str | None = None
     steps_per_s: float | None = None
     epoch_seconds: float | None = None
-    segment_started: float = 0.0
 
 
 class Coordinator:
@@ -391,8 +391,7 @@ class Coordinator:
                 profile = str(self.run_dir / "profiles" / f"{m.spec.instance}-epoch{epoch}.json")
             spec = _worker.SegmentSpec(self.run_id, m.spec.instance, epoch, m.spec.epochs, self.topic,
                                        dict(m.hparams), m.placement.threads, m.placement.gpu_fraction,
-                                       profile_path=profile)
-            m.segment_started = time.time()
+                                       profile_path=profile, epochs=self._segment_epochs(m))
             m.future = self.client.submit(_worker.run_segment, spec, knowledge or None, *m.deps,
                                           workers=[m.worker], allow_other_workers=False, pure=False,
                                           key=f"segment-{self.run_id}-{m.spec.instance}-{m.completed + 1}-{time.time_ns()}")
@@ -400,6 +399,19 @@ class Coordinator:
             if routed:
                 self._event(m.spec.instance, "knowledge", {
                     "epoch": m.completed + 1, "kinds": {k: sorted(v) for k, v in routed.items()}})
+
+    def _segment_epochs(self, m: _Model) -> int:
+        """Epochs in the next segment: one, unless nothing needs the coordinator between epochs
+        (no knowledge flow, no controller, no checkpoint or profile due) and epochs are short,
+        then as many as make about ``SEGMENT_SECONDS`` (DESIGN.md 3: segments of a second or two)."""
+        if (self.controllers or not m.epoch_seconds or self.plan.preset.get("profile_epoch")
+                or self._peers(m) or any(m in self._peers(p) for p in self.models.values() if p is not m)):
+            return 1
+        remaining = m.spec.epochs - m.completed
+        until_checkpoint = next(k for k in range(1, remaining + 1)
+                                if should_checkpoint(m.completed + k, self.interval, m.spec.epochs))
+        wanted = int(SEGMENT_SECONDS / max(m.epoch_seconds, 1e-3))
+        return max(1, min(wanted, until_checkpoint, remaining))
 
     def _finish_segment(self, m: _Model) -> None:
         fut, m.future = m.future, None
@@ -411,8 +423,11 @@ class Coordinator:
             return
         m.step = result["step"]
         status = result["status"]
+        for i, record in enumerate(result["epochs"]):
+            if record["status"] == "done":
+                self._epoch_done(m, record, result["knowledge_used"] if i == 0 else {})
         if status == "done":
-            self._epoch_done(m, result)
+            pass
         elif status == "paused":
             self.store.set_model(name, state=m.state.value)
         elif status == "stopped":
@@ -436,21 +451,22 @@ class Coordinator:
                                            "reason": status})
             self.store.set_model(name, hparams=m.hparams, last_error=m.last_error)
 
-    def _epoch_done(self, m: _Model, result: dict[str, Any]) -> None:
+    def _epoch_done(self, m: _Model, result: dict[str, Any], knowledge_used: dict[str, Any]) -> None:
         name = m.spec.instance
         m.completed += 1
         e = m.completed
         m.failures = max(0, m.failures - 1) if m.failures else 0
         now = time.time()
-        m.epoch_seconds = now - m.segment_started
+        m.step = result["step"]
+        m.epoch_seconds = result["seconds"]
         m.steps_per_s = result["sys"]["sys/steps_per_s"]
         values = {**result["metrics"], **result["timing"], **result["sys"], **result.get("train_means", {})}
         self.store.add_metrics([(name, e, m.step, k, float(v), now) for k, v in values.items()])
         for k, v in values.items():
             m.history[k].append((e, float(v)))
         m.last_eval = {k: v for k, v in result["metrics"].items() if k.startswith("eval/")}
-        if result["knowledge_used"]:
-            self._event(name, "knowledge_used", {"epoch": e, **result["knowledge_used"]})
+        if knowledge_used:
+            self._event(name, "knowledge_used", {"epoch": e, **knowledge_used})
         self._event(name, "segment", {"epoch": e, "step": m.step, "seconds": m.epoch_seconds,
                                       "timing": result["timing"]})
         for callback in list(self.subscribers):
