@@ -14,6 +14,7 @@ from ._binding import is_live, snapshot_models
 __all__ = ["ProgressLogic", "Progress", "format_eta", "format_rate"]
 
 _STATE_COLOURS = {"running": "#27a", "paused": "#c80", "failed": "#c22", "finished": "#2a7", "stopped": "#777",
+                  "interrupted": "#a50",
                   "pending": "#999"}
 
 
@@ -103,7 +104,7 @@ class ProgressLogic(t.HasTraits):
 
         frame = list_runs(self.runs_dir or None)
         live = {self.run.id} if is_live(self.run) else set()
-        ids = [r for r, s in zip(frame["run"], frame["state"]) if s in ("stopped", "failed", "running")
+        ids = [r for r, s in zip(frame["run"], frame["state"]) if s in ("stopped", "failed", "interrupted", "running")
                and r not in live] if not frame.empty else []
         self.past_runs = ids
         return ids

@@ -38,6 +38,23 @@ def _new_run_id(preset: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{check_name(preset.replace('_', '-'), 'preset name')[:24]}-{uuid.uuid4().hex[:4]}"
 
 
+def _driver() -> dict[str, Any]:
+    """Which process drives a run, so others can tell a running run from an interrupted one."""
+    return {"host": platform.node(), "pid": os.getpid()}
+
+
+def _stored_state(info: dict[str, Any]) -> RunState:
+    state = RunState(info.get("state", "running"))
+    if state == RunState.RUNNING and info.get("host") == platform.node() and info.get("pid"):
+        try:
+            os.kill(int(info["pid"]), 0)
+        except ProcessLookupError:
+            return RunState.INTERRUPTED
+        except PermissionError:  # alive, another user's
+            pass
+    return state
+
+
 class RunRecord:
     """Read-only view of a run directory (finished, or written by another process)."""
 
@@ -62,8 +79,7 @@ class RunRecord:
 
     @property
     def state(self) -> RunState:
-        info = self._reader.run_info()
-        return RunState(info.get("state", "running"))
+        return _stored_state(self._reader.run_info())
 
     def snapshot(self) -> RunSnapshot:
         frame = self.models()
@@ -298,7 +314,8 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
         (run_dir / "environment.json").write_text(json.dumps(
             _environment(plan.as_dict(), inventory, placements, cluster), indent=2, default=str))
         store = RunStore(run_dir / "store.sqlite")
-        store.set_run(state=RunState.RUNNING.value, preset=name, started=time.time(), run_id=run_id)
+        store.set_run(state=RunState.RUNNING.value, preset=name, started=time.time(), run_id=run_id,
+                      **_driver())
         for payload in quality:
             store.add_event(None, "data_quality", payload)
         coordinator = Coordinator(run_id, run_dir, plan, {p.instance: p for p in placements}, cluster, store)
@@ -403,7 +420,7 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
     if overrides:
         (record.dir / "preset.json").write_text(json.dumps({"name": name, **stored}, indent=2))
     store = RunStore(record.dir / "store.sqlite")
-    store.set_run(state=RunState.RUNNING.value, resumed=time.time())
+    store.set_run(state=RunState.RUNNING.value, resumed=time.time(), **_driver())
     coordinator = Coordinator(record.id, record.dir, plan, {p.instance: p for p in placements}, cluster, store,
                               resume={"overrides": hp_changes})
     from . import _live
@@ -425,7 +442,7 @@ def list_runs(runs_dir_: str | Path | None = None):
         except Exception:  # a half-written run directory: listed as unreadable
             rows.append({"run": path.parent.name, "state": "unreadable"})
             continue
-        rows.append({"run": record.id, "state": info.get("state"), "preset": info.get("preset"),
+        rows.append({"run": record.id, "state": _stored_state(info).value, "preset": info.get("preset"),
                      "models": len(models), "finished_models": int((models["state"] == "finished").sum()),
-                     "started": pd.to_datetime(info.get("started"), unit="s") if info.get("started") else None})
+                     "started": pd.to_datetime(info.get("started"), unit="s").floor("s") if info.get("started") else None})
     return pd.DataFrame(rows, columns=["run", "state", "preset", "models", "finished_models", "started"])

@@ -16,9 +16,10 @@ class RunState(str, enum.Enum):
     STOPPED = "stopped"
     FINISHED = "finished"
     FAILED = "failed"
+    INTERRUPTED = "interrupted"  # its process died (killed, crashed): `workbench resume` continues it
 
     def is_finished(self) -> bool:
-        return self in (RunState.STOPPED, RunState.FINISHED, RunState.FAILED)
+        return self in (RunState.STOPPED, RunState.FINISHED, RunState.FAILED, RunState.INTERRUPTED)
 
 
 class ModelState(str, enum.Enum):

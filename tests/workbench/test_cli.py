@@ -78,6 +78,7 @@ def test_sigkilled_run_resumes_to_the_same_final_metrics(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert len(_checkpoint_epochs(store)) >= 2, "the run ended before its first checkpoints"
+    assert "interrupted" in _cli("status", runs_dir=runs).stdout
     resumed = _cli("resume", "killed", "--quiet", runs_dir=runs)
     assert resumed.returncode == 0, resumed.stderr
     assert _final_eval(runs / "killed") == _final_eval(runs / "straight")
