@@ -19,7 +19,7 @@ import time
 import traceback
 from typing import Any
 
-__all__ = ["SegmentSpec", "build", "run_segment", "export", "state", "load_state", "deliver", "drop"]
+__all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "load_state", "deliver", "drop"]
 
 
 @dataclasses.dataclass
@@ -343,8 +343,14 @@ def _save_profile(prof, path: str, emit, instance: str) -> None:
         emit({"kind": "log", "model": instance, "text": f"could not write the profile: {exc}"})
 
 
+class SlotLost(RuntimeError):
+    """The trainer is not in this worker (its worker died and Dask re-ran the task elsewhere)."""
+
+
 def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
-    slot = _SLOTS[(run_id, instance)]
+    slot = _SLOTS.get((run_id, instance))
+    if slot is None:
+        raise SlotLost(f"{instance} is not live in this worker")
     with slot.lock:
         return slot.trainer.export_knowledge()
 

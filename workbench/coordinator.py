@@ -418,6 +418,9 @@ class Coordinator:
         name = m.spec.instance
         try:
             result = fut.result()
+        except _worker.SlotLost as exc:  # a peer's knowledge died with its worker; this model is fine
+            self._event(name, "knowledge_lost", {"epoch": m.completed + 1, "error": str(exc)})
+            return  # rescheduled once the peer, rebuilt, exports again
         except Exception as exc:  # the worker died or the task could not run
             self._recover(m, exc)
             return
@@ -494,8 +497,10 @@ class Coordinator:
         if not (self.collab and m.state != ModelState.FAILED
                 and any(p is not m and m in self._peers(p) for p in self.models.values())):
             return None
+        # If its worker dies, Dask may re-run this elsewhere: it then fails fast (SlotLost)
+        # instead of waiting forever for the dead worker, and the consumer is rescheduled.
         fut = self.client.submit(_worker.export, self.run_id, m.spec.instance, workers=[m.worker],
-                                 allow_other_workers=False, pure=False)
+                                 allow_other_workers=True, pure=False)
         m.exports[m.completed] = fut
         for old in [k for k in m.exports if k < m.completed - 1]:
             del m.exports[old]
