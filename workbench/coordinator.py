@@ -114,6 +114,7 @@ class Coordinator:
         self._resume = resume or {}
         self._next_id = 0
         self._pending_checkpoints: list[tuple[Any, _Model, int, dict[str, Any]]] = []
+        self._lost_inputs = False  # a worker died: look for segments stuck on its knowledge
         self.started = time.time()
 
     # -- public (any thread) ----------------------------------------------------------------
@@ -340,7 +341,22 @@ class Coordinator:
                 fut.cancel()
                 self._recover(m, RuntimeError(f"worker {m.worker} died during epoch {m.completed + 1}"))
                 recovered = True
+        if self._lost_inputs:  # from the first lost worker on, once a second
+            recovered |= self._unblock_consumers()
         return recovered
+
+    def _unblock_consumers(self) -> bool:
+        """Segments that never started because a peer's knowledge died with its worker wait
+        forever (the export is pinned to the dead worker): cancel them, to be rescheduled once
+        the rebuilt peer exports again. A segment already running is left alone."""
+        in_flight = {m.future.key: m for m in self.models.values() if m.future is not None}
+        stuck = self.client.run_on_scheduler(_stuck_tasks, list(in_flight)) if in_flight else []
+        for key in stuck:
+            m = in_flight[key]
+            fut, m.future = m.future, None
+            fut.cancel()
+            self._event(m.spec.instance, "knowledge_lost", {"epoch": m.completed + 1})
+        return bool(stuck)
 
     def _ready(self, m: _Model) -> bool:
         if m.state != ModelState.RUNNING or m.future is not None or m.completed >= m.spec.epochs:
@@ -418,9 +434,6 @@ class Coordinator:
         name = m.spec.instance
         try:
             result = fut.result()
-        except _worker.SlotLost as exc:  # a peer's knowledge died with its worker; this model is fine
-            self._event(name, "knowledge_lost", {"epoch": m.completed + 1, "error": str(exc)})
-            return  # rescheduled once the peer, rebuilt, exports again
         except Exception as exc:  # the worker died or the task could not run
             self._recover(m, exc)
             return
@@ -497,10 +510,8 @@ class Coordinator:
         if not (self.collab and m.state != ModelState.FAILED
                 and any(p is not m and m in self._peers(p) for p in self.models.values())):
             return None
-        # If its worker dies, Dask may re-run this elsewhere: it then fails fast (SlotLost)
-        # instead of waiting forever for the dead worker, and the consumer is rescheduled.
         fut = self.client.submit(_worker.export, self.run_id, m.spec.instance, workers=[m.worker],
-                                 allow_other_workers=True, pure=False)
+                                 allow_other_workers=False, pure=False)
         m.exports[m.completed] = fut
         for old in [k for k in m.exports if k < m.completed - 1]:
             del m.exports[old]
@@ -573,6 +584,7 @@ class Coordinator:
         loaded = self.saver.load_latest(m.spec.instance)
         checkpoint = None
         m.completed, m.exports, m.deps = 0, {}, []
+        self._lost_inputs = True
         if loaded is not None:
             epoch, checkpoint = loaded
             m.completed = epoch
@@ -705,6 +717,17 @@ class Coordinator:
         self._event(None, self.state.value, {"models": {n: m.state.value for n, m in self.models.items()},
                                              "seconds": time.time() - self.started})
         self.store.set_run(state=self.state.value, finished=time.time())
+
+
+def _stuck_tasks(keys: list[str], dask_scheduler=None) -> list[str]:
+    """Keys (run on the scheduler) waiting on an input that no worker can compute."""
+
+    def blocked(ts, depth: int) -> bool:
+        return ts.state == "no-worker" or (depth > 0 and ts.state in ("waiting", "released") and
+                                           any(blocked(d, depth - 1) for d in ts.dependencies))
+
+    tasks = dask_scheduler.tasks
+    return [k for k in keys if k in tasks and tasks[k].state == "waiting" and blocked(tasks[k], 3)]
 
 
 def _pick(artifacts: dict[str, Any], kind: str) -> Any:
