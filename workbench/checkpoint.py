@@ -87,14 +87,18 @@ class DiskSaver:
     def epochs(self, name: str) -> list[int]:
         return [int(_FILE.match(p.name).group(1)) for p in self.list(name)]
 
-    def load(self, path: Path) -> dict[str, Any]:
-        import torch
-
+    @staticmethod
+    def _verified(path: Path) -> bytes:
         data = path.read_bytes()
         sidecar = path.with_suffix(".sha256")
         if not sidecar.exists() or hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
             raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch)")
-        return torch.load(io.BytesIO(data), weights_only=True, map_location="cpu")
+        return data
+
+    def load(self, path: Path) -> dict[str, Any]:
+        import torch
+
+        return torch.load(io.BytesIO(self._verified(path)), weights_only=True, map_location="cpu")
 
     def load_latest(self, name: str, max_epoch: int | None = None) -> tuple[int, dict[str, Any]] | None:
         """Newest valid checkpoint at or before ``max_epoch``; corrupt ones are skipped."""
@@ -109,11 +113,12 @@ class DiskSaver:
         return None
 
     def valid_epochs(self, name: str) -> list[int]:
+        """Epochs whose file matches its checksum (read, not unpickled: resume loads one later)."""
         out = []
         for path in self.list(name):
             try:
-                self.load(path)
-            except Exception:
+                self._verified(path)
+            except (CheckpointError, OSError):
                 continue
             out.append(int(_FILE.match(path.name).group(1)))
         return out

@@ -87,8 +87,7 @@ def detect_inventory() -> Inventory:
 def _nvidia_present() -> bool:
     import glob
 
-    return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.isdir("/proc/driver/nvidia")
-                or os.environ.get("CUDA_VISIBLE_DEVICES") not in (None, "", "-1") and glob.glob("/dev/nvidia*"))
+    return bool(glob.glob("/dev/nvidia[0-9]*") or os.path.isdir("/proc/driver/nvidia"))
 
 
 def plan_placement(requests: Sequence[Request], inventory: Inventory) -> list[Placement]:

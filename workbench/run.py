@@ -103,12 +103,11 @@ class RunRecord:
 class Run(RunRecord):
     """A run driven by this process: the record plus control and subscriptions."""
 
-    def __init__(self, run_dir: Path, coordinator, cluster, store: RunStore, owns_cluster: bool):
+    def __init__(self, run_dir: Path, coordinator, cluster, store: RunStore):
         super().__init__(run_dir)
         self._coordinator = coordinator
         self._cluster = cluster
         self._store = store
-        self._owns_cluster = owns_cluster
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self._done = threading.Event()
@@ -249,18 +248,23 @@ def _environment(plan_dict: dict[str, Any], inventory, placements, cluster) -> d
             "plan": plan_dict}
 
 
-def _prepare(preset: str, overrides: dict[str, Any] | None, scheduler: str | None):
+def _prepare(preset: str, overrides: dict[str, Any] | None):
     from .plan import make_plan
     from .presets import resolve_preset
-    from .resources import Request, detect_inventory, plan_placement
 
     name, resolved = resolve_preset(preset, overrides)
     plan = make_plan(name, resolved)
+    return (name, resolved, plan, *_place(plan))
+
+
+def _place(plan):
+    """The machine's devices and the placement of the plan's trainers on them."""
+    from .resources import Request, detect_inventory, plan_placement
+
     inventory = detect_inventory()
     requests = [Request(i.instance, i.resources.get("device", "auto"), i.resources.get("gpu_fraction"),
                         i.resources.get("threads")) for i in plan.trainers]
-    placements = plan_placement(requests, inventory)
-    return name, resolved, plan, inventory, placements
+    return inventory, plan_placement(requests, inventory)
 
 
 def _open_cluster(plan, inventory, placements, scheduler: str | None, security: Any = None):
@@ -268,7 +272,7 @@ def _open_cluster(plan, inventory, placements, scheduler: str | None, security: 
     from .resources import layout_workers
 
     if scheduler:
-        return connect(scheduler, security), False
+        return connect(scheduler, security)
     specs = layout_workers(placements, inventory)
     workers = plan.preset.get("workers")
     if workers:
@@ -279,7 +283,7 @@ def _open_cluster(plan, inventory, placements, scheduler: str | None, security: 
     preload = sorted({f"model={i.model}" for i in plan.trainers} |
                      {f"data={i.dataset['name']}:{i.data_seed}" for i in plan.trainers
                       if i.dataset and not i.dataset.get("path")})
-    return start_local_cluster(specs, preload=preload), True
+    return start_local_cluster(specs, preload=preload)
 
 
 def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, runs_dir_: str | Path | None = None,
@@ -291,7 +295,7 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     """
     from .coordinator import Coordinator
 
-    name, resolved, plan, inventory, placements = _prepare(preset, overrides, scheduler)
+    name, resolved, plan, inventory, placements = _prepare(preset, overrides)
     root = runs_dir(runs_dir_)
     run_id = check_name(run_id, "run id") if run_id else _new_run_id(name)
     run_dir = root / run_id
@@ -305,7 +309,7 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
         except BaseException:
             _close_when_started(starting)
             raise
-        cluster, owns = starting.result()
+        cluster = starting.result()
     try:
         run_dir.mkdir(parents=True)
         (run_dir / "checkpoints").mkdir()
@@ -325,12 +329,12 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
         raise
     from . import _live
 
-    return _live.add(Run(run_dir, coordinator, cluster, store, owns)._start())
+    return _live.add(Run(run_dir, coordinator, cluster, store)._start())
 
 
 def _close_when_started(starting) -> None:
     try:
-        cluster, _ = starting.result()
+        cluster = starting.result()
     except BaseException:  # the cluster failed too: the data error is the one to report
         return
     cluster.close()
@@ -386,7 +390,6 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
     from .coordinator import Coordinator
     from .plan import make_plan
     from .presets import validate_preset
-    from .resources import Request, detect_inventory, plan_placement
 
     record = open_run(run_id, runs_dir_)
     if isinstance(record, Run):
@@ -412,11 +415,8 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
             for inst in plan.trainers:
                 if inst.model == parts[1]:
                     hp_changes[(inst.instance, parts[3])] = value
-    inventory = detect_inventory()
-    requests = [Request(i.instance, i.resources.get("device", "auto"), i.resources.get("gpu_fraction"),
-                        i.resources.get("threads")) for i in plan.trainers]
-    placements = plan_placement(requests, inventory)
-    cluster, owns = _open_cluster(plan, inventory, placements, scheduler, security)
+    inventory, placements = _place(plan)
+    cluster = _open_cluster(plan, inventory, placements, scheduler, security)
     if overrides:
         (record.dir / "preset.json").write_text(json.dumps({"name": name, **stored}, indent=2))
     store = RunStore(record.dir / "store.sqlite")
@@ -425,7 +425,7 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
                               resume={"overrides": hp_changes})
     from . import _live
 
-    return _live.add(Run(record.dir, coordinator, cluster, store, owns)._start())
+    return _live.add(Run(record.dir, coordinator, cluster, store)._start())
 
 
 def list_runs(runs_dir_: str | Path | None = None):

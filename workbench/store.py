@@ -154,10 +154,6 @@ class RunStore:
             for key, value in run_values.items():
                 conn.execute("INSERT OR REPLACE INTO run VALUES (?,?)", (key, json.dumps(value, default=str)))
 
-    # -- reads ------------------------------------------------------------------------------
-    def metrics(self, model: str | None = None, name: str | None = None):
-        return read_store(self.path).metrics(model, name)
-
 
 class read_store:  # noqa: N801  (used like a function returning a reader)
     """Read-only view of a ``store.sqlite``, usable from any process."""
@@ -174,25 +170,17 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
         finally:
             conn.close()
 
+    def _select(self, table: str, **filters: str | None):
+        """Rows of ``table`` in write order; a filter value with ``%`` is a LIKE pattern."""
+        given = {k: v for k, v in filters.items() if v is not None}
+        where = "".join(f" AND {k} {'LIKE' if '%' in v else '='} ?" for k, v in given.items())
+        return self._query(f"SELECT * FROM {table} WHERE 1=1{where} ORDER BY rowid", tuple(given.values()))
+
     def metrics(self, model: str | None = None, name: str | None = None):
-        sql, params = "SELECT * FROM metrics WHERE 1=1", []
-        if model is not None:
-            sql += " AND model=?"
-            params.append(model)
-        if name is not None:
-            sql += " AND name LIKE ?" if "%" in name else " AND name=?"
-            params.append(name)
-        return self._query(sql + " ORDER BY rowid", tuple(params))
+        return self._select("metrics", model=model, name=name)
 
     def events(self, kind: str | None = None, model: str | None = None):
-        sql, params = "SELECT * FROM events WHERE 1=1", []
-        if kind is not None:
-            sql += " AND kind=?"
-            params.append(kind)
-        if model is not None:
-            sql += " AND model=?"
-            params.append(model)
-        frame = self._query(sql + " ORDER BY rowid", tuple(params))
+        frame = self._select("events", kind=kind, model=model)
         frame["payload"] = frame["payload"].map(json.loads)
         return frame
 

@@ -43,20 +43,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _user_lr_changes(runs: Path) -> list[dict]:
-    found = []
+def _store_rows(runs: Path, sql: str) -> list[tuple]:
+    """``sql`` over every run store under ``runs``, read-only, while the run writes them."""
+    rows: list[tuple] = []
     for store in runs.glob("*/store.sqlite"):
         conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
         try:
-            rows = conn.execute("SELECT model, payload FROM events WHERE kind='hparam'").fetchall()
+            rows += conn.execute(sql).fetchall()
         except sqlite3.OperationalError:  # the store is being created
-            rows = []
+            pass
         finally:
             conn.close()
-        for model, payload in rows:
-            p = json.loads(payload)
-            if p.get("name") == "lr" and p.get("source") == "user":
-                found.append({"model": model, **p})
+    return rows
+
+
+def _user_lr_changes(runs: Path) -> list[dict]:
+    found = []
+    for model, payload in _store_rows(runs, "SELECT model, payload FROM events WHERE kind='hparam'"):
+        p = json.loads(payload)
+        if p.get("name") == "lr" and p.get("source") == "user":
+            found.append({"model": model, **p})
     return found
 
 
@@ -115,17 +121,7 @@ def lab(tmp_path):
 
 def _segments(runs: Path) -> dict[str, int]:
     """Epochs finished per model (``segment`` events) in the run's store."""
-    counts: dict[str, int] = {}
-    for store in runs.glob("*/store.sqlite"):
-        conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=10)
-        try:
-            rows = conn.execute("SELECT model, COUNT(*) FROM events WHERE kind='segment' GROUP BY model").fetchall()
-        except sqlite3.OperationalError:  # the store is being created
-            rows = []
-        finally:
-            conn.close()
-        counts.update(dict(rows))
-    return counts
+    return dict(_store_rows(runs, "SELECT model, COUNT(*) FROM events WHERE kind='segment' GROUP BY model"))
 
 
 def _poll(condition, seconds: float, what: str):
