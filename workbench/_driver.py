@@ -172,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             return 130
     state = run.wait()
     print(f"run {run.id} {state.value}", flush=True)
-    return 0 if state.value in ("finished", "stopped") else 1
+    for line in run.failures():
+        print(line, flush=True)
+    return 0 if state.ok else 1
 
 
 if __name__ == "__main__":
