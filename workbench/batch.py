@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WorkbenchError
+from .limits import MAX_PARALLEL_JOBS, check_writable_dir
 
 __all__ = ["Job", "parameter_sets", "run_batch", "run_batch_cli", "write_index"]
 
@@ -139,19 +140,25 @@ def _run_job(notebook: Path, job: Job, kernel: str | None, timeout: float | None
     return job
 
 
+def _check_parallel(parallel: int) -> None:
+    if not 1 <= parallel <= MAX_PARALLEL_JOBS:
+        raise WorkbenchError(f"--parallel must be 1 to {MAX_PARALLEL_JOBS} (notebooks executed at once), got {parallel}")
+
+
 def run_batch(notebook: str | Path, sets: list[dict[str, Any]], out: str | Path, parallel: int = 1,
               kernel: str | None = "python3", timeout: float | None = None) -> list[Job]:
     """Execute ``notebook`` once per parameter set, ``parallel`` at a time; write ``index.html``."""
+    _check_parallel(parallel)
     notebook = Path(notebook).resolve()
     if not notebook.is_file():
         raise WorkbenchError(f"notebook not found: {notebook}")
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable_dir(out, "batch output folder")
     declared = _notebook_parameters(notebook)
     unknown = sorted({k for s in sets for k in s} - declared)
     if unknown:
         raise WorkbenchError(f"{notebook.name} has no parameter(s) {', '.join(unknown)}; "
                              f"its parameters: {', '.join(sorted(declared)) or 'none (no cell tagged parameters)'}")
+    out.mkdir(parents=True, exist_ok=True)  # after every check: a refused batch leaves no folder
     jobs = []
     for i, params in enumerate(sets):
         folder = out / f"job-{i:03d}"
@@ -191,6 +198,7 @@ def run_batch_cli(args: Any) -> int:
     from .run import runs_dir
 
     sets = parameter_sets(args.param, args.grid, args.params_file)
+    _check_parallel(args.parallel)  # before the banner line below
     out = Path(args.out) if args.out else runs_dir(args.runs_dir) / f"batch-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"{len(sets)} job(s) of {args.notebook}, {args.parallel} at a time -> {out}")
     jobs = run_batch(args.notebook, sets, out, parallel=args.parallel)

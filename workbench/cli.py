@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import textwrap
 from typing import Any
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, clean
 
 __all__ = ["main"]
 
@@ -98,9 +99,6 @@ class _Progress:
 def _drive(run, args) -> int:
     from .report import summary_table
 
-    print(f"run {run.id}\ndirectory {run.dir}")
-    if run.dashboard_link:
-        print(f"dask dashboard {run.dashboard_link}")
     progress = _Progress(run)
     stopping = {"n": 0}
 
@@ -113,6 +111,9 @@ def _drive(run, args) -> int:
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
+        print(f"run {run.id}\ndirectory {run.dir}")
+        if run.dashboard_link:
+            print(f"dask dashboard {run.dashboard_link}")
         while not run.done:
             if not args.quiet:
                 progress.update()
@@ -120,6 +121,12 @@ def _drive(run, args) -> int:
         state = run.wait()
         if not args.quiet:
             progress.update()
+    except BrokenPipeError:  # `workbench run | head`: the reader left, so stop as Ctrl-C would
+        _silence_stdout()
+        run.stop()
+        state = run.wait()
+        hint = "" if state.value == "finished" else f"; continue with: workbench resume {run.id} --runs-dir {run.dir.parent}"
+        raise WorkbenchError(f"standard output was closed (broken pipe): run {run.id} {state.value}{hint}") from None
     finally:
         signal.signal(signal.SIGINT, previous)
     table = summary_table(run.metrics())
@@ -189,8 +196,30 @@ def _cmd_batch(args) -> int:
     return run_batch_cli(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the workbench's one-line errors (argparse prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"workbench: error: {clean(message)} (see `{self.prog} --help`)\n")
+
+
+def _silence_stdout() -> None:
+    """Send what is still to be written to a closed pipe nowhere (and no error at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (captured in tests): nothing to redirect
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    return f"workbench: warning: {clean(message)}\n"
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="workbench", description="Train several PyTorch models together on Dask.")
+    p = _Parser(prog="workbench", description="Train several PyTorch models together on Dask.")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("presets", help="list presets, or show one resolved")
@@ -241,15 +270,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     args = _parser().parse_args(argv)
+    previous_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning  # a broken plugin: one line
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as noise at interpreter exit
+        return code
     except WorkbenchError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        print("workbench: error: standard output was closed (broken pipe)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous_format
 
 
 if __name__ == "__main__":

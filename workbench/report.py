@@ -74,10 +74,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
     reader = read_store(run_dir / "store.sqlite")
     metrics = reader.metrics()
     events = reader.events()
+    out.mkdir(parents=True, exist_ok=True)  # after the reads: an unreadable store leaves no report/ behind
     paths: dict[str, Path] = {}
     table = summary_table(metrics)
     table.to_csv(out / "summary.csv", index=False)

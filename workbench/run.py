@@ -23,6 +23,7 @@ from typing import Any
 
 from .checkpoint import check_name
 from .errors import RunNotFoundError, WorkbenchError
+from .limits import check_writable_dir
 from .states import ModelSnapshot, ModelState, RunSnapshot, RunState
 from .store import RunStore, read_store
 
@@ -55,6 +56,11 @@ def _stored_state(info: dict[str, Any]) -> RunState:
     return state
 
 
+def _int(value: Any) -> int:
+    """An INTEGER column's value; a model that never started has NULL there (NaN in pandas)."""
+    return 0 if value is None or value != value else int(value)
+
+
 class RunRecord:
     """Read-only view of a run directory (finished, or written by another process)."""
 
@@ -65,7 +71,15 @@ class RunRecord:
 
     @property
     def preset(self) -> dict[str, Any]:
-        return json.loads((self.dir / "preset.json").read_text())
+        path = self.dir / "preset.json"
+        try:
+            preset = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:  # missing, not UTF-8, not JSON
+            raise WorkbenchError(f"run {self.id}: {path} cannot be read ({getattr(exc, 'strerror', None) or exc})"
+                                 "; it is the run's resolved preset, so the run cannot continue") from None
+        if not isinstance(preset, dict):
+            raise WorkbenchError(f"run {self.id}: {path} must hold a JSON object; it cannot continue")
+        return preset
 
     def metrics(self, model: str | None = None, name: str | None = None):
         """Tidy DataFrame: model, epoch, step, name, value, wall_time."""
@@ -86,8 +100,8 @@ class RunRecord:
         models = {}
         for row in frame.itertuples():
             models[row.model] = ModelSnapshot(
-                row.model, row.registry_name, row.dataset, ModelState(row.state or "pending"), int(row.epoch or 0),
-                int(row.total_epochs or 0), 0, 0, row.hparams or {}, frozenset(row.pinned or ()), None, None,
+                row.model, row.registry_name, row.dataset, ModelState(row.state or "pending"), _int(row.epoch),
+                _int(row.total_epochs), 0, 0, row.hparams or {}, frozenset(row.pinned or ()), None, None,
                 row.last_error, {})
         return RunSnapshot(self.id, self.state, models, time.time())
 
@@ -301,6 +315,7 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     run_dir = root / run_id
     if run_dir.exists():
         raise WorkbenchError(f"run directory {run_dir} exists already; choose another run id")
+    check_writable_dir(root, "runs directory")  # before the cluster: a bad --runs-dir costs no worker start
     # Workers start (seconds: processes, torch) while this process checks the data.
     with ThreadPoolExecutor(max_workers=1) as pool:
         starting = pool.submit(_open_cluster, plan, inventory, placements, scheduler, security)
@@ -396,8 +411,14 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
         if not record.done:
             raise WorkbenchError(f"run {run_id} is still running in this process; stop it first")
         record = RunRecord(record.dir)
+    if record.state == RunState.FINISHED:  # reads the store: a corrupt one stops us here, untouched
+        raise WorkbenchError(f"run {record.id} has finished; nothing to resume (start a new one with `workbench run`)")
     stored = record.preset
     name = stored.pop("name", "resumed")
+    if not overrides and (problems := validate_preset(name, stored)):
+        from .errors import PresetError
+
+        raise PresetError(problems, source=f"{record.dir / 'preset.json'}")
     hp_changes: dict[tuple[str, str], Any] = {}
     if overrides:
         from .presets import apply_overrides

@@ -17,7 +17,7 @@ def test_digits_split_is_stratified_and_scaled_on_train_only():
 
 
 def test_quality_report_finds_problems(tmp_path):
-    frame = pd.DataFrame({"a": [1.0, 2, np.nan, 4, 5, 5, 1000], "const": [1] * 7, "y": [0, 0, 0, 0, 0, 0, 1]})
+    frame = pd.DataFrame({"a": [1.0, 2, np.nan, 4, 5, 5, 1000, 3, 2, 4], "const": [1] * 10, "y": [0] * 8 + [1] * 2})
     frame = pd.concat([frame, frame.iloc[[0]]], ignore_index=True)
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
