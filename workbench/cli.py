@@ -214,8 +214,8 @@ def _silence_stdout() -> None:
         os.close(devnull)
 
 
-def _one_line_warning(message, category, filename, lineno, line=None) -> str:
-    return f"workbench: warning: {clean(message)}\n"
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"workbench: warning: {clean(message)}", file=file or sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     args = _parser().parse_args(argv)
-    previous_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning  # a broken plugin: one line
+    previous_show, warnings.showwarning = warnings.showwarning, _one_line_warning  # a broken plugin: one line
     try:
         code = args.func(args)
         sys.stdout.flush()  # a closed pipe shows here, not as noise at interpreter exit
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         print("workbench: interrupted", file=sys.stderr)
         return 130
     finally:
-        warnings.formatwarning = previous_format
+        warnings.showwarning = previous_show
 
 
 if __name__ == "__main__":

@@ -316,11 +316,12 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     if run_dir.exists():
         raise WorkbenchError(f"run directory {run_dir} exists already; choose another run id")
     check_writable_dir(root, "runs directory")  # before the cluster: a bad --runs-dir costs no worker start
-    # Workers start (seconds: processes, torch) while this process checks the data.
+    quality = _assess_data(plan, user_files=True)  # the user's own files before any worker starts
+    # Workers start (seconds: processes, torch) while this process checks the built-in data.
     with ThreadPoolExecutor(max_workers=1) as pool:
         starting = pool.submit(_open_cluster, plan, inventory, placements, scheduler, security)
         try:
-            quality = _assess_data(plan)
+            quality += _assess_data(plan, user_files=False)
         except BaseException:
             _close_when_started(starting)
             raise
@@ -355,8 +356,8 @@ def _close_when_started(starting) -> None:
     cluster.close()
 
 
-def _assess_data(plan) -> list[dict[str, Any]]:
-    """Assess every tabular dataset once; blocking problems stop the run before training.
+def _assess_data(plan, user_files: bool) -> list[dict[str, Any]]:
+    """Assess every tabular dataset (user files, or built-in ones) once; errors stop the run.
 
     Returns the ``data_quality`` event payloads (findings and the fitted preprocessing).
     """
@@ -366,7 +367,7 @@ def _assess_data(plan) -> list[dict[str, Any]]:
     seen, payloads = set(), []
     for inst in plan.trainers:
         ds = inst.dataset
-        if not ds or ds["name"] in seen:
+        if not ds or ds["name"] in seen or bool(ds.get("path")) != user_files:
             continue
         seen.add(ds["name"])
         raw = user_dataset(ds["name"], ds["path"], ds.get("target")) if ds.get("path") else load_dataset(ds["name"], 0)
