@@ -75,18 +75,26 @@ def parameter_sets(params: list[str] | None = None, grid: list[str] | None = Non
         path = Path(params_file)
         if not path.is_file():
             raise WorkbenchError(f"parameter file not found: {path}")
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WorkbenchError(f"{path}: not UTF-8 text (offset {exc.start}); save it as UTF-8") from None
         if path.suffix in (".yaml", ".yml"):
             try:
                 import yaml
             except ImportError:
                 raise WorkbenchError("YAML parameter files need PyYAML: pip install pyyaml") from None
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except (yaml.YAMLError, RecursionError) as exc:
+                raise WorkbenchError(f"{path}: not valid YAML: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
         else:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise WorkbenchError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+            except (RecursionError, ValueError) as exc:  # nested too deeply, an integer of thousands of digits
+                raise WorkbenchError(f"{path}: cannot be read as JSON ({type(exc).__name__})") from None
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data) or not data:
             raise WorkbenchError(f"{path}: must be a non-empty list of parameter objects")
         base = data

@@ -11,6 +11,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from .limits import check_writable_dir
+
 __all__ = ["summary_table", "metric_figure", "write_report", "chart_metrics"]
 
 
@@ -74,6 +76,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "report"
+    check_writable_dir(out, "report folder")
     reader = read_store(run_dir / "store.sqlite")
     metrics = reader.metrics()
     events = reader.events()

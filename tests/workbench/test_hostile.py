@@ -104,6 +104,12 @@ def world(tmp_path_factory, inprocess_scheduler):
     (files / "inf.csv").write_text("a,y\n" + rows.replace("5,1\n", "inf,1\n", 1))
     (files / "nan_label.csv").write_text("a,y\n" + rows.replace("5,1\n", "5,\n", 1))
     (files / "latin1.csv").write_bytes(("a,y\n" + rows.replace("5,1", "\xe9,1")).encode("latin-1"))
+    (files / "only_target.csv").write_text("y\n" + "".join(f"{i % 2}\n" for i in range(40)))
+    (files / "params.json").write_bytes(b'[{"seed": "caf\xe9"}]')
+    (files / "params.yaml").write_text("- seed: [1, 2\n")
+    read_only = root / "read_only"
+    read_only.mkdir()
+    read_only.chmod(0o555)
     (files / "notebook.ipynb").write_text(json.dumps({"cells": [], "metadata": {}, "nbformat": 4,
                                                       "nbformat_minor": 5}))
     return {"root": root, "runs": runs, "files": files}
@@ -169,6 +175,10 @@ CASES = [
     ("runs dir that is a file", ["run", "--runs-dir", f"{F}/a_file"], r"runs directory .*a_file is a file"),
     ("runs dir under a file", ["run", "--runs-dir", f"{F}/a_file/runs"], r"cannot be created: .*a_file is a file"),
     ("runs dir not creatable", ["run", "--runs-dir", "/sys/workbench-runs"], r"/sys/workbench-runs is not writable"),
+    pytest.param(["run", "--runs-dir", "{root}/read_only/runs"], r"read_only/runs is not writable",
+                 marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders"),
+                 id="read-only runs dir"),
+    ("runs dir from the environment is a file", ["run", "--runs-dir", ""], r"runs directory .*a_file is a file"),
     ("http:// scheduler", ["run", "--scheduler", "http://127.0.0.1:8786", "--set", 'target_models=["digits_mlp"]',
                            "--set", 'datasets=["digits"]'], r"'http://' is not a Dask address; use tcp://"),
     # user data files
@@ -179,6 +189,7 @@ CASES = [
     ("inf in a data file", _data(Path(F) / "inf.csv"), r"inf\.csv\) .*column 'a': infinite value in row 6;"),
     ("NaN label", _data(Path(F) / "nan_label.csv"), r"nan_label\.csv\) .*target 'y' is missing in row 6;"),
     ("non-UTF-8 data file", _data(Path(F) / "latin1.csv"), r"dataset 'user': cannot read .*latin1\.csv"),
+    ("table of the target alone", _data(Path(F) / "only_target.csv"), r"no feature columns"),
     ("unknown target column", _data(Path(F) / "two.csv", target="label"), r"target column 'label' not found"),
     # damaged runs
     ("status of an empty store", ["status", "store-empty"], r"store-empty/store\.sqlite cannot be read"),
@@ -187,6 +198,8 @@ CASES = [
     ("status of a store without tables", ["status", "store-no-tables"], r"cannot be read \(.*no such table"),
     ("report of a truncated store", ["report", "store-truncated"], r"store\.sqlite cannot be read"),
     ("report of a garbage store", ["report", "store-garbage"], r"store\.sqlite cannot be read"),
+    ("report of an empty store", ["report", "store-empty"], r"store\.sqlite cannot be read"),
+    ("report --out a file", ["report", "done", "--out", f"{F}/a_file"], r"report folder .*a_file is a file"),
     ("resume of an empty store", ["resume", "store-empty"], r"store\.sqlite cannot be read"),
     ("resume of a garbage store", ["resume", "store-garbage"], r"store\.sqlite cannot be read"),
     ("resume without preset.json", ["resume", "preset-missing"], r"preset\.json cannot be read .*cannot continue"),
@@ -200,18 +213,27 @@ CASES = [
     ("--parallel -3", ["batch", f"{F}/notebook.ipynb", "--parallel", "-3"], r"--parallel must be 1 to 64 .*got -3"),
     ("--parallel 1000", ["batch", f"{F}/notebook.ipynb", "--parallel", "1000"], r"--parallel must be 1 to 64"),
     ("--parallel abc", ["batch", f"{F}/notebook.ipynb", "--parallel", "abc"], r"invalid int value: 'abc'"),
+    ("non-UTF-8 params file", ["batch", f"{F}/notebook.ipynb", "--params-file", f"{F}/params.json"], r"not UTF-8 text"),
+    ("broken YAML params file", ["batch", f"{F}/notebook.ipynb", "--params-file", f"{F}/params.yaml"],
+     r"params\.yaml: not valid YAML"),
     ("batch --out a file", ["batch", f"{F}/notebook.ipynb", "--out", f"{F}/a_file"], r"output folder .*a_file is a file"),
 ]
 
 
 def _fill(argv: list[str], world) -> list[str]:
-    return [a.replace(F, str(world["files"])).replace(R, str(world["runs"])) for a in argv]
+    return [a.replace(F, str(world["files"])).replace(R, str(world["runs"])).replace("{root}", str(world["root"]))
+            for a in argv]
 
 
-@pytest.mark.parametrize("argv, expected", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_changes_nothing(world, capsys, argv, expected):
+@pytest.mark.parametrize("argv, expected", [c if isinstance(c, type(pytest.param())) else pytest.param(*c[1:], id=c[0])
+                                             for c in CASES])
+def test_bad_input_is_one_line_and_changes_nothing(world, capsys, monkeypatch, argv, expected):
     argv = _fill(argv, world)
-    if "--runs-dir" not in argv and argv[0] in ("run", "status", "report", "resume", "batch"):
+    from_env = argv[-2:] == ["--runs-dir", ""]  # the runs directory from $WORKBENCH_RUNS_DIR
+    if from_env:
+        argv = argv[:-2]
+        monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(world["files"] / "a_file"))
+    if "--runs-dir" not in argv and not from_env and argv[0] in ("run", "status", "report", "resume", "batch"):
         argv += ["--runs-dir", str(world["runs"])]
     before, files_before = _tree(world["runs"]), _tree(world["files"])
     code, out, err = _cli(capsys, argv)

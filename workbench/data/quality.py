@@ -59,6 +59,9 @@ def assess(dataset: Dataset, outlier_z: float = 6.0, imbalance_ratio: float = 10
     if n < MIN_ROWS:
         findings.append(("rows", "error", f"only {n} row(s); a table needs at least {MIN_ROWS} "
                          "to split into train, valid and test", float(n)))
+    if dataset.target is not None and list(frame.columns) == [dataset.target]:
+        findings.append(("schema", "error", f"no feature columns: the table holds only the target '{dataset.target}'",
+                         0.0))
     numeric = frame.select_dtypes("number")
     non_numeric = [c for c in frame.columns if c not in numeric.columns and c != dataset.target]
     if non_numeric:
