@@ -60,10 +60,11 @@ class PresetError(WorkbenchError):
         self.problems = [clean(p) for p in problems]
         self.source = clean(source)
         if len(self.problems) == 1:  # one problem: one line
-            super().__init__(f"invalid {self.source}: {self.problems[0]}")
+            message = f"invalid {self.source}: {self.problems[0]}"
         else:
             lines = "\n".join(f"  - {p}" for p in self.problems)
-            super().__init__(f"invalid {self.source} ({len(self.problems)} problems):\n{lines}")
+            message = f"invalid {self.source} ({len(self.problems)} problems):\n{lines}"
+        Exception.__init__(self, message)  # its parts are cleaned already: cutting again would miscount
 
     def __reduce__(self):  # pickles (Dask moves errors between processes) with its fields
         return type(self), (self.problems, self.source)

@@ -166,7 +166,7 @@ CASES = [
     ("infinite epochs", ["run", "--set", "epochs=1e999"], r"1e999 is not a finite number"),
     ("ANSI escape in a key", ["run", "--set", "\x1b[2J\x1b[31mred=1"], r"unknown key '\\x1b\[2J\\x1b\[31mred'"),
     ("100 KB key", ["run", "--set", "k" * 100_000 + "=1"], r"override key of 100000 characters.*at most 100"),
-    ("100 KB value", ["run", "--set", "epochs=" + "x" * 100_000], r"epochs: must be an integer.*more characters"),
+    ("100 KB value", ["run", "--set", "epochs=" + "x" * 100_000], r"epochs: must be an integer, got .*x\.\.\. \(99\d{3} more characters\)$"),
     ("deep --set value", ["run", "--set", "models=" + "[" * 100_000 + "]" * 100_000], r"nested too deeply"),
     ("run id ending in a newline", ["run", "--run-id", "mine\n"], r"invalid run id 'mine\\n'"),
     ("run id with a slash", ["run", "--run-id", "../escape"], r"invalid run id"),
