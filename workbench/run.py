@@ -414,6 +414,7 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
         record = RunRecord(record.dir)
     if record.state == RunState.FINISHED:  # reads the store: a corrupt one stops us here, untouched
         raise WorkbenchError(f"run {record.id} has finished; nothing to resume (start a new one with `workbench run`)")
+    check_writable_dir(record.dir, "run folder")  # resume writes its store and checkpoints
     stored = record.preset
     name = stored.pop("name", "resumed")
     if not overrides and (problems := validate_preset(name, stored)):
