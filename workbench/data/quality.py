@@ -62,7 +62,7 @@ def assess(dataset: Dataset, outlier_z: float = 6.0, imbalance_ratio: float = 10
     if dataset.target is not None and list(frame.columns) == [dataset.target]:
         findings.append(("schema", "error", f"no feature columns: the table holds only the target '{dataset.target}'",
                          0.0))
-    numeric = frame.select_dtypes("number")
+    numeric = frame.select_dtypes(["number", "bool"])  # True/False columns train as 1/0
     non_numeric = [c for c in frame.columns if c not in numeric.columns and c != dataset.target]
     if non_numeric:
         findings.append(("schema", "error", f"text (non-numeric) feature columns {non_numeric}: encode them as "
