@@ -151,7 +151,7 @@ CASES = [
     ("preset nested 20 deep", ["run", "--preset", f"{F}/nested.json"], r"nested more than 16 levels"),
     ("duplicate JSON key", ["run", "--preset", f"{F}/duplicate.json"], r"duplicate key 'epochs'"),
     ("preset file holding a list", ["run", "--preset", f"{F}/list.json"], r"must be an object of named presets"),
-    ("NaN in a preset file", ["run", "--preset", f"{F}/nan.json"], r"NaN is not a number JSON allows"),
+    ("NaN in a preset file", ["run", "--preset", f"{F}/nan.json"], r"NaN is not a finite number"),
     ("missing preset file", ["run", "--preset", f"{F}/nope.json"], r"preset file not found"),
     # overrides and limits
     ("negative seed", ["run", "--set", "seed=-1"], r"seed: must be in 0\.\.4294967295, got -1"),

@@ -31,15 +31,19 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+class _NotFinite(ValueError):
+    pass
+
+
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"{text} is not a finite number")
+        raise _NotFinite(f"{text} is not a finite number")
     return value
 
 
 def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
+    raise _NotFinite(f"{name} is not a finite number")
 
 
 def _loads(text: str) -> Any:
@@ -160,9 +164,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise PresetError([f"override '{key}': duplicate key '{exc.key}' in its value"], source="--set") from None
     except RecursionError:
         raise PresetError([f"override '{key}': value nested too deeply"], source="--set") from None
-    except ValueError as exc:  # not JSON: a plain string, unless it is a number JSON refuses
-        if raw.strip().lower().lstrip("+-") in ("nan", "inf", "infinity") or "is not a" in str(exc):
-            raise PresetError([f"override '{key}': {raw.strip()} is not a finite number"], source="--set") from None
+    except _NotFinite as exc:
+        raise PresetError([f"override '{key}': {exc}"], source="--set") from None
+    except ValueError:  # not JSON: a plain string
         value = raw
     problems = structure_problems(value, f"override '{key}'")
     if problems:
