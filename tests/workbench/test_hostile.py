@@ -216,6 +216,8 @@ CASES = [
     ("non-UTF-8 params file", ["batch", f"{F}/notebook.ipynb", "--params-file", f"{F}/params.json"], r"not UTF-8 text"),
     ("broken YAML params file", ["batch", f"{F}/notebook.ipynb", "--params-file", f"{F}/params.yaml"],
      r"params\.yaml: not valid YAML"),
+    ("batch of an unknown parameter", ["batch", f"{F}/notebook.ipynb", "-p", "nope=1", "--out", f"{R}/batch-x"],
+     r"notebook\.ipynb has no parameter\(s\) nope"),
     ("batch --out a file", ["batch", f"{F}/notebook.ipynb", "--out", f"{F}/a_file"], r"output folder .*a_file is a file"),
 ]
 
