@@ -18,13 +18,13 @@ from .errors import CheckpointError
 
 __all__ = ["should_checkpoint", "DiskSaver", "check_name"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,127}")
 _FILE = re.compile(r"^epoch_(\d{6})\.pt$")
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Refuse names that could escape a directory or break a path."""
-    if not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:  # fullmatch: "$" allows a final newline
         from .errors import WorkbenchError
 
         raise WorkbenchError(f"invalid {what} {name!r}: use letters, digits and _ . @ # - (no '/' or '..')")
