@@ -248,11 +248,11 @@ def _environment(plan_dict: dict[str, Any], inventory, placements, cluster) -> d
             "plan": plan_dict}
 
 
-def _prepare(preset: str, overrides: dict[str, Any] | None):
+def _prepare(preset: str, overrides: dict[str, Any] | None, replay=None):
     from .plan import make_plan
     from .presets import resolve_preset
 
-    name, resolved = resolve_preset(preset, overrides)
+    name, resolved = (replay.preset_name, dict(replay.preset)) if replay else resolve_preset(preset, overrides)
     plan = make_plan(name, resolved)
     return (name, resolved, plan, *_place(plan))
 
@@ -287,15 +287,20 @@ def _open_cluster(plan, inventory, placements, scheduler: str | None, security: 
 
 
 def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, runs_dir_: str | Path | None = None,
-              scheduler: str | None = None, security: Any = None, run_id: str | None = None) -> Run:
+              scheduler: str | None = None, security: Any = None, run_id: str | None = None,
+              replay: str | Path | None = None) -> Run:
     """Validate, plan, start a cluster and begin training in a background thread.
 
     Bad input raises a :class:`~workbench.errors.WorkbenchError` before anything is
     written. Returns the :class:`Run` at once; ``run.wait()`` blocks until it ends.
+    ``replay``: a run id or directory to re-run with its recorded live changes
+    (``preset`` and ``overrides`` are then ignored: the preset is the replayed run's).
     """
     from .coordinator import Coordinator
+    from .replay import replay_plan
 
-    name, resolved, plan, inventory, placements = _prepare(preset, overrides)
+    schedule = replay_plan(replay, runs_dir_) if replay is not None else None
+    name, resolved, plan, inventory, placements = _prepare(preset, overrides, schedule)
     root = runs_dir(runs_dir_)
     run_id = check_name(run_id, "run id") if run_id else _new_run_id(name)
     run_dir = root / run_id
@@ -322,7 +327,8 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
                       **_driver())
         for payload in quality:
             store.add_event(None, "data_quality", payload)
-        coordinator = Coordinator(run_id, run_dir, plan, {p.instance: p for p in placements}, cluster, store)
+        coordinator = Coordinator(run_id, run_dir, plan, {p.instance: p for p in placements}, cluster, store,
+                                  replay=schedule)
     except BaseException:
         cluster.close()
         shutil.rmtree(run_dir, ignore_errors=True)
