@@ -141,7 +141,10 @@ def _drive(run, args) -> int:
 def _cmd_run(args) -> int:
     from .run import start_run
 
-    run = start_run(args.preset, _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id)
+    if args.replay and (args.preset or args.set):
+        raise WorkbenchError("--replay re-runs the replayed run's own preset: leave out --preset and --set")
+    run = start_run(args.preset or "quick", _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id,
+                    replay=args.replay)
     return _drive(run, args)
 
 
@@ -211,8 +214,10 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-report", action="store_true", help="do not write report/ at the end")
 
     s = sub.add_parser("run", help="start a run")
-    s.add_argument("--preset", default="quick", help="a preset name or a path to a preset JSON file")
+    s.add_argument("--preset", help="a preset name or a path to a preset JSON file (default: quick)")
     s.add_argument("--run-id", help="default: time stamp, preset and a random suffix")
+    s.add_argument("--replay", metavar="RUN",
+                   help="re-run RUN (an id or a directory) from its preset with its live changes at the same steps")
     common(s)
     s.set_defaults(func=_cmd_run)
     s = sub.add_parser("resume", help="continue an interrupted run from its checkpoints")
