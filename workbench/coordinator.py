@@ -472,6 +472,7 @@ class Coordinator(Steering):
             return
         state = self.client.submit(_worker.state, self.run_id, source.name, workers=[source.worker],
                                    allow_other_workers=False, pure=False)
+        source.deps.append(state)  # copied before the source trains on: else it depends on the worker's order
         hparams = {k: v for k, v in source.hparams.items() if k not in target.pinned}
         target.deps.append(self.client.submit(_worker.load_state, self.run_id, target.name, state, hparams,
                                               *target.deps, workers=[target.worker], allow_other_workers=False,
