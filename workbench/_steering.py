@@ -10,6 +10,7 @@ says so.
 """
 from __future__ import annotations
 
+import logging
 import queue
 from typing import Any
 
@@ -21,6 +22,7 @@ from .states import ModelState, RunState
 
 __all__ = ["Steering"]
 
+log = logging.getLogger(__name__)
 K = EventKind
 
 
@@ -48,8 +50,6 @@ class Steering:
         self.commands.put(command)
         return command.id
 
-
-    # -- commands ---------------------------------------------------------------------------
     def _send(self, m, command: tuple) -> None:
         try:
             self.client.run(_worker.deliver, self.run_id, m.name, command, workers=[m.worker])
