@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import functools
 import types
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatch
@@ -69,6 +70,33 @@ class Ledger:
     max_failures: int = 3
     profile_epoch: int | None = None
 
+    @functools.cached_property
+    def edges(self) -> Mapping[tuple[str, str], frozenset[str]]:
+        """``(producer, consumer) -> kinds`` for every pair knowledge flows between (computed once)."""
+        if not self.collaborate:
+            return {}
+        out = {}
+        for p in self.models.values():
+            for c in self.models.values():
+                kinds = frozenset(k for k in p.produces & c.consumes if self.flows.get(flow_of(k), True))
+                if kinds and p.name != c.name:
+                    out[(p.name, c.name)] = kinds
+        return out
+
+    @functools.cached_property
+    def _sources(self) -> Mapping[str, list[str]]:
+        out: dict[str, list[str]] = {name: [] for name in self.models}
+        for producer, consumer in self.edges:
+            out[consumer].append(producer)
+        return out
+
+    @functools.cached_property
+    def _sinks(self) -> Mapping[str, list[str]]:
+        out: dict[str, list[str]] = {name: [] for name in self.models}
+        for producer, consumer in self.edges:
+            out[producer].append(consumer)
+        return out
+
     @classmethod
     def of(cls, entries: Iterable[ModelEntry], **settings) -> "Ledger":
         models = types.MappingProxyType({e.name: e for e in entries})
@@ -92,20 +120,17 @@ def flow_of(kind: str) -> str:
 
 def shared_kinds(ledger: Ledger, producer: str, consumer: str) -> frozenset[str]:
     """Knowledge kinds that flow from ``producer`` to ``consumer`` (empty when switched off)."""
-    if not ledger.collaborate or producer == consumer:
-        return frozenset()
-    p, c = ledger.models[producer], ledger.models[consumer]
-    return frozenset(k for k in p.produces & c.consumes if ledger.flows.get(flow_of(k), True))
+    return ledger.edges.get((producer, consumer), frozenset())
 
 
 def peers(ledger: Ledger, name: str) -> list[str]:
     """The models ``name`` learns from."""
-    return [p for p in ledger.models if shared_kinds(ledger, p, name)]
+    return list(ledger._sources[name])
 
 
 def consumers(ledger: Ledger, name: str) -> list[str]:
     """The models that learn from ``name``."""
-    return [c for c in ledger.models if shared_kinds(ledger, name, c)]
+    return list(ledger._sinks[name])
 
 
 def ready(ledger: Ledger, name: str) -> bool:
