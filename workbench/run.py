@@ -293,12 +293,14 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
 
     Bad input raises a :class:`~workbench.errors.WorkbenchError` before anything is
     written. Returns the :class:`Run` at once; ``run.wait()`` blocks until it ends.
-    ``replay``: a run id or directory to re-run with its recorded live changes
-    (``preset`` and ``overrides`` are then ignored: the preset is the replayed run's).
+    ``replay``: a run id or directory to re-run with its recorded live changes (the
+    preset is the replayed run's: ``preset`` is ignored, ``overrides`` refused).
     """
     from .coordinator import Coordinator
     from .replay import replay_plan
 
+    if replay is not None and overrides:
+        raise WorkbenchError("a replay runs the replayed run's own preset: leave out overrides")
     schedule = replay_plan(replay, runs_dir_) if replay is not None else None
     name, resolved, plan, inventory, placements = _prepare(preset, overrides, schedule)
     root = runs_dir(runs_dir_)
