@@ -178,8 +178,10 @@ def _ending(run, state) -> int:
 def _cmd_run(args) -> int:
     from .run import start_run
 
-    run = start_run(args.preset, _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id,
-                    detach=args.detach)
+    if args.replay and (args.preset or args.set):
+        raise WorkbenchError("--replay re-runs the replayed run's own preset: leave out --preset and --set")
+    run = start_run(args.preset or "quick", _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id,
+                    detach=args.detach, replay=args.replay)
     return _drive(run, args)
 
 
@@ -350,8 +352,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="drive the run from a process of its own that outlives this one; print its id and exit")
 
     s = sub.add_parser("run", help="start a run")
-    s.add_argument("--preset", default="quick", help="a preset name or a path to a preset JSON file")
+    s.add_argument("--preset", help="a preset name or a path to a preset JSON file (default: quick)")
     s.add_argument("--run-id", help="default: time stamp, preset and a random suffix")
+    s.add_argument("--replay", metavar="RUN",
+                   help="re-run RUN (an id or a directory) from its preset with its live changes at the same steps")
     common(s)
     s.set_defaults(func=_cmd_run)
     s = sub.add_parser("resume", help="continue an interrupted run from its checkpoints")

@@ -403,11 +403,11 @@ def _environment(plan_dict: dict[str, Any], inventory, placements, cluster) -> d
             "plan": plan_dict}
 
 
-def _prepare(preset: str, overrides: dict[str, Any] | None):
+def _prepare(preset: str, overrides: dict[str, Any] | None, replay=None):
     from .plan import make_plan
     from .presets import resolve_preset
 
-    name, resolved = resolve_preset(preset, overrides)
+    name, resolved = (replay.preset_name, dict(replay.preset)) if replay else resolve_preset(preset, overrides)
     plan = make_plan(name, resolved)
     return (name, resolved, plan, *_place(plan))
 
@@ -443,7 +443,8 @@ def _open_cluster(plan, inventory, placements, scheduler: str | None, security: 
 
 def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, runs_dir_: str | Path | None = None,
               scheduler: str | None = None, security: Any = None, run_id: str | None = None, *,
-              detach: bool = False, datasets: dict[str, Any] | None = None) -> Run:
+              detach: bool = False, datasets: dict[str, Any] | None = None,
+              replay: str | Path | None = None) -> Run:
     """Validate, plan, start a cluster and begin training.
 
     ``detach=False`` (attached): the coordinator runs in a thread of this process, which
@@ -459,11 +460,21 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     Trainer and controller classes defined in a notebook cell or a script are shipped to
     the workers by value and kept in the run directory (``code/``) for resume.
 
+    ``replay``: a run id or directory to re-run with its recorded live changes (the
+    preset is the replayed run's: ``preset`` is ignored, ``overrides`` refused).
+
     Bad input raises a :class:`~workbench.errors.WorkbenchError` before anything is
     written. Returns the :class:`Run` once training has started.
     """
-    from ._staging import code_for_plan, save_code, stage_datasets
+    from ._staging import code_for_plan, load_code, save_code, stage_datasets
+    from .replay import replay_plan
 
+    if replay is not None and (overrides or datasets):
+        raise WorkbenchError("a replay runs the replayed run's own preset: leave out overrides")
+    schedule = replay_plan(replay, runs_dir_) if replay is not None else None
+    if schedule is not None:
+        load_code(_replayed_dir(replay, runs_dir_))  # models the replayed run defined in a notebook
+        preset = schedule.preset_name
     root = runs_dir(runs_dir_)
     run_id = check_name(run_id, "run id") if run_id else _new_run_id(Path(preset).stem if preset.endswith(".json")
                                                                       else preset)
@@ -475,7 +486,7 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     try:
         if datasets:
             overrides.update(stage_datasets(run_dir, datasets))
-        name, resolved, plan, inventory, placements = _prepare(preset, overrides)
+        name, resolved, plan, inventory, placements = _prepare(preset, overrides, schedule)
         if detach:  # the user's own files before a driver process and its workers start
             _assess_data(plan, user_files=True)
         code = code_for_plan(plan)
@@ -489,8 +500,14 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     if detach:
         from ._driver import spawn
 
-        return spawn(run_dir, "start", scheduler=_address(scheduler))
-    return _drive_new(run_dir, plan, inventory, placements, scheduler, security, code)
+        replayed = str(_replayed_dir(replay, runs_dir_)) if replay is not None else None
+        return spawn(run_dir, "start", scheduler=_address(scheduler), replay=replayed)
+    return _drive_new(run_dir, plan, inventory, placements, scheduler, security, code, schedule)
+
+
+def _replayed_dir(replay: str | Path, runs_dir_: str | Path | None) -> Path:
+    path = Path(replay)
+    return path if path.is_dir() else runs_dir(runs_dir_) / str(replay)
 
 
 def _address(scheduler: Any) -> str | None:
@@ -500,7 +517,8 @@ def _address(scheduler: Any) -> str | None:
     return scheduler.scheduler.address
 
 
-def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, code: dict[str, bytes]) -> Run:
+def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, code: dict[str, bytes],
+               schedule=None) -> Run:
     """Start the cluster and the coordinator of a run whose directory is staged."""
     from .coordinator import Coordinator
 
@@ -529,7 +547,7 @@ def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, 
         for payload in quality:
             store.add_event(None, "data_quality", payload)
         coordinator = Coordinator(run_dir.name, run_dir, plan, {p.instance: p for p in placements}, cluster, store,
-                                  code=code)
+                                  code=code, replay=schedule)
     except BaseException:
         if lease is not None:
             lease.release()
