@@ -64,7 +64,7 @@ def world(tmp_path_factory, inprocess_scheduler):
     preset.write_text(json.dumps(_PRESET))
     run = wb.start_run(str(preset), runs_dir_=runs, scheduler=inprocess_scheduler, run_id="done")
     run.wait(timeout=300)
-    assert run.done and run.state.value == "finished", run.state
+    assert run.done and run.state.value == "finished_with_failures", run.state  # one model cannot be built
 
     store = (runs / "done" / "store.sqlite").read_bytes()
     for name, content in {"empty": b"", "truncated": store[: len(store) // 3], "garbage": os.urandom(8192),
