@@ -291,7 +291,7 @@ class Coordinator:
             if m.state == ModelState.RUNNING and m.completed >= m.spec.epochs:
                 m.state = ModelState.FINISHED
             if m.completed > 0:  # resumed: peers need what it exported after that epoch
-                self._export(m)
+                m.deps = [fut] if (fut := self._export(m)) is not None else []  # before any exploit loads
         self._event(None, "resumed" if self._resume else "started",
                     {"models": list(self.models), "controllers": list(self.controllers),
                      "from_epoch": {n: m.completed for n, m in self.models.items()}})
@@ -495,7 +495,10 @@ class Coordinator:
             fut = self.client.submit(_worker.state, self.run_id, name, workers=[m.worker],
                                      allow_other_workers=False, pure=False)
             deps.append(fut)
-            extra = {"hparams": dict(m.hparams), "pinned": sorted(m.pinned), "completed": e}
+            # The history too: a resumed controller must see the same histories it saw here.
+            extra = {"hparams": dict(m.hparams), "pinned": sorted(m.pinned), "completed": e,
+                     "history": {k: [[int(x), float(v)] for x, v in points] for k, points in m.history.items()},
+                     "last_eval": dict(m.last_eval)}
             self._pending_checkpoints.append((fut, m, e, extra))
         m.deps = deps
         if e >= m.spec.epochs:
@@ -618,6 +621,11 @@ class Coordinator:
         self.round = target
         view = self._view()
         for cname, controller in self.controllers.items():
+            # Saved as it enters round r, next to the models' epoch-r states (taken before this
+            # round's decisions): a resume from epoch r decides round r again, as it was decided.
+            if should_checkpoint(self.round, self.interval, max(m.spec.epochs for m in self.models.values())):
+                state = {"controller": controller.state_dict(), "round": self.round}
+                self._writer.submit(self.saver.save, cname, self.round, state)
             decisions = controller.decide(view)
             for d in decisions:
                 if isinstance(d, Exploit):
@@ -630,9 +638,6 @@ class Coordinator:
             now = time.time()
             rows = [(cname, self.round, self.round, k, float(v), now) for k, v in controller.metrics_for_round().items()]
             self.store.add_metrics(rows)
-            if should_checkpoint(self.round, self.interval, max(m.spec.epochs for m in self.models.values())):
-                state = {"controller": controller.state_dict(), "round": self.round}
-                self._writer.submit(self.saver.save, cname, self.round, state)
 
     def _exploit(self, d: Exploit, controller: str) -> None:
         target, source = self.models.get(d.target), self.models.get(d.source)
@@ -652,16 +657,20 @@ class Coordinator:
 
     # -- resume and the end -----------------------------------------------------------------
     def _restore(self) -> dict[str, dict[str, Any]]:
+        """Load every model and controller as they were at one epoch, the resume epoch.
+
+        It is the latest epoch every model (a model that finished earlier: its final epoch)
+        and every controller (entering that round) has a valid checkpoint for; with none, the
+        run starts over. Models never resume from different epochs: a model ahead of its
+        peers would import knowledge they exported after other epochs than it did before."""
         if not self._resume:
             return {}
-        epochs = {name: set(self.saver.valid_epochs(name)) for name in self.models}
-        common = set.intersection(*epochs.values()) if epochs else set()
+        start = _resume_epoch({name: (self.saver.valid_epochs(name), m.spec.epochs)
+                               for name, m in self.models.items()},
+                              {name: self.saver.valid_epochs(name) for name in self.controllers})
         checkpoints = {}
         for name, m in self.models.items():
-            usable = sorted(common) or sorted(epochs[name])
-            if not usable:
-                continue
-            loaded = self.saver.load_latest(name, max_epoch=usable[-1])
+            loaded = self.saver.load_latest(name, max_epoch=start) if start else None
             if loaded is None:
                 continue
             epoch, payload = loaded
@@ -670,15 +679,18 @@ class Coordinator:
             coord = payload.get("coordinator", {})
             m.hparams.update(coord.get("hparams", {}))
             m.pinned = set(coord.get("pinned", []))
+            m.history.update({k: [(int(e), float(v)) for e, v in points]
+                              for k, points in coord.get("history", {}).items()})
+            m.last_eval = dict(coord.get("last_eval", {}))
             m.step = int(payload["engine"]["step"])
         for name, value in self._resume.get("overrides", {}).items():
             inst, hp = name
             if inst in self.models:
                 self._apply_set(Command("set", inst, hp, value, source="user"))
-        start = min((m.completed for m in self.models.values()), default=0)
-        self.round = start
+        # The controllers decide round ``start`` again (their state entering it is loaded).
+        self.round = max(start - 1, 0)
         for cname, controller in self.controllers.items():
-            loaded = self.saver.load_latest(cname, max_epoch=start)
+            loaded = self.saver.load_latest(cname, max_epoch=start) if start else None
             if loaded is not None:
                 controller.load_state_dict(loaded[1]["controller"])
         return checkpoints
@@ -700,8 +712,8 @@ class Coordinator:
             for cname, controller in self.controllers.items():
                 rows = [(cname, self.round, self.round, k, float(v), now) for k, v in controller.evaluate(view).items()]
                 self.store.add_metrics(rows)
-                self._writer.submit(self.saver.save, cname, self.round, {"controller": controller.state_dict(),
-                                                                         "round": self.round})
+                self._writer.submit(self.saver.save, cname, self.round + 1, {"controller": controller.state_dict(),
+                                                                             "round": self.round + 1})
         self._write_checkpoints(wait=True)
         self._writer.shutdown(wait=True)
         try:
@@ -717,6 +729,18 @@ class Coordinator:
         self._event(None, self.state.value, {"models": {n: m.state.value for n, m in self.models.items()},
                                              "seconds": time.time() - self.started})
         self.store.set_run(state=self.state.value, finished=time.time())
+
+
+def _resume_epoch(models: dict[str, tuple[list[int], int]], controllers: dict[str, list[int]]) -> int:
+    """The latest epoch at which every model ``(valid epochs, total epochs)`` and every
+    controller (valid rounds) has a checkpoint; 0 (start over) when there is none."""
+    candidates = set().union(*(set(epochs) for epochs, _ in models.values())) if models else set()
+    for epochs, total in models.values():
+        last = max(epochs, default=0)
+        candidates = {e for e in candidates if e in epochs or (last == total and e > last)}
+    for rounds in controllers.values():
+        candidates &= set(rounds)
+    return max(candidates, default=0)
 
 
 def _stuck_tasks(keys: list[str], dask_scheduler=None) -> list[str]:
