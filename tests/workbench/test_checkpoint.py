@@ -52,3 +52,16 @@ def test_checkpoints_cannot_carry_code(tmp_path):
 def test_names_cannot_escape(bad):
     with pytest.raises(WorkbenchError):
         check_name(bad)
+
+
+def test_resume_epoch_is_one_epoch_for_every_model_and_controller():
+    from workbench.coordinator import _resume_epoch
+
+    # The latest epoch all have; a model that finished early counts with its final checkpoint.
+    assert _resume_epoch({"a": ([2, 4, 6], 6), "b": ([2, 4], 6), "c": ([2, 3], 3)}, {}) == 4
+    # A model without any checkpoint yet: everyone starts over (never mixed epochs).
+    assert _resume_epoch({"a": ([2], 6), "b": ([], 6)}, {}) == 0
+    # The controller's state entering the round must exist too, else an earlier epoch.
+    assert _resume_epoch({"a": ([2, 4], 6), "b": ([2, 4], 6)}, {"ctl": [2]}) == 2
+    assert _resume_epoch({"a": ([2, 4], 6)}, {"ctl": []}) == 0
+    assert _resume_epoch({}, {}) == 0
