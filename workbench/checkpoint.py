@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import CheckpointError
 
-__all__ = ["should_checkpoint", "DiskSaver", "check_name"]
+__all__ = ["should_checkpoint", "resume_epochs", "DiskSaver", "check_name"]
 
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,127}$")
 _FILE = re.compile(r"^epoch_(\d{6})\.pt$")
@@ -34,6 +34,47 @@ def check_name(name: str, what: str = "name") -> str:
 def should_checkpoint(epoch: int, interval: int, total_epochs: int) -> bool:
     """Checkpoint every ``interval`` completed epochs and at the end."""
     return epoch > 0 and (epoch % interval == 0 or epoch >= total_epochs)
+
+
+def resume_epochs(models: dict[str, tuple[list[int], int]], controllers: dict[str, list[int]],
+                  links: list[tuple[str, str]] = ()) -> dict[str, int]:
+    """The epoch each model resumes from (0: it starts over).
+
+    ``models`` maps a name to its valid checkpoint epochs and its total epochs,
+    ``controllers`` a controller to its valid rounds (its state entering each), ``links``
+    pairs of models that exchanged knowledge. Coupled models (linked, directly or not; all
+    of them under a controller) resume together from the latest epoch every one of them,
+    and every controller, has a checkpoint for; a model that finished earlier counts with
+    its final checkpoint. Coupled models resumed from different epochs would exchange
+    knowledge from other epochs than they did the first time. Others resume from their own
+    latest checkpoint.
+    """
+    group = {name: name for name in models}
+
+    def root(name: str) -> str:
+        while group[name] != name:
+            name = group[name]
+        return name
+
+    pairs = [(a, b) for a, b in links if a in group and b in group]
+    if controllers:
+        pairs += [(a, b) for a, b in zip(models, list(models)[1:])]
+    for a, b in pairs:
+        group[root(a)] = root(b)
+    members: dict[str, list[str]] = {}
+    for name in models:
+        members.setdefault(root(name), []).append(name)
+    out = {}
+    for names in members.values():
+        candidates = set().union(*(set(models[n][0]) for n in names))
+        for n in names:
+            epochs, total = models[n]
+            last = max(epochs, default=0)
+            candidates = {e for e in candidates if e in epochs or (last == total and e > last)}
+        for rounds in controllers.values():
+            candidates &= set(rounds)
+        out.update({n: max(candidates, default=0) for n in names})
+    return out
 
 
 def _fsync_dir(path: Path) -> None:

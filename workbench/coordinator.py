@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _worker
-from .checkpoint import DiskSaver, should_checkpoint
+from .checkpoint import DiskSaver, resume_epochs, should_checkpoint
 from .control import Exploit, ModelView, RunView, SetHParam
 from .plan import ModelInstance, Plan
 from .registry import get_model
@@ -367,6 +367,12 @@ class Coordinator:
         for peer in self._peers(m):
             if peer.state in (ModelState.RUNNING, ModelState.PAUSED) and peer.completed < c:
                 return False
+        # Nor ahead of a consumer that has yet to take its epoch-(c-1) export: only the last
+        # two exports are kept, so with a one-way flow what it got would depend on timing.
+        for other in self.models.values():
+            if (other is not m and other.state in (ModelState.RUNNING, ModelState.PAUSED)
+                    and other.completed + (other.future is not None) < c and m in self._peers(other)):
+                return False
         return True
 
     def _peers(self, m: _Model) -> list[_Model]:
@@ -657,20 +663,23 @@ class Coordinator:
 
     # -- resume and the end -----------------------------------------------------------------
     def _restore(self) -> dict[str, dict[str, Any]]:
-        """Load every model and controller as they were at one epoch, the resume epoch.
-
-        It is the latest epoch every model (a model that finished earlier: its final epoch)
-        and every controller (entering that round) has a valid checkpoint for; with none, the
-        run starts over. Models never resume from different epochs: a model ahead of its
-        peers would import knowledge they exported after other epochs than it did before."""
+        """Load models and controllers from their checkpoints (see :func:`resume_epochs`:
+        models coupled by knowledge or a controller resume from one epoch)."""
         if not self._resume:
             return {}
-        start = _resume_epoch({name: (self.saver.valid_epochs(name), m.spec.epochs)
-                               for name, m in self.models.items()},
-                              {name: self.saver.valid_epochs(name) for name in self.controllers})
+        links: list[tuple[str, str]] = []
+        if self.collab and not self.controllers:  # who exchanged knowledge, as recorded
+            from .store import read_store
+
+            used = read_store(self.run_dir / "store.sqlite").events(kind="knowledge")
+            links = [(row.model, src) for row in used.itertuples()
+                     for sources in row.payload.get("kinds", {}).values() for src in sources]
+        starts = resume_epochs({name: (self.saver.valid_epochs(name), m.spec.epochs)
+                                for name, m in self.models.items()},
+                               {name: self.saver.valid_epochs(name) for name in self.controllers}, links)
         checkpoints = {}
         for name, m in self.models.items():
-            loaded = self.saver.load_latest(name, max_epoch=start) if start else None
+            loaded = self.saver.load_latest(name, max_epoch=starts[name]) if starts[name] else None
             if loaded is None:
                 continue
             epoch, payload = loaded
@@ -688,6 +697,7 @@ class Coordinator:
             if inst in self.models:
                 self._apply_set(Command("set", inst, hp, value, source="user"))
         # The controllers decide round ``start`` again (their state entering it is loaded).
+        start = min(starts.values(), default=0)
         self.round = max(start - 1, 0)
         for cname, controller in self.controllers.items():
             loaded = self.saver.load_latest(cname, max_epoch=start) if start else None
@@ -729,18 +739,6 @@ class Coordinator:
         self._event(None, self.state.value, {"models": {n: m.state.value for n, m in self.models.items()},
                                              "seconds": time.time() - self.started})
         self.store.set_run(state=self.state.value, finished=time.time())
-
-
-def _resume_epoch(models: dict[str, tuple[list[int], int]], controllers: dict[str, list[int]]) -> int:
-    """The latest epoch at which every model ``(valid epochs, total epochs)`` and every
-    controller (valid rounds) has a checkpoint; 0 (start over) when there is none."""
-    candidates = set().union(*(set(epochs) for epochs, _ in models.values())) if models else set()
-    for epochs, total in models.values():
-        last = max(epochs, default=0)
-        candidates = {e for e in candidates if e in epochs or (last == total and e > last)}
-    for rounds in controllers.values():
-        candidates &= set(rounds)
-    return max(candidates, default=0)
 
 
 def _stuck_tasks(keys: list[str], dask_scheduler=None) -> list[str]:
