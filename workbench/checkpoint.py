@@ -16,15 +16,15 @@ from typing import Any
 
 from .errors import CheckpointError
 
-__all__ = ["should_checkpoint", "resume_epochs", "DiskSaver", "check_name"]
+__all__ = ["should_checkpoint", "DiskSaver", "CheckpointWriter", "check_name"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,127}")
 _FILE = re.compile(r"^epoch_(\d{6})\.pt$")
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Refuse names that could escape a directory or break a path."""
-    if not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:  # fullmatch: "$" allows a final newline
         from .errors import WorkbenchError
 
         raise WorkbenchError(f"invalid {what} {name!r}: use letters, digits and _ . @ # - (no '/' or '..')")
@@ -34,47 +34,6 @@ def check_name(name: str, what: str = "name") -> str:
 def should_checkpoint(epoch: int, interval: int, total_epochs: int) -> bool:
     """Checkpoint every ``interval`` completed epochs and at the end."""
     return epoch > 0 and (epoch % interval == 0 or epoch >= total_epochs)
-
-
-def resume_epochs(models: dict[str, tuple[list[int], int]], controllers: dict[str, list[int]],
-                  links: list[tuple[str, str]] = ()) -> dict[str, int]:
-    """The epoch each model resumes from (0: it starts over).
-
-    ``models`` maps a name to its valid checkpoint epochs and its total epochs,
-    ``controllers`` a controller to its valid rounds (its state entering each), ``links``
-    pairs of models that exchanged knowledge. Coupled models (linked, directly or not; all
-    of them under a controller) resume together from the latest epoch every one of them,
-    and every controller, has a checkpoint for; a model that finished earlier counts with
-    its final checkpoint. Coupled models resumed from different epochs would exchange
-    knowledge from other epochs than they did the first time. Others resume from their own
-    latest checkpoint.
-    """
-    group = {name: name for name in models}
-
-    def root(name: str) -> str:
-        while group[name] != name:
-            name = group[name]
-        return name
-
-    pairs = [(a, b) for a, b in links if a in group and b in group]
-    if controllers:
-        pairs += [(a, b) for a, b in zip(models, list(models)[1:])]
-    for a, b in pairs:
-        group[root(a)] = root(b)
-    members: dict[str, list[str]] = {}
-    for name in models:
-        members.setdefault(root(name), []).append(name)
-    out = {}
-    for names in members.values():
-        candidates = set().union(*(set(models[n][0]) for n in names))
-        for n in names:
-            epochs, total = models[n]
-            last = max(epochs, default=0)
-            candidates = {e for e in candidates if e in epochs or (last == total and e > last)}
-        for rounds in controllers.values():
-            candidates &= set(rounds)
-        out.update({n: max(candidates, default=0) for n in names})
-    return out
 
 
 def _fsync_dir(path: Path) -> None:
@@ -163,3 +122,67 @@ class DiskSaver:
                 continue
             out.append(int(_FILE.match(path.name).group(1)))
         return out
+
+
+class CheckpointWriter:
+    """Writes checkpoints in one background thread, so the driver never waits on a disk.
+
+    Trainer states arrive as futures (:meth:`add`) and are written once computed
+    (:meth:`poll`); controller states arrive as values (:meth:`save`). Each write is
+    reported through ``emit`` (a ``checkpoint`` event and its timing, or an ``error``
+    event when the state was lost with its worker or the write failed).
+    """
+
+    def __init__(self, saver: DiskSaver, run_dir: Path, emit: Any):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.saver = saver
+        self.run_dir = Path(run_dir)
+        self.emit = emit
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-ckpt")
+        self._pending: list[tuple[Any, str, int, int, dict[str, Any]]] = []
+
+    def add(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
+        """A trainer's state future for ``epoch``; ``extra`` is the driver's part (hparams, pins)."""
+        self._pending.append((future, name, epoch, step, extra))
+
+    def save(self, name: str, epoch: int, state: dict[str, Any]) -> None:
+        self._pool.submit(self.saver.save, name, epoch, state)
+
+    def poll(self, wait: bool = False) -> None:
+        """Hand computed states (all of them when ``wait``) to the writer thread."""
+        keep = []
+        for item in self._pending:
+            if wait or item[0].done():
+                self._pool.submit(self._write, *item)
+            else:
+                keep.append(item)
+        self._pending = keep
+
+    def close(self) -> None:
+        self.poll(wait=True)
+        self._pool.shutdown(wait=True)
+
+    def _write(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
+        import time
+
+        from .events import Event, EventKind, Metrics
+
+        t0 = time.perf_counter()
+        if future.status in ("lost", "cancelled", "error"):  # its worker died: the state is gone
+            self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint lost ({future.status})"}))
+            return
+        try:
+            payload = future.result(timeout=60)
+            payload["coordinator"] = extra
+            path = self.saver.save(name, epoch, payload)
+        except Exception as exc:
+            self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint failed: {exc}"}))
+            return
+        seconds = time.perf_counter() - t0
+        now = time.time()
+        self.emit(Metrics(((name, epoch, step, "time/checkpoint_s", seconds, now),
+                           (name, epoch, step, "time/checkpoint_state_s",
+                            float(payload["engine"].get("state_seconds", 0.0)), now))))
+        self.emit(Event(EventKind.CHECKPOINT, name, {"epoch": epoch, "path": str(path.relative_to(self.run_dir)),
+                                                    "seconds": seconds, "bytes": path.stat().st_size}))

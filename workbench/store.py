@@ -6,6 +6,8 @@ Contract:
   from any thread; they are queued and written in batches by one writer thread, so a
   metric costs the caller a list append. :meth:`flush` returns once everything queued
   before it is committed.
+- ``commands`` is the control channel (see :mod:`workbench.channel`): clients insert
+  rows, the driver takes them.
 - Reads open their own connection (WAL mode: readers never block the writer) and return
   snapshots as pandas DataFrames; another process may read a store while a run writes it.
 - ``metrics(model, epoch, step, name, value, wall_time)`` and
@@ -23,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import StoreError
+
 __all__ = ["RunStore", "read_store"]
 
 _SCHEMA = """
@@ -31,8 +35,15 @@ CREATE TABLE IF NOT EXISTS events(wall_time REAL, model TEXT, kind TEXT, payload
 CREATE TABLE IF NOT EXISTS models(model TEXT PRIMARY KEY, registry_name TEXT, dataset TEXT, state TEXT,
     epoch INTEGER, total_epochs INTEGER, hparams TEXT, pinned TEXT, last_error TEXT, updated REAL);
 CREATE TABLE IF NOT EXISTS run(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS commands(id INTEGER PRIMARY KEY AUTOINCREMENT, wall_time REAL, client TEXT,
+    op TEXT, model TEXT, name TEXT, value TEXT, pin INTEGER, status TEXT);
 CREATE INDEX IF NOT EXISTS metrics_model_name ON metrics(model, name);
 """
+# Live progress of each model, published by the driver for readers in other processes
+# (added after the first stores were written: added to older stores when they are opened).
+_LIVE_COLUMNS = {"step": "INTEGER", "steps_per_epoch": "INTEGER", "steps_per_s": "REAL", "eta_s": "REAL",
+                 "last_eval": "TEXT"}
+_JSON_COLUMNS = ("hparams", "pinned", "last_eval")
 
 _STOP = object()
 
@@ -46,6 +57,10 @@ class RunStore:
         self._interval = flush_interval
         conn = self._connect()
         conn.executescript(_SCHEMA)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(models)")}
+        for column, kind in _LIVE_COLUMNS.items():
+            if column not in have:
+                conn.execute(f"ALTER TABLE models ADD COLUMN {column} {kind}")
         conn.commit()
         conn.close()
         self._error: BaseException | None = None
@@ -145,7 +160,7 @@ class RunStore:
             if events:
                 conn.executemany("INSERT INTO events VALUES (?,?,?,?)", events)
             for model, fields in states.items():
-                fields = {k: (json.dumps(v, default=str) if k in ("hparams", "pinned") else v)
+                fields = {k: (json.dumps(v, default=str) if k in _JSON_COLUMNS else v)
                           for k, v in fields.items()}
                 fields["updated"] = time.time()
                 conn.execute("INSERT OR IGNORE INTO models(model) VALUES (?)", (model,))
@@ -164,11 +179,15 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
     def _query(self, sql: str, params: tuple = ()):
         import pandas as pd
 
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         try:
-            return pd.read_sql_query(sql, conn, params=params)
-        finally:
-            conn.close()
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            try:
+                return pd.read_sql_query(sql, conn, params=params)
+            finally:
+                conn.close()
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:  # empty, truncated, not SQLite
+            raise StoreError(f"{self.path} cannot be read ({exc}); it is left as it is: the run's checkpoints "
+                             "and logs are still in its folder") from None
 
     def _select(self, table: str, **filters: str | None):
         """Rows of ``table`` in write order; a filter value with ``%`` is a LIKE pattern."""
@@ -181,15 +200,25 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
 
     def events(self, kind: str | None = None, model: str | None = None):
         frame = self._select("events", kind=kind, model=model)
-        frame["payload"] = frame["payload"].map(json.loads)
+        frame["payload"] = frame["payload"].map(self._json)
         return frame
 
     def models(self):
         frame = self._query("SELECT * FROM models ORDER BY model")
-        for col in ("hparams", "pinned"):
-            frame[col] = frame[col].map(lambda s: json.loads(s) if s else None)
+        for col in _JSON_COLUMNS:
+            if col in frame:
+                frame[col] = frame[col].map(lambda s: json.loads(s) if s else None)
         return frame
 
     def run_info(self) -> dict[str, Any]:
         frame = self._query("SELECT * FROM run")
-        return {k: json.loads(v) for k, v in zip(frame["key"], frame["value"])}
+        return {k: self._json(v) for k, v in zip(frame["key"], frame["value"])}
+
+    def _json(self, text: Any) -> Any:
+        """A JSON column value; SQL NULL reads as None, or NaN in pandas 3's string columns."""
+        if not isinstance(text, str) or not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise StoreError(f"{self.path} holds a damaged value ({text[:40]!r}); it is left as it is") from None

@@ -52,22 +52,3 @@ def test_checkpoints_cannot_carry_code(tmp_path):
 def test_names_cannot_escape(bad):
     with pytest.raises(WorkbenchError):
         check_name(bad)
-
-
-def test_coupled_models_resume_from_one_epoch():
-    from workbench.checkpoint import resume_epochs
-
-    controller = {"ctl": [2, 4]}
-    # Under a controller: the latest epoch all have; a model that finished early counts
-    # with its final checkpoint.
-    assert resume_epochs({"a": ([2, 4, 6], 6), "b": ([2, 4], 6), "c": ([2, 3], 3)}, controller) == \
-        {"a": 4, "b": 4, "c": 4}
-    # One model without any checkpoint yet: everyone starts over (never mixed epochs).
-    assert resume_epochs({"a": ([2], 6), "b": ([], 6)}, controller) == {"a": 0, "b": 0}
-    # The controller's state entering the round must exist too, else an earlier epoch.
-    assert resume_epochs({"a": ([2, 4], 6), "b": ([2, 4], 6)}, {"ctl": [2]}) == {"a": 2, "b": 2}
-    # Without a controller only models that exchanged knowledge are coupled (transitively).
-    models = {"a": ([3, 4, 5], 9), "b": ([1, 2, 3], 9), "c": ([2, 3, 4], 9), "d": ([6, 7, 8], 9)}
-    assert resume_epochs(models, {}, [("a", "b"), ("c", "b")]) == {"a": 3, "b": 3, "c": 3, "d": 8}
-    assert resume_epochs(models, {}) == {"a": 5, "b": 3, "c": 4, "d": 8}
-    assert resume_epochs({}, {}) == {}
