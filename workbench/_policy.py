@@ -28,8 +28,8 @@ from .states import ModelState
 
 __all__ = ["ModelEntry", "Ledger", "FailureAction", "SEGMENT_SECONDS", "flow_of", "shared_kinds", "peers",
            "consumers", "ready", "ready_models", "route_knowledge", "should_export", "segment_epochs",
-           "checkpoint_due", "controller_round_due", "after_failure", "forgive", "restore_points",
-           "resume_round", "assign_workers", "choose_worker"]
+           "checkpoint_due", "controller_round_due", "after_failure", "forgive", "resume_epochs",
+           "assign_workers", "choose_worker"]
 
 # Which preset switch (``collaboration.*``) governs a knowledge kind.
 _FLOWS = {"soft_predictions/*": "mutual_learning", "causal_mask/*": "causal_mask",
@@ -138,7 +138,8 @@ def ready(ledger: Ledger, name: str) -> bool:
 
     It must be running, idle and unfinished; with a controller, the round of its last epoch
     must be decided; and every running or paused peer must have finished that epoch too, so
-    the knowledge it imports is the same whatever the timing. Failed, finished or stopped
+    the knowledge it imports is the same whatever the timing; and no running consumer of its
+    knowledge may lag behind it by more than the segment it has in flight. Failed, finished or stopped
     peers no longer hold it back.
     """
     m = ledger.models[name]
@@ -146,8 +147,14 @@ def ready(ledger: Ledger, name: str) -> bool:
         return False
     if ledger.controllers and ledger.round < m.completed:
         return False
-    return all(ledger.models[p].completed >= m.completed for p in peers(ledger, name)
-               if ledger.models[p].state in (ModelState.RUNNING, ModelState.PAUSED))
+    live = (ModelState.RUNNING, ModelState.PAUSED)
+    if not all(ledger.models[p].completed >= m.completed for p in peers(ledger, name)
+               if ledger.models[p].state in live):
+        return False
+    # Nor ahead of a consumer that has yet to take its previous export: only the last two
+    # exports are kept, so with a one-way flow what the consumer got would depend on timing.
+    return all(ledger.models[c].completed + ledger.models[c].in_flight >= m.completed
+               for c in consumers(ledger, name) if ledger.models[c].state in live)
 
 
 def ready_models(ledger: Ledger) -> list[str]:
@@ -222,25 +229,45 @@ def forgive(failures: int) -> int:
     return max(0, failures - 1)
 
 
-def restore_points(valid_epochs: Mapping[str, Iterable[int]]) -> dict[str, int | None]:
-    """Epoch to restore each model from on resume (None: start it afresh).
+def resume_epochs(models: dict[str, tuple[list[int], int]], controllers: dict[str, list[int]],
+                  links: list[tuple[str, str]] = ()) -> dict[str, int]:
+    """The epoch each model resumes from (0: it starts over).
 
-    The latest epoch every model has a valid checkpoint for, so all restart together
-    (resume never mixes epochs between models); a model with no such epoch in common uses
-    its own latest valid one.
+    ``models`` maps a name to its valid checkpoint epochs and its total epochs,
+    ``controllers`` a controller to its valid rounds (its state entering each), ``links``
+    pairs of models that exchanged knowledge. Coupled models (linked, directly or not; all
+    of them under a controller) resume together from the latest epoch every one of them,
+    and every controller, has a checkpoint for; a model that finished earlier counts with
+    its final checkpoint. Coupled models resumed from different epochs would exchange
+    knowledge from other epochs than they did the first time. Others resume from their own
+    latest checkpoint.
     """
-    epochs = {name: set(e) for name, e in valid_epochs.items()}
-    common = set.intersection(*epochs.values()) if epochs else set()
-    out: dict[str, int | None] = {}
-    for name, own in epochs.items():
-        usable = common or own
-        out[name] = max(usable) if usable else None
+    group = {name: name for name in models}
+
+    def root(name: str) -> str:
+        while group[name] != name:
+            name = group[name]
+        return name
+
+    pairs = [(a, b) for a, b in links if a in group and b in group]
+    if controllers:
+        pairs += [(a, b) for a, b in zip(models, list(models)[1:])]
+    for a, b in pairs:
+        group[root(a)] = root(b)
+    members: dict[str, list[str]] = {}
+    for name in models:
+        members.setdefault(root(name), []).append(name)
+    out = {}
+    for names in members.values():
+        candidates = set().union(*(set(models[n][0]) for n in names))
+        for n in names:
+            epochs, total = models[n]
+            last = max(epochs, default=0)
+            candidates = {e for e in candidates if e in epochs or (last == total and e > last)}
+        for rounds in controllers.values():
+            candidates &= set(rounds)
+        out.update({n: max(candidates, default=0) for n in names})
     return out
-
-
-def resume_round(completed: Mapping[str, int]) -> int:
-    """The controller round a resumed run continues from: the least-advanced model's epoch."""
-    return min(completed.values(), default=0)
 
 
 def assign_workers(models: Mapping[str, int | None], workers: Mapping[str, tuple[int | None, frozenset[str]]]

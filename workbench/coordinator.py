@@ -220,8 +220,8 @@ class Coordinator(Steering):
         for m in self.models.values():
             if m.state == ModelState.RUNNING and m.completed >= m.spec.epochs:
                 m.state = ModelState.FINISHED
-            if m.completed > 0:  # resumed: peers need what it exported after that epoch
-                self._export(m)
+            if m.completed > 0:  # resumed: peers need what it exported after that epoch, before any exploit loads
+                m.deps = [fut] if (fut := self._export(m)) is not None else []
         started = {"models": list(self.models), "controllers": list(self.controllers),
                    "from_epoch": {n: m.completed for n, m in self.models.items()}}
         if self._replay_of:
@@ -351,8 +351,11 @@ class Coordinator(Steering):
             fut = self.client.submit(_worker.state, self.run_id, name, workers=[m.worker],
                                      allow_other_workers=False, pure=False)
             deps.append(fut)
-            self.checkpoints.add(fut, name, e, m.step, {"hparams": dict(m.hparams), "pinned": sorted(m.pinned),
-                                                        "completed": e})
+            # The history too: a resumed controller must see the same histories it saw here.
+            self.checkpoints.add(fut, name, e, m.step, {
+                "hparams": dict(m.hparams), "pinned": sorted(m.pinned), "completed": e,
+                "history": {k: [[int(x), float(v)] for x, v in points] for k, points in m.history.items()},
+                "last_eval": dict(m.last_eval)})
         m.deps = deps
         if e >= m.spec.epochs:
             m.state = ModelState.FINISHED
@@ -470,6 +473,10 @@ class Coordinator(Steering):
         self.round = target
         view = self._view()
         for cname, controller in self.controllers.items():
+            # Saved as it enters round r, next to the models' epoch-r states (taken before this
+            # round's decisions): a resume from epoch r decides round r again, as it was decided.
+            if should_checkpoint(self.round, self.interval, max(m.spec.epochs for m in self.models.values())):
+                self.checkpoints.save(cname, self.round, {"controller": controller.state_dict(), "round": self.round})
             for d in controller.decide(view):
                 if isinstance(d, Exploit):
                     self._exploit(d, cname)
@@ -480,8 +487,6 @@ class Coordinator(Steering):
             now = time.time()
             self.bus.emit(Metrics(tuple((cname, self.round, self.round, k, float(v), now)
                                         for k, v in controller.metrics_for_round().items())))
-            if should_checkpoint(self.round, self.interval, max(m.spec.epochs for m in self.models.values())):
-                self.checkpoints.save(cname, self.round, {"controller": controller.state_dict(), "round": self.round})
 
     def _exploit(self, d: Exploit, controller: str) -> None:
         target, source = self.models.get(d.target), self.models.get(d.source)
@@ -502,14 +507,23 @@ class Coordinator(Steering):
 
     # -- resume and the end -----------------------------------------------------------------
     def _restore(self) -> dict[str, dict[str, Any]]:
+        """Load models and controllers from their checkpoints (see :func:`policy.resume_epochs`:
+        models coupled by knowledge or a controller resume from one epoch)."""
         if not self._resume:
             return {}
-        points = policy.restore_points({name: self.saver.valid_epochs(name) for name in self.models})
+        links: list[tuple[str, str]] = []
+        if self.collab and not self.controllers:  # who exchanged knowledge, as recorded
+            from .store import read_store
+
+            used = read_store(self.run_dir / "store.sqlite").events(kind="knowledge")
+            links = [(row.model, src) for row in used.itertuples()
+                     for sources in row.payload.get("kinds", {}).values() for src in sources]
+        starts = policy.resume_epochs({name: (self.saver.valid_epochs(name), m.spec.epochs)
+                                       for name, m in self.models.items()},
+                                      {name: self.saver.valid_epochs(name) for name in self.controllers}, links)
         checkpoints = {}
         for name, m in self.models.items():
-            if points[name] is None:
-                continue
-            loaded = self.saver.load_latest(name, max_epoch=points[name])
+            loaded = self.saver.load_latest(name, max_epoch=starts[name]) if starts[name] else None
             if loaded is None:
                 continue
             epoch, payload = loaded
@@ -518,14 +532,18 @@ class Coordinator(Steering):
             coord = payload.get("coordinator", {})
             m.hparams.update(coord.get("hparams", {}))
             m.pinned = set(coord.get("pinned", []))
+            m.history.update({k: [(int(e), float(v)) for e, v in points]
+                              for k, points in coord.get("history", {}).items()})
+            m.last_eval = dict(coord.get("last_eval", {}))
             m.step = int(payload["engine"]["step"])
         for (inst, hp), value in self._resume.get("overrides", {}).items():
             if inst in self.models:
                 self._apply_set(Command(CommandOp.SET, inst, hp, value, source="user", client="resume"))
-        start = policy.resume_round({n: m.completed for n, m in self.models.items()})
-        self.round = start
+        # The controllers decide round ``start`` again (their state entering it is loaded).
+        start = min(starts.values(), default=0)
+        self.round = max(start - 1, 0)
         for cname, controller in self.controllers.items():
-            loaded = self.saver.load_latest(cname, max_epoch=start)
+            loaded = self.saver.load_latest(cname, max_epoch=start) if start else None
             if loaded is not None:
                 controller.load_state_dict(loaded[1]["controller"])
         return checkpoints
@@ -551,7 +569,8 @@ class Coordinator(Steering):
             for cname, controller in self.controllers.items():
                 self.bus.emit(Metrics(tuple((cname, self.round, self.round, k, float(v), now)
                                             for k, v in controller.evaluate(view).items())))
-                self.checkpoints.save(cname, self.round, {"controller": controller.state_dict(), "round": self.round})
+                self.checkpoints.save(cname, self.round + 1, {"controller": controller.state_dict(),
+                                                              "round": self.round + 1})
         self.checkpoints.close()
         try:
             self.client.unsubscribe_topic(self.topic)

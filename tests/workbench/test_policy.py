@@ -48,6 +48,18 @@ def test_a_model_waits_for_the_peers_it_learns_from():
         assert policy.ready(_replace(ledger, "cnn", state=state), "mlp") is ready
 
 
+def test_a_producer_does_not_run_ahead_of_a_one_way_consumer():
+    entries = [ModelEntry("causal", completed=3, total_epochs=9, produces=frozenset({MASK})),
+               ModelEntry("sim", completed=1, total_epochs=9, consumes=frozenset({MASK}))]
+    ledger = Ledger.of(entries, collaborate=True)
+    # Its next export would push out the one the consumer's next epoch needs (only two are kept).
+    assert not policy.ready(ledger, "causal")
+    assert not policy.ready(_replace(ledger, "sim", completed=2), "causal")
+    assert policy.ready(_replace(ledger, "sim", in_flight=True, completed=2), "causal")  # it took it
+    assert policy.ready(_replace(ledger, "sim", completed=3), "causal")
+    assert policy.ready(_replace(ledger, "sim", state=ModelState.FINISHED), "causal")
+
+
 def test_busy_paused_or_finished_models_are_not_ready():
     ledger = _mutual()
     assert not policy.ready(_replace(ledger, "alpha", in_flight=True), "alpha")
@@ -128,12 +140,21 @@ def test_rollback_until_too_many_failures_then_fail():
     assert policy.forgive(2) == 1 and policy.forgive(0) == 0
 
 
-def test_restore_point_is_the_latest_epoch_all_models_have():
-    assert policy.restore_points({"a": [2, 4, 6], "b": [2, 4], "c": [4, 5]}) == {"a": 4, "b": 4, "c": 4}
-    # Nothing in common: each its own latest; a model without a valid checkpoint starts afresh.
-    assert policy.restore_points({"a": [2], "b": [3], "c": []}) == {"a": 2, "b": 3, "c": None}
-    assert policy.restore_points({}) == {}
-    assert policy.resume_round({"a": 4, "b": 2}) == 2 and policy.resume_round({}) == 0
+def test_coupled_models_resume_from_one_epoch():
+    controller = {"ctl": [2, 4]}
+    # Under a controller: the latest epoch all have; a model that finished early counts
+    # with its final checkpoint.
+    assert policy.resume_epochs({"a": ([2, 4, 6], 6), "b": ([2, 4], 6), "c": ([2, 3], 3)}, controller) == \
+        {"a": 4, "b": 4, "c": 4}
+    # One model without any checkpoint yet: everyone starts over (never mixed epochs).
+    assert policy.resume_epochs({"a": ([2], 6), "b": ([], 6)}, controller) == {"a": 0, "b": 0}
+    # The controller's state entering the round must exist too, else an earlier epoch.
+    assert policy.resume_epochs({"a": ([2, 4], 6), "b": ([2, 4], 6)}, {"ctl": [2]}) == {"a": 2, "b": 2}
+    # Without a controller only models that exchanged knowledge are coupled (transitively).
+    models = {"a": ([3, 4, 5], 9), "b": ([1, 2, 3], 9), "c": ([2, 3, 4], 9), "d": ([6, 7, 8], 9)}
+    assert policy.resume_epochs(models, {}, [("a", "b"), ("c", "b")]) == {"a": 3, "b": 3, "c": 3, "d": 8}
+    assert policy.resume_epochs(models, {}) == {"a": 5, "b": 3, "c": 4, "d": 8}
+    assert policy.resume_epochs({}, {}) == {}
 
 
 def test_worker_assignment_and_reassignment_after_a_death():

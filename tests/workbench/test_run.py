@@ -56,6 +56,53 @@ class Regressor(Trainer):
         self.hparams.update(state["hparams"])
 
 
+@register_model("test_producer")
+class Producer(Regressor):
+    """One step an epoch; exports how many epochs it has trained (a one-way flow)."""
+
+    def __init__(self, hparams, data, resources, seed):
+        super().__init__({**hparams, "steps": 1}, data, resources, seed)
+        self.epochs_done = 0
+
+    def on_epoch_end(self, ctx):
+        self.epochs_done += 1
+        return {}
+
+    def produces(self):
+        return {"epoch_count/digits"}
+
+    def export_knowledge(self):
+        return {"epoch_count/digits": {"epoch": self.epochs_done}}
+
+
+@register_model("test_consumer")
+class Consumer(Regressor):
+    """Many steps an epoch (slower than its producer); records which export it got."""
+
+    def consumes(self):
+        return {"epoch_count/digits"}
+
+    def import_knowledge(self, artifacts):
+        return {"from_epochs": sorted(a["epoch"] for a in artifacts.get("epoch_count/digits", {}).values())}
+
+
+def test_a_fast_producer_waits_for_a_slow_consumer_of_its_knowledge(runs_dir, inprocess_scheduler):
+    """A one-way flow: the consumer's epoch e+1 gets the producer's export after epoch e,
+    however far ahead the producer could run (only two exports are kept)."""
+    import json
+
+    path = runs_dir.parent / "oneway.json"
+    path.write_text(json.dumps({"oneway": {**_preset(target_models=["test_producer", "test_consumer"]),
+                                           "enable_collaborative_training": True, "epochs": 6,
+                                           "description": "o", "batch_size": 8,
+                                           "models": {"test_consumer": {"hyperparameters": {"steps": 3000}}}}}))
+    run = wb.start_run(str(path), scheduler=inprocess_scheduler)
+    assert run.wait(timeout=300) == wb.RunState.FINISHED
+    used = run.events(kind="knowledge_used")
+    got = {p["epoch"]: p["from_epochs"] for p in used[used["model"] == "test_consumer@digits"]["payload"]}
+    assert got == {e: [e - 1] for e in range(2, 7)}
+
+
 def _preset(**extra):
     base = {"datasets": ["digits"], "target_models": ["test_regressor"], "epochs": 3, "checkpoint_interval": 1,
             "enable_collaborative_training": False}

@@ -123,7 +123,9 @@ class _DigitsClassifier(Trainer):
 
     def import_knowledge(self, artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         peers = artifacts.get(self._kind(), {})
-        usable = {src: a["probs"] for src, a in peers.items() if a["probs"].shape == (len(self.x_train), self.n_classes)}
+        # Sorted sources: the float mean must not depend on the order artifacts arrived in.
+        usable = {src: peers[src]["probs"] for src in sorted(peers)
+                  if peers[src]["probs"].shape == (len(self.x_train), self.n_classes)}
         if not usable:
             self.peer_probs = None
             return {}
