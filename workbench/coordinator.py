@@ -171,6 +171,8 @@ class Coordinator:
                 self._event(model, "hparam_applied", applied)
         elif msg.get("kind") == "log":
             self._log(msg["model"], msg["text"])
+        elif msg.get("kind") == "event":  # from a worker, e.g. oom_retry
+            self._event(msg["model"], msg["event"], msg["payload"])
 
     def _log(self, instance: str, text: str) -> None:
         folder = self.run_dir / "logs"
@@ -407,7 +409,8 @@ class Coordinator:
                 profile = str(self.run_dir / "profiles" / f"{m.spec.instance}-epoch{epoch}.json")
             spec = _worker.SegmentSpec(self.run_id, m.spec.instance, epoch, m.spec.epochs, self.topic,
                                        dict(m.hparams), m.placement.threads, m.placement.gpu_fraction,
-                                       profile_path=profile, epochs=self._segment_epochs(m))
+                                       profile_path=profile, epochs=self._segment_epochs(m),
+                                       max_failures=self.max_failures)
             m.future = self.client.submit(_worker.run_segment, spec, knowledge or None, *m.deps,
                                           workers=[m.worker], allow_other_workers=False, pure=False,
                                           key=f"segment-{self.run_id}-{m.spec.instance}-{m.completed + 1}-{time.time_ns()}")
@@ -439,6 +442,9 @@ class Coordinator:
             return
         m.step = result["step"]
         status = result["status"]
+        for key in ("batch_size", "grad_accumulation"):  # lowered by the worker after an out-of-memory error
+            if key in m.hparams and key in result["hparams"]:
+                m.hparams[key] = result["hparams"][key]
         for i, record in enumerate(result["epochs"]):
             if record["status"] == "done":
                 self._epoch_done(m, record, result["knowledge_used"] if i == 0 else {})

@@ -14,6 +14,7 @@ __all__ = [
     "RunNotFoundError",
     "CheckpointError",
     "MissingExtraError",
+    "DevicePlacementError",
 ]
 
 
@@ -56,3 +57,8 @@ class CheckpointError(WorkbenchError):
 
 class MissingExtraError(WorkbenchError):
     """An optional dependency is not installed; the message names the pip command."""
+
+
+class DevicePlacementError(WorkbenchError):
+    """A trainer's parameters, optimiser state or data tensors are not on the device it was
+    placed on (the message names the tensor)."""
