@@ -248,20 +248,21 @@ def _environment(plan_dict: dict[str, Any], inventory, placements, cluster) -> d
             "plan": plan_dict}
 
 
-def _prepare(preset: str, overrides: dict[str, Any] | None):
+def _prepare(preset: str, overrides: dict[str, Any] | None, local: bool = True):
     from .plan import make_plan
     from .presets import resolve_preset
 
     name, resolved = resolve_preset(preset, overrides)
     plan = make_plan(name, resolved)
-    return (name, resolved, plan, *_place(plan))
+    return (name, resolved, plan, *(_place(plan) if local else (None, None)))
 
 
-def _place(plan):
-    """The machine's devices and the placement of the plan's trainers on them."""
+def _place(plan, inventory=None):
+    """The devices (this machine's, or an external cluster's ``inventory``) and the
+    placement of the plan's trainers on them."""
     from .resources import Request, detect_inventory, plan_placement
 
-    inventory = detect_inventory()
+    inventory = inventory or detect_inventory()
     requests = [Request(i.instance, i.resources.get("device", "auto"), i.resources.get("gpu_fraction"),
                         i.resources.get("threads")) for i in plan.trainers]
     return inventory, plan_placement(requests, inventory)
@@ -295,7 +296,8 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     """
     from .coordinator import Coordinator
 
-    name, resolved, plan, inventory, placements = _prepare(preset, overrides)
+    # On an external cluster, placement waits for its workers: their GPUs, not this machine's.
+    name, resolved, plan, inventory, placements = _prepare(preset, overrides, local=scheduler is None)
     root = runs_dir(runs_dir_)
     run_id = check_name(run_id, "run id") if run_id else _new_run_id(name)
     run_dir = root / run_id
@@ -311,6 +313,8 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
             raise
         cluster = starting.result()
     try:
+        if cluster.inventory is not None:
+            inventory, placements = _place(plan, cluster.inventory)
         run_dir.mkdir(parents=True)
         (run_dir / "checkpoints").mkdir()
         (run_dir / "logs").mkdir()
@@ -415,8 +419,16 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
             for inst in plan.trainers:
                 if inst.model == parts[1]:
                     hp_changes[(inst.instance, parts[3])] = value
-    inventory, placements = _place(plan)
-    cluster = _open_cluster(plan, inventory, placements, scheduler, security)
+    if scheduler:
+        cluster = _open_cluster(plan, None, None, scheduler, security)
+        try:
+            inventory, placements = _place(plan, cluster.inventory)
+        except BaseException:
+            cluster.close()
+            raise
+    else:
+        inventory, placements = _place(plan)
+        cluster = _open_cluster(plan, inventory, placements, scheduler, security)
     if overrides:
         (record.dir / "preset.json").write_text(json.dumps({"name": name, **stored}, indent=2))
     store = RunStore(record.dir / "store.sqlite")
