@@ -116,7 +116,7 @@ class ControlPanel(w.VBox):
         self._detach()
         self.run = run
         self.message.value = ""
-        for part in (self.progress.logic, self.tuning.logic, self.charts.logic):
+        for part in (self.progress.logic, self.tuning.logic, self.charts.logic, self.resources.logic):
             part.bind(run)
         if is_live(run):
             self._unsubscribe = run.subscribe(self._on_message)
@@ -155,6 +155,7 @@ class ControlPanel(w.VBox):
     def _on_message(self, message: dict[str, Any]) -> None:
         self.tuning.logic.on_message(message)
         self.charts.logic.on_message(message)
+        self.resources.logic.on_message(message)
         self._refresh_progress()
 
     def _watch(self, run: Any) -> None:
