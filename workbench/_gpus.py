@@ -143,11 +143,15 @@ def detect_gpus() -> tuple[GPU, ...]:
     """The GPUs this process may use: NVML readings where present, mapped through
     ``CUDA_VISIBLE_DEVICES`` (and torch's view of it)."""
     cuda_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    nvml = probe_nvml()
     seen_by_torch, uuids = probe_torch(cuda_visible)
+    if not seen_by_torch:  # torch cannot use a GPU here (no CUDA build, driver mismatch): none to place on
+        return ()
+    nvml = probe_nvml()
     if nvml is None:
         return tuple(seen_by_torch)
-    return map_visible(nvml, cuda_visible, uuids)
+    mapped = map_visible(nvml, cuda_visible, uuids)
+    # NVML and CUDA disagree on how many GPUs are visible (MIG instances, for one): torch's list holds.
+    return mapped if len(mapped) == len(seen_by_torch) else tuple(seen_by_torch)
 
 
 def worker_gpu() -> dict | None:

@@ -123,3 +123,22 @@ def test_a_full_gpu_is_refused_or_skipped():
     with pytest.raises(PlacementError, match=r"GPU 0 \(H100\) is full: 1.0 of 80.0 GB free, other processes hold 79.0"):
         plan_placement([Request("a", "cuda:0")], inventory)
     assert plan_placement([Request("a")], inventory)[0].device == "cpu"  # auto falls back to the CPU
+
+
+def test_detection_combines_torch_and_nvml(monkeypatch):
+    from workbench import _gpus
+
+    machine = _machine(80, 80, 30, 80)
+    seen = [GPU(0, "H100", 80.0, physical="2", uuid="GPU-2aaa-2"), GPU(1, "H100", 80.0, physical="3", uuid="GPU-3aaa-3")]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    monkeypatch.setattr(_gpus, "probe_nvml", lambda: machine)
+    monkeypatch.setattr(_gpus, "probe_torch", lambda visible: (seen, [g.uuid for g in seen]))
+    gpus = _gpus.detect_gpus()
+    assert [(g.index, g.physical, g.memory_free_gb) for g in gpus] == [(0, "2", 30), (1, "3", 80)]
+    monkeypatch.setattr(_gpus, "probe_torch", lambda visible: (seen[:1], None))  # NVML sees more: torch holds
+    assert _gpus.detect_gpus() == (seen[0],)
+    monkeypatch.setattr(_gpus, "probe_torch", lambda visible: ([], None))  # torch cannot use CUDA here
+    assert _gpus.detect_gpus() == ()
+    monkeypatch.setattr(_gpus, "probe_nvml", lambda: None)
+    monkeypatch.setattr(_gpus, "probe_torch", lambda visible: (seen, None))
+    assert _gpus.detect_gpus() == tuple(seen)  # no NVML: names and sizes from torch
