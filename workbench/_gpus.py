@@ -12,7 +12,8 @@ Integer entries of ``CUDA_VISIBLE_DEVICES`` are NVML indices (PCI bus order, as 
 ``nvidia-smi``); CUDA reads them the same way under ``CUDA_DEVICE_ORDER=PCI_BUS_ID``, and
 on machines whose GPUs are all one model. Where CUDA's own order may differ, torch's view
 of the visible devices' UUIDs (``visible_uuids``) decides. Entries are read as CUDA does:
-from the first invalid or negative one on, nothing more is visible.
+from the first invalid or negative one on, nothing more is visible, and a GPU named
+twice hides them all.
 """
 from __future__ import annotations
 
@@ -62,8 +63,9 @@ def _parse(devices: Sequence[GPU], cuda_visible: str | None) -> list[GPU]:
             device = matches[0] if len(matches) == 1 else None
         if device is None:
             break  # CUDA ignores this entry and every one after it
-        if device not in chosen:
-            chosen.append(device)
+        if device in chosen:
+            return []  # a GPU named twice: CUDA (and torch) then see none
+        chosen.append(device)
     return chosen
 
 

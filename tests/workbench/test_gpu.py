@@ -118,6 +118,10 @@ def test_a_deliberate_oom_inside_a_share_is_retried_at_a_smaller_batch():
     total = torch.cuda.get_device_properties(0).total_memory
     # A 0.7 GiB share: 32 or 16 x 64 MiB (2 and 1 GiB) cannot fit, 8 x 64 MiB can.
     fraction = 0.7 * 2**30 / total
+    _worker._SLOTS.clear()  # earlier tests' trainers would count against the cap
+    import gc
+
+    gc.collect()
     torch.cuda.empty_cache()
     try:
         slot = _build("test_gpu_hog", "digits", instance="hog", gpu_fraction=fraction)

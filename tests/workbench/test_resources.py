@@ -95,7 +95,7 @@ def test_cuda_visible_devices_maps_logical_to_physical_gpus():
     ("3,1", ["3", "1"]),  # CUDA's order is the variable's
     ("GPU-1aaa,0", ["1", "0"]),  # UUID prefixes
     ("1,7,2", ["1"]),  # as in CUDA, an invalid entry hides itself and every later one
-    ("2,2", ["2"]),
+    ("2,2", []),  # a duplicate hides every GPU (CUDA's rule, and torch's)
 ])
 def test_cuda_visible_devices_is_read_as_cuda_reads_it(variable, physical):
     assert [g.physical for g in map_visible(_machine(80, 80, 80, 80), variable)] == physical
