@@ -97,9 +97,13 @@ def connect(address: str, security: Any = None) -> ClusterHandle:
 
     from .errors import WorkbenchError
 
+    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+    if scheme not in ("tcp", "tls", "ws", "wss", "ucx", "inproc"):
+        raise WorkbenchError(f"--scheduler {address}: '{scheme}://' is not a Dask address; use "
+                             "tcp://HOST:8786 (or tls:// with security)")
     try:
         client = Client(address, security=security, timeout=20)
-    except OSError as exc:
+    except (OSError, ValueError, TypeError) as exc:  # unreachable, or an address Dask cannot parse
         raise WorkbenchError(f"cannot reach the Dask scheduler at {address}: {exc}; "
                              "check the address and that `dask scheduler` is running") from None
     info = client.scheduler_info(n_workers=-1)["workers"]

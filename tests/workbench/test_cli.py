@@ -26,6 +26,8 @@ def _cli(*args, runs_dir, timeout=600, **kw):
     (["--preset", "quick", "--set", "batch_size=\"big\""], "presets.quick.batch_size: must be an integer"),
     (["--preset", "quick", "--set", "target_models=[\"digits_mpl\"]"], "did you mean 'digits_mlp'?"),
     (["--preset", "quick", "--set", "datasets=[\"digit\"]"], "did you mean 'digits'?"),
+    (["--replay", "nosuch"], "no run 'nosuch' to replay"),
+    (["--replay", "nosuch", "--preset", "quick"], "leave out --preset and --set"),
 ])
 def test_bad_input_is_one_clear_message_and_leaves_nothing(tmp_path, args, message):
     runs = tmp_path / "runs"
