@@ -128,7 +128,8 @@ def _start(spec: dict[str, Any]):
     stored = json.loads((run_dir / "preset.json").read_text())
     name = stored.pop("name")
     plan = make_plan(name, stored)
-    inventory, placements = _place(plan)
+    # On an external cluster, placement waits for its workers (run._drive_new).
+    inventory, placements = (None, None) if spec.get("scheduler") else _place(plan)
     return _drive_new(run_dir, plan, inventory, placements, spec.get("scheduler"), None, code, schedule)
 
 

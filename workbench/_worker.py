@@ -19,6 +19,8 @@ import time
 import traceback
 from typing import Any
 
+from . import _device, _oom
+
 __all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "load_state", "deliver", "drop"]
 
 
@@ -31,6 +33,7 @@ class _Slot:
     snapshot: dict[str, Any] | None = None
     step: int = 0  # global step counter of this model
     step_in_epoch: int = 0
+    oom_failures: int = 0  # CUDA out-of-memory errors so far (workbench._oom)
 
 
 _SLOTS: dict[tuple[str, str], _Slot] = {}
@@ -50,6 +53,7 @@ class SegmentSpec:
     snapshot: bool = True  # keep a copy of the state at segment start for NaN roll-back
     profile_path: str | None = None  # run this segment under torch.profiler, trace written here
     epochs: int = 1  # epochs in this segment (more when nothing needs the coordinator between them)
+    max_failures: int = 3  # out-of-memory retries at a smaller batch before the step fails
     # Replayed changes, applied when the global step reaches ``step`` (before that step runs):
     # ``(step, name, value, command_id)``. Carried here, never through the mailbox, so the
     # step is exact whatever the timing.
@@ -145,8 +149,7 @@ def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], datas
     np.random.seed(seed % 2**32)
     random.seed(seed)
     cls = _shipped(code) if code is not None else get_model(model)
-    resources = Resources(device="cuda:0" if device.startswith("cuda") else "cpu", threads=threads,
-                          gpu_fraction=gpu_fraction)
+    resources = Resources(device=_device.planned_device(device), threads=threads, gpu_fraction=gpu_fraction)
     trainer = cls(dict(hparams), data, resources, seed)
     slot = _Slot(trainer=trainer)
     slot.rng = _capture_rng()
@@ -154,6 +157,7 @@ def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], datas
         trainer.load_state_dict(checkpoint["trainer"])
         slot.rng = rng_from_tensors(checkpoint["engine"]["rng"])
         slot.step = int(checkpoint["engine"]["step"])
+    _device.check_placement(trainer, resources.device, instance)  # refuse a model training on the wrong device
     _SLOTS[(run_id, instance)] = slot
     return {"steps_per_epoch": int(trainer.steps_per_epoch), "hparams": dict(trainer.hparams),
             "produces": sorted(trainer.produces()), "consumes": sorted(trainer.consumes())}
@@ -287,7 +291,7 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
                     status = "paused" if cmd[0] == "pause" else "stopped"
             if status != "done":
                 break
-            metrics = trainer.train_step(ctx)
+            metrics = _oom.guarded_step(slot, ctx, spec.max_failures, emit, spec.instance)
             slot.step += 1
             slot.step_in_epoch += 1
             steps_run += 1
@@ -389,7 +393,7 @@ def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
     if slot is None:
         raise SlotLost(f"{instance} is not live in this worker")
     with slot.lock:
-        return slot.trainer.export_knowledge()
+        return _device.to_host(slot.trainer.export_knowledge())
 
 
 def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
@@ -397,7 +401,7 @@ def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
     slot = _SLOTS[(run_id, instance)]
     t0 = time.perf_counter()
     with slot.lock:
-        trainer_state = copy.deepcopy(slot.trainer.state_dict())
+        trainer_state = _device.to_host(slot.trainer.state_dict(), copy=True)
         return {"trainer": trainer_state,
                 "engine": {"rng": rng_to_tensors(slot.rng), "step": slot.step,
                            "state_seconds": time.perf_counter() - t0}}

@@ -95,19 +95,26 @@ class DiskSaver:
             raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch)")
         return data
 
-    def load(self, path: Path) -> dict[str, Any]:
+    def load(self, path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+        """Read a checkpoint with its tensors on ``map_location``.
+
+        The default is the host: the engine loads checkpoints in the driver process, which
+        must not touch a GPU (a checkpoint written on a GPU resumes on a CPU-only machine);
+        the worker then moves them to the device it planned (the trainer's
+        ``load_state_dict``, checked by the engine)."""
         import torch
 
-        return torch.load(io.BytesIO(self._verified(path)), weights_only=True, map_location="cpu")
+        return torch.load(io.BytesIO(self._verified(path)), weights_only=True, map_location=map_location)
 
-    def load_latest(self, name: str, max_epoch: int | None = None) -> tuple[int, dict[str, Any]] | None:
+    def load_latest(self, name: str, max_epoch: int | None = None,
+                    map_location: Any = "cpu") -> tuple[int, dict[str, Any]] | None:
         """Newest valid checkpoint at or before ``max_epoch``; corrupt ones are skipped."""
         for path in reversed(self.list(name)):
             epoch = int(_FILE.match(path.name).group(1))
             if max_epoch is not None and epoch > max_epoch:
                 continue
             try:
-                return epoch, self.load(path)
+                return epoch, self.load(path, map_location)
             except Exception:  # corrupt or truncated: fall back to the previous one
                 continue
         return None

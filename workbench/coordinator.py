@@ -172,6 +172,8 @@ class Coordinator(Steering):
                 self._event(model, K.HPARAM_APPLIED, applied)
         elif msg.get("kind") == "log":
             self.bus.emit(LogLine(msg["model"], msg["text"]))
+        elif msg.get("kind") == "event":  # from a worker, e.g. oom_retry
+            self._event(msg["model"], EventKind(msg["event"]), msg["payload"])
 
     # -- setup ------------------------------------------------------------------------------
     def _assign_workers(self) -> None:
@@ -276,6 +278,7 @@ class Coordinator(Steering):
             spec = _worker.SegmentSpec(self.run_id, name, epoch, m.spec.epochs, self.topic, dict(m.hparams),
                                        m.placement.threads, m.placement.gpu_fraction, profile_path=profile,
                                        epochs=policy.segment_epochs(ledger, name),
+                                       max_failures=self.max_failures,
                                        changes=self._replayed_in_segment(m))
             m.future = self.client.submit(_worker.run_segment, spec, knowledge or None, *m.deps,
                                           workers=[m.worker], allow_other_workers=False, pure=False,
@@ -304,6 +307,9 @@ class Coordinator(Steering):
             return
         m.step = result["step"]
         status = result["status"]
+        for key in ("batch_size", "grad_accumulation"):  # lowered by the worker after an out-of-memory error
+            if key in m.hparams and key in result["hparams"]:
+                m.hparams[key] = result["hparams"][key]
         for i, record in enumerate(result["epochs"]):
             if record["status"] == "done":
                 self._epoch_done(m, record, result["knowledge_used"] if i == 0 else {})

@@ -17,6 +17,7 @@ __all__ = [
     "RunNotFoundError",
     "CheckpointError",
     "MissingExtraError",
+    "DevicePlacementError",
     "StoreError",
 ]
 
@@ -92,6 +93,11 @@ class CheckpointError(WorkbenchError):
 
 class MissingExtraError(WorkbenchError):
     """An optional dependency is not installed; the message names the pip command."""
+
+
+class DevicePlacementError(WorkbenchError):
+    """A trainer's parameters, optimiser state or data tensors are not on the device it was
+    placed on (the message names the tensor)."""
 
 
 class StoreError(WorkbenchError):

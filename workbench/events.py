@@ -52,6 +52,7 @@ class EventKind(str, enum.Enum):
     FAILED = "failed"  # a model (model set) or the run (model None) failed
     FINISHED = "finished"  # a model (model set) or the run (model None) finished
     STOPPED = "stopped"  # the run stopped (model None)
+    OOM_RETRY = "oom_retry"  # CUDA out of memory: the step is retried with a smaller batch
     FINISHED_WITH_FAILURES = "finished_with_failures"  # the run ended, at least one model failed (model None)
 
     def __str__(self) -> str:

@@ -403,20 +403,21 @@ def _environment(plan_dict: dict[str, Any], inventory, placements, cluster) -> d
             "plan": plan_dict}
 
 
-def _prepare(preset: str, overrides: dict[str, Any] | None, replay=None):
+def _prepare(preset: str, overrides: dict[str, Any] | None, replay=None, local: bool = True):
     from .plan import make_plan
     from .presets import resolve_preset
 
     name, resolved = (replay.preset_name, dict(replay.preset)) if replay else resolve_preset(preset, overrides)
     plan = make_plan(name, resolved)
-    return (name, resolved, plan, *_place(plan))
+    return (name, resolved, plan, *(_place(plan) if local else (None, None)))
 
 
-def _place(plan):
-    """The machine's devices and the placement of the plan's trainers on them."""
+def _place(plan, inventory=None):
+    """The devices (this machine's, or an external cluster's ``inventory``) and the
+    placement of the plan's trainers on them."""
     from .resources import Request, detect_inventory, plan_placement
 
-    inventory = detect_inventory()
+    inventory = inventory or detect_inventory()
     requests = [Request(i.instance, i.resources.get("device", "auto"), i.resources.get("gpu_fraction"),
                         i.resources.get("threads")) for i in plan.trainers]
     return inventory, plan_placement(requests, inventory)
@@ -486,7 +487,8 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     try:
         if datasets:
             overrides.update(stage_datasets(run_dir, datasets))
-        name, resolved, plan, inventory, placements = _prepare(preset, overrides, schedule)
+        # On an external cluster, placement waits for its workers: their GPUs, not this machine's.
+        name, resolved, plan, inventory, placements = _prepare(preset, overrides, schedule, local=scheduler is None)
         if detach:  # the user's own files before a driver process and its workers start
             _assess_data(plan, user_files=True)
         code = code_for_plan(plan)
@@ -538,6 +540,8 @@ def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, 
         raise
     store = lease = None
     try:
+        if cluster.inventory is not None:  # an external cluster's own workers and GPUs
+            inventory, placements = _place(plan, cluster.inventory)
         (run_dir / "environment.json").write_text(json.dumps(
             _environment(plan.as_dict(), inventory, placements, cluster), indent=2, default=str))
         store = RunStore(run_dir / "store.sqlite")
@@ -686,8 +690,16 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
         return spawn(record.dir, "resume", scheduler=_address(scheduler), overrides=overrides)
     lease = Lease(store_path, record.id, "resume").acquire()  # before the cluster: two resumes, one wins
     try:
-        inventory, placements = _place(plan)
-        cluster = _open_cluster(plan, inventory, placements, scheduler, security)
+        if scheduler:  # an external cluster: place on its workers, GPUs included
+            cluster = _open_cluster(plan, None, None, scheduler, security)
+            try:
+                inventory, placements = _place(plan, cluster.inventory)
+            except BaseException:
+                cluster.close()
+                raise
+        else:
+            inventory, placements = _place(plan)
+            cluster = _open_cluster(plan, inventory, placements, scheduler, security)
     except BaseException:
         lease.release()
         raise

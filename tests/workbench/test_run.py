@@ -267,3 +267,5 @@ def test_models_share_a_real_gpu_with_capped_memory(runs_dir):
     assert sum(p["gpu_fraction"] for p in placements) == pytest.approx(1.0)
     resources = run.events(kind="resources")  # the first to finish hands its share over
     assert len(resources) >= 1 and resources["payload"].iloc[0]["gpu_fraction"] > 0.5
+    memory = run.metrics(name="sys/gpu_memory_mb")  # and they computed there (was: placed, trained on CPU)
+    assert set(memory["model"]) == {p["instance"] for p in placements} and (memory["value"] > 0).all()
