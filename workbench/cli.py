@@ -139,16 +139,17 @@ def _summary(run) -> None:
 
 
 def _drive(run, args) -> int:
-    print(f"run {run.id}\ndirectory {run.dir}")
     if getattr(args, "detach", False):
+        print(f"run {run.id}\ndirectory {run.dir}")
         print(f"driven by a process of its own (log: {run.dir / 'logs' / 'driver.log'})\n"
               f"watch it:  workbench watch {run.id} --runs-dir {run.dir.parent}\n"
               f"steer it:  workbench set|release|pause|continue|stop {run.id} ... --runs-dir {run.dir.parent}")
         return 0
-    if run.dashboard_link:
-        print(f"dask dashboard {run.dashboard_link}")
     restore = _stop_on_signals(run)
     try:
+        print(f"run {run.id}\ndirectory {run.dir}")
+        if run.dashboard_link:
+            print(f"dask dashboard {run.dashboard_link}")
         state = _follow(run, args, _Progress(run))
     except BrokenPipeError:  # `workbench run | head`: the reader left, so stop as Ctrl-C would
         _silence_stdout()

@@ -656,8 +656,10 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
     if held is not None and held.alive():
         raise LeaseHeldError(f"run {run_id} is already driven by {held.describe()}; steer it with "
                              f"`workbench set|pause|continue|stop {run_id}`, or wait for it to end")
-    if record.state == RunState.FINISHED:  # reads the store: a corrupt one stops us here, untouched
-        raise WorkbenchError(f"run {record.id} has finished; nothing to resume (replay it with "
+    ended = record.state  # reads the store: a corrupt one stops us here, untouched
+    if ended in (RunState.FINISHED, RunState.FINISHED_WITH_FAILURES):
+        how = " with failures" if ended == RunState.FINISHED_WITH_FAILURES else ""
+        raise WorkbenchError(f"run {record.id} has finished{how}; nothing to resume (replay it with "
                              f"`workbench run --replay {record.id}`, or start a new one with `workbench run`)")
     check_writable_dir(record.dir, "run folder")  # resume writes its store and checkpoints
     code = load_code(record.dir)

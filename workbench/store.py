@@ -207,7 +207,7 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
         frame = self._query("SELECT * FROM models ORDER BY model")
         for col in _JSON_COLUMNS:
             if col in frame:
-                frame[col] = frame[col].map(lambda s: json.loads(s) if s else None)
+                frame[col] = frame[col].map(self._json)
         return frame
 
     def run_info(self) -> dict[str, Any]:

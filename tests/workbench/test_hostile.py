@@ -206,7 +206,7 @@ CASES = [
     ("resume with garbage preset.json", ["resume", "preset-garbage"], r"preset\.json cannot be read"),
     ("resume with a list preset.json", ["resume", "preset-list"], r"preset\.json must hold a JSON object"),
     ("resume with an incomplete preset.json", ["resume", "preset-incomplete"], r"presets\.x\.target_models: must be a list, got None"),
-    ("resume of a finished run", ["resume", "done"], r"run done has finished; nothing to resume"),
+    ("resume of a finished run", ["resume", "done"], r"run done has finished with failures; nothing to resume"),
     ("status of an unknown run", ["status", "nope"], r"no run 'nope'"),
     ("status of a run id with a newline", ["status", "done\n"], r"invalid run id"),
     # batch
