@@ -407,9 +407,12 @@ class Coordinator(Steering):
             return False
         self._last_worker_check = now
         alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        suspects = [m for m in self.models.values() if m.future is not None and m.worker not in alive]
+        if suspects:  # the client's copy of the worker list can lag under load: ask the scheduler itself
+            alive = set(self.client.run_on_scheduler(_worker_addresses))
         recovered = False
-        for m in self.models.values():
-            if m.future is not None and m.worker not in alive:
+        for m in suspects:
+            if m.worker not in alive:
                 fut, m.future = m.future, None
                 fut.cancel()
                 self._recover(m, RuntimeError(f"worker {m.worker} died during epoch {m.completed + 1}"))
@@ -591,6 +594,11 @@ class Coordinator(Steering):
         self._event(None, K(self.state.value), {"models": {n: m.state.value for n, m in self.models.items()},
                                                 "seconds": time.time() - self.started})
         self.store.set_run(state=self.state.value, finished=time.time())
+
+
+def _worker_addresses(dask_scheduler=None) -> list[str]:
+    """The workers the scheduler knows now (run on the scheduler)."""
+    return list(dask_scheduler.workers)
 
 
 def _stuck_tasks(keys: list[str], dask_scheduler=None) -> list[str]:
