@@ -19,12 +19,15 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .checkpoint import check_name
 from .errors import RunNotFoundError, WorkbenchError
 from .states import ModelSnapshot, ModelState, RunSnapshot, RunState
 from .store import RunStore, read_store
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["Run", "RunRecord", "start_run", "resume_run", "open_run", "list_runs", "runs_dir"]
 
@@ -267,12 +270,20 @@ def _place(plan):
     return inventory, plan_placement(requests, inventory)
 
 
-def _open_cluster(plan, inventory, placements, scheduler: str | None, security: Any = None):
+def _open_cluster(plan, inventory, placements, scheduler: str | Client | None, security: Any = None):
     from .cluster import connect, start_local_cluster
     from .resources import layout_workers
 
-    if scheduler:
-        return connect(scheduler, security)
+    if scheduler is not None and scheduler != "":
+        cluster = connect(scheduler, security)
+        try:  # its workers may not see this machine's files
+            from .data.remote import ship_user_files
+
+            ship_user_files(cluster.client, [i.dataset for i in plan.trainers if i.dataset])
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
     specs = layout_workers(placements, inventory)
     workers = plan.preset.get("workers")
     if workers:
@@ -287,8 +298,12 @@ def _open_cluster(plan, inventory, placements, scheduler: str | None, security: 
 
 
 def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, runs_dir_: str | Path | None = None,
-              scheduler: str | None = None, security: Any = None, run_id: str | None = None) -> Run:
+              scheduler: str | Client | None = None, security: Any = None, run_id: str | None = None) -> Run:
     """Validate, plan, start a cluster and begin training in a background thread.
+
+    ``scheduler``: None for a local cluster laid out from the plan, or an existing one: an
+    address (``tcp://host:8786``), a ``distributed.Client`` (left open at the end) or a
+    Dask cluster object. User data files missing on its workers are sent to them.
 
     Bad input raises a :class:`~workbench.errors.WorkbenchError` before anything is
     written. Returns the :class:`Run` at once; ``run.wait()`` blocks until it ends.
@@ -381,7 +396,7 @@ def open_run(run_id: str, runs_dir_: str | Path | None = None) -> RunRecord:
 
 
 def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict[str, Any] | None = None,
-               scheduler: str | None = None, security: Any = None) -> Run:
+               scheduler: str | Client | None = None, security: Any = None) -> Run:
     """Continue an interrupted run from its checkpoints, optionally with changed hyperparameters.
 
     ``overrides`` are preset overrides like ``{"models.digits_mlp.hyperparameters.lr": 0.01}``;

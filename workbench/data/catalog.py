@@ -99,7 +99,9 @@ def user_dataset(name: str, path: str | Path, target: str | None = None) -> Data
     """A user's CSV or Parquet file (or a folder of them) as a tabular dataset."""
     import pandas as pd
 
-    path = Path(path).expanduser()
+    from .remote import local_path
+
+    path = local_path(path)  # on a worker of an external cluster: its shipped copy
     if not path.exists():
         raise DataError(f"dataset '{name}': file not found: {path} (check the 'path' in the preset's 'data')")
     files = sorted(p for p in path.iterdir() if p.suffix in (".csv", ".parquet")) if path.is_dir() else [path]
