@@ -444,8 +444,13 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
 
 
 def list_runs(runs_dir_: str | Path | None = None):
-    """DataFrame of the runs in a runs directory: id, state, preset, models, started."""
+    """DataFrame of the runs in a runs directory: id, state, preset, models, started.
+
+    ``started`` is an aware datetime in this machine's zone (run ids use local time too).
+    """
     import pandas as pd
+
+    from .listing import local_time
 
     rows = []
     root = runs_dir(runs_dir_)
@@ -459,5 +464,5 @@ def list_runs(runs_dir_: str | Path | None = None):
             continue
         rows.append({"run": record.id, "state": _stored_state(info).value, "preset": info.get("preset"),
                      "models": len(models), "finished_models": int((models["state"] == "finished").sum()),
-                     "started": pd.to_datetime(info.get("started"), unit="s").floor("s") if info.get("started") else None})
+                     "started": local_time(info.get("started"))})
     return pd.DataFrame(rows, columns=["run", "state", "preset", "models", "finished_models", "started"])
