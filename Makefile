@@ -20,7 +20,7 @@ install: $(VENV)/.installed
 # The main job: the collaborative_training notebook executed headless by papermill, leaving
 # the rendered notebook (.ipynb and .html) next to the run it made.
 demo: install
-	$(VENV)/bin/workbench batch notebooks/collaborative_training.ipynb -p preset=$(PRESET) --runs-dir $(RUNS_DIR)
+	$(VENV)/bin/workbench batch collaborative_training -p preset=$(PRESET) --runs-dir $(RUNS_DIR)
 
 # The same run from the command line, with a live progress display.
 run: install
@@ -30,7 +30,9 @@ test: install
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "chromium not installed: browser tests will skip"
 	$(PY) -m pytest -q -ra
 
+# The shipped notebooks are copied into notebooks/ (kept when there: your edits survive).
 lab: install
+	$(VENV)/bin/workbench notebooks notebooks
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:

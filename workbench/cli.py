@@ -214,14 +214,17 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_batch(args) -> int:
-    try:
-        from .batch import run_batch_cli
-    except ImportError as exc:
-        from .errors import MissingExtraError
+    from .batch import run_batch_cli  # checks for the notebooks extra before it starts
 
-        raise MissingExtraError(f"`workbench batch` needs papermill and nbconvert: pip install "
-                                f"'collaborative-training-workbench[notebooks]' ({exc})") from None
     return run_batch_cli(args)
+
+
+def _cmd_notebooks(args) -> int:
+    from .notebooks import copy_notebooks
+
+    for path, copied in copy_notebooks(args.dir, overwrite=args.force):
+        print(f"{path}" + ("" if copied else "  (kept: exists; --force to overwrite)"))
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -270,8 +273,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--runs-dir")
     s.add_argument("--out", help="default: RUN/report")
     s.set_defaults(func=_cmd_report)
+    s = sub.add_parser("notebooks", help="copy the shipped notebooks into a folder (default ./notebooks)")
+    s.add_argument("dir", nargs="?", default="notebooks")
+    s.add_argument("--force", action="store_true", help="overwrite notebooks already there")
+    s.set_defaults(func=_cmd_notebooks)
     s = sub.add_parser("batch", help="execute a notebook with papermill over parameter sets")
-    s.add_argument("notebook")
+    s.add_argument("notebook", help="a notebook file, or a shipped one by name (collaborative_training)")
     s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="a fixed parameter")
     s.add_argument("-g", "--grid", action="append", metavar="KEY=V1,V2", help="a parameter to sweep")
     s.add_argument("--params-file", help="JSON or YAML list of parameter sets")
