@@ -211,3 +211,24 @@ def test_the_readme_python_snippet_runs_as_a_script(tmp_path):
     record = open_run(run_dir.name, tmp_path / "runs")
     assert record.state.value == "finished"
     assert not record.events(kind="hparam").empty
+
+
+def test_environment_yml_takes_every_dependency_from_conda_forge():
+    """Each of pyproject's dependencies (extras included) has its conda-forge package; pip
+    installs the project only."""
+    import tomllib
+
+    yaml = pytest.importorskip("yaml")
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    assert env["channels"] == ["conda-forge"]
+    conda = {re.split(r"[<>=! ]", d)[0] for d in env["dependencies"] if isinstance(d, str)}
+    (pip,) = [d["pip"] for d in env["dependencies"] if isinstance(d, dict)]
+    assert pip == ["-e .[notebooks,test]"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    required = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    conda_name = {"torch": "pytorch-cpu", "dask": "dask-core", "matplotlib": "matplotlib-base",
+                  "nbconvert": "nbconvert-core", "playwright": "playwright-python"}
+    missing = [r for r in required if conda_name.get(re.split(r"[<>=\[ ]", r)[0].lower(),
+                                                     re.split(r"[<>=\[ ]", r)[0].lower()) not in conda]
+    assert not missing, f"environment.yml lacks the conda-forge package for {missing}"
+    assert "distributed" in conda  # dask[distributed]
