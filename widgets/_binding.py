@@ -1,9 +1,9 @@
 """What every part shares: throttled refreshes and read access to a run, live or recorded.
 
-A part is bound to either a :class:`workbench.Run` (driven by this kernel: it can be
-steered and it pushes messages) or a :class:`workbench.RunRecord` (finished, or written
-by another process: read from its store, never steered). The helpers here hide the
-difference so each part has one code path.
+A part is bound to either a :class:`workbench.Run` (going: it can be steered and it pushes
+messages, whether this kernel or another process drives it) or a
+:class:`workbench.RunRecord` (read from its store). The helpers here hide the difference
+so each part has one code path.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ class Throttle:
 
 
 def is_live(run: Any) -> bool:
-    """True for a run this kernel drives (steerable), False for a record read from disk."""
+    """True for a going run (steerable from here, whoever drives it), False for a record."""
     from workbench import Run
 
     return isinstance(run, Run) and not run.done

@@ -47,17 +47,23 @@ class ControlPanel(w.VBox):
         panel          # shows it; press Start, or:
         run = panel.start()
         panel.attach("20260101-120000-quick-ab12")   # a run by id, live or finished
+
+    Start drives the run from a process of its own (``detach=True``, the default), so it
+    keeps training when this kernel restarts; a new kernel attaches to it by id and steers
+    it as if it had started it. ``detach=False`` drives it from this kernel.
     """
 
     run = t.Any(None, allow_none=True)
 
     def __init__(self, preset: str = "quick", overrides: dict[str, Any] | None = None,
                  runs_dir: str | Path | None = None, scheduler: str | None = None, user_presets: str | None = None,
-                 inventory: Any = None, run: Any = None, chart_interval: float = 1.0, **kwargs: Any):
+                 inventory: Any = None, run: Any = None, chart_interval: float = 1.0, detach: bool = True,
+                 **kwargs: Any):
         from workbench import runs_dir as default_runs_dir
 
         self.runs_dir = default_runs_dir(runs_dir)
         self.scheduler = scheduler
+        self.detach = detach  # Start runs the driver in a process of its own: the run outlives this kernel
         self.presets = Presets(PresetsLogic(preset, user_presets))
         for key, value in (overrides or {}).items():
             if key in self.presets.fields:
@@ -65,7 +71,7 @@ class ControlPanel(w.VBox):
             else:
                 self.presets.logic.set_value(key, value)
         self.resources = Resources(ResourcesLogic(inventory))
-        self.progress = Progress(ProgressLogic(self._start_run, str(self.runs_dir), scheduler))
+        self.progress = Progress(ProgressLogic(self._start_run, str(self.runs_dir), scheduler, detach=detach))
         self.tuning = Tuning(TuningLogic())
         self.charts = LiveChart(ChartsLogic(chart_interval))
         self.results = Results(ResultsLogic())
@@ -108,11 +114,14 @@ class ControlPanel(w.VBox):
             self.message.value = f"<span style='color:#c22'>{html.escape(str(exc))}</span>"
 
     def attach(self, run: Any) -> Any:
-        """Bind every part to a run: a :class:`workbench.Run`, a record, or a run id."""
-        from workbench import open_run
+        """Bind every part to a run: a :class:`workbench.Run`, a record, or a run id.
+
+        A run id gives the steerable run whichever process drives it (``workbench.attach``).
+        """
+        from workbench import attach
 
         if isinstance(run, str):
-            run = open_run(run, self.runs_dir)
+            run = attach(run, self.runs_dir)
         self._detach()
         self.run = run
         self.message.value = ""
@@ -146,13 +155,15 @@ class ControlPanel(w.VBox):
             raise WorkbenchError(self.resources.logic.reason or "no placement for these models")
         preset, overrides = self.presets.logic.selection()
         overrides.update(self.resources.logic.overrides())
-        return start_run(preset, overrides, self.runs_dir, self.scheduler)
+        return start_run(preset, overrides, self.runs_dir, self.scheduler, detach=self.detach)
 
     def _replan(self) -> None:
         if self.presets.logic.valid:
             self.resources.logic.set_preset(self.presets.logic.name, self.presets.logic.preset)
 
     def _on_message(self, message: dict[str, Any]) -> None:
+        if not self.tuning.logic.schemas and message.get("type") == "event" and self.run is not None:
+            self.tuning.logic.bind(self.run)  # attached before the models were built: their sliders now
         self.tuning.logic.on_message(message)
         self.charts.logic.on_message(message)
         self._refresh_progress()

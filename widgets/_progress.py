@@ -40,9 +40,10 @@ class ProgressLogic(t.HasTraits):
     error = t.Unicode("")
 
     def __init__(self, starter: Callable[[], Any] | None = None, runs_dir: str | None = None,
-                 scheduler: str | None = None, **kwargs: Any):
+                 scheduler: str | None = None, detach: bool = False, **kwargs: Any):
         super().__init__(**kwargs)
         self.scheduler = scheduler
+        self.detach = detach
         self.starter = starter  # returns a new Run (the panel builds it from presets + resources)
         self.on_run: list[Callable[[Any], None]] = []  # told of every run started or resumed here
         self.runs_dir = str(runs_dir or "")
@@ -68,7 +69,7 @@ class ProgressLogic(t.HasTraits):
     # -- behaviour ---------------------------------------------------------------------------
     def _steerable(self) -> bool:
         if not is_live(self.run):
-            self.error = "no run of this kernel is going: nothing to steer"
+            self.error = "no run is going: nothing to steer"
             return False
         self.error = ""
         return True
@@ -110,11 +111,11 @@ class ProgressLogic(t.HasTraits):
         return ids
 
     def on_resume_run(self, run_id: str) -> Any:
-        """Continue a stopped (or crashed) run from its checkpoints, in this kernel."""
+        """Continue a stopped (or crashed) run from its checkpoints."""
         from workbench import WorkbenchError, resume_run
 
         try:
-            run = resume_run(run_id, self.runs_dir or None, scheduler=self.scheduler)
+            run = resume_run(run_id, self.runs_dir or None, scheduler=self.scheduler, detach=self.detach)
         except WorkbenchError as exc:
             self.error = str(exc)
             return None

@@ -58,7 +58,7 @@ class TuningLogic(t.HasTraits):
         from workbench import WorkbenchError
 
         if not is_live(self.run):
-            self.error = "this run is not driven by this kernel: it cannot be steered"
+            self.error = "this run has ended: nothing to steer"
             return None
         try:
             command = self.run.set_hparam(instance, name, value)

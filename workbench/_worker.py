@@ -109,8 +109,11 @@ def rng_from_tensors(rng: dict[str, Any]) -> dict[str, Any]:
 
 def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], dataset: dict[str, Any] | None,
           seed: int, threads: int, device: str = "cpu", gpu_fraction: float | None = None,
-          checkpoint: dict[str, Any] | None = None, data_seed: int = 0) -> dict[str, Any]:
-    """Construct (or restore) a trainer in this worker; return what the coordinator needs."""
+          checkpoint: dict[str, Any] | None = None, data_seed: int = 0, code: bytes | None = None) -> dict[str, Any]:
+    """Construct (or restore) a trainer in this worker; return what the coordinator needs.
+
+    ``code``: the pickled class of a model defined outside any package (a notebook cell).
+    """
     import numpy as np
     import torch
 
@@ -124,7 +127,7 @@ def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], datas
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-    cls = get_model(model)
+    cls = _shipped(code) if code is not None else get_model(model)
     resources = Resources(device="cuda:0" if device.startswith("cuda") else "cpu", threads=threads,
                           gpu_fraction=gpu_fraction)
     trainer = cls(dict(hparams), data, resources, seed)
@@ -137,6 +140,14 @@ def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], datas
     _SLOTS[(run_id, instance)] = slot
     return {"steps_per_epoch": int(trainer.steps_per_epoch), "hparams": dict(trainer.hparams),
             "produces": sorted(trainer.produces()), "consumes": sorted(trainer.consumes())}
+
+
+@functools.lru_cache(maxsize=16)
+def _shipped(code: bytes) -> type:
+    """A class shipped by value (one unpickling per distinct class in this worker)."""
+    import cloudpickle
+
+    return cloudpickle.loads(code)
 
 
 def deliver(run_id: str, instance: str, command: tuple) -> bool:

@@ -120,33 +120,39 @@ class _Progress:
         self.stream.flush()
 
 
-def _drive(run, args) -> int:
-    from .report import summary_table
-
-    print(f"run {run.id}\ndirectory {run.dir}")
-    if run.dashboard_link:
-        print(f"dask dashboard {run.dashboard_link}")
-    progress = _Progress(run)
+def _stop_on_signals(run):
+    """SIGINT (Ctrl-C), SIGTERM (docker stop, systemd, SLURM) and SIGHUP stop the run at the
+    next step boundary, checkpoints kept; a second signal aborts. Returns a restore function."""
     stopping = {"n": 0}
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         stopping["n"] += 1
         if stopping["n"] > 1:
             raise KeyboardInterrupt
-        print("\nstopping at the next step boundary (Ctrl-C again to abort)...", file=sys.stderr)
+        print(f"\n{signal.Signals(signum).name}: stopping at the next step boundary (again to abort)...",
+              file=sys.stderr)
         run.stop()
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        while not run.done:
-            if not args.quiet:
-                progress.update()
-            run.wait(timeout=0.5 if progress.tty else 2.0)
-        state = run.wait()
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, on_signal) for s in signals}
+    return lambda: [signal.signal(s, h) for s, h in previous.items()]
+
+
+def _follow(run, args, progress) -> Any:
+    """Redraw the progress until the run ends; returns its final state."""
+    while not run.done:
         if not args.quiet:
             progress.update()
-    finally:
-        signal.signal(signal.SIGINT, previous)
+        run.wait(timeout=0.5 if progress.tty else 2.0)
+    state = run.wait()
+    if not args.quiet:
+        progress.update()
+    return state
+
+
+def _summary(run) -> None:
+    from .report import summary_table
+
     table = summary_table(run.metrics())
     if not table.empty:
         print("\nfinal evaluation (eval/ metrics):")
@@ -155,6 +161,23 @@ def _drive(run, args) -> int:
             values = ", ".join(f"{k[5:]}={v:.4g}" for k, v in row.items() if v == v)
             print(textwrap.fill(f"{model} ({epochs} epochs): {values}", subsequent_indent="    ",
                                 width=min(120, shutil.get_terminal_size().columns - 1)))
+
+
+def _drive(run, args) -> int:
+    print(f"run {run.id}\ndirectory {run.dir}")
+    if getattr(args, "detach", False):
+        print(f"driven by a process of its own (log: {run.dir / 'logs' / 'driver.log'})\n"
+              f"watch it:  workbench watch {run.id} --runs-dir {run.dir.parent}\n"
+              f"steer it:  workbench set|release|pause|continue|stop {run.id} ... --runs-dir {run.dir.parent}")
+        return 0
+    if run.dashboard_link:
+        print(f"dask dashboard {run.dashboard_link}")
+    restore = _stop_on_signals(run)
+    try:
+        state = _follow(run, args, _Progress(run))
+    finally:
+        restore()
+    _summary(run)
     if not args.no_report and state.value in ("finished", "stopped"):
         paths = run.report()
         print(f"\nreport {paths['report.html']}")
@@ -167,15 +190,94 @@ def _drive(run, args) -> int:
 def _cmd_run(args) -> int:
     from .run import start_run
 
-    run = start_run(args.preset, _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id)
+    run = start_run(args.preset, _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id,
+                    detach=args.detach)
     return _drive(run, args)
 
 
 def _cmd_resume(args) -> int:
     from .run import resume_run
 
-    run = resume_run(args.run, args.runs_dir, _overrides(args.set), args.scheduler)
+    run = resume_run(args.run, args.runs_dir, _overrides(args.set), args.scheduler, detach=args.detach)
     return _drive(run, args)
+
+
+def _attached(args):
+    from .run import attach
+
+    return attach(args.run, args.runs_dir)
+
+
+def _ack_line(run, command_id: int, op: str, timeout: float) -> str:
+    from .channel import wait_for_ack
+
+    seen = wait_for_ack(run.dir / "store.sqlite", command_id, op, timeout)
+    if "hparam_applied" in seen:
+        return f"applied by the trainer at step {seen['hparam_applied'].get('step')}"
+    if "hparam_skipped" in seen:
+        return f"skipped: {seen['hparam_skipped'].get('reason')}"
+    if seen:
+        kind, payload = next(iter(seen.items()))
+        where = f" (epoch {payload['epoch']}, step {payload['step']})" if "step" in payload else ""
+        return ("in force; the trainer applies it when its next segment starts" if kind == "hparam"
+                else f"done{where}")
+    return f"queued (command {command_id}); the driver has not taken it within {timeout:g} s"
+
+
+def _cmd_set(args) -> int:
+    from .presets import parse_override
+
+    run = _attached(args)
+    for item in args.values:
+        name, value = parse_override(item)
+        command_id = run.set_hparam(args.model, name, value, pin=not args.no_pin)
+        print(f"{args.model} {name}={value!r}: {_ack_line(run, command_id, 'set', args.timeout)}")
+    return 0
+
+
+def _cmd_release(args) -> int:
+    run = _attached(args)
+    command_id = run.release(args.model, args.name)
+    print(f"{args.model} {args.name} released to the controller: {_ack_line(run, command_id, 'release', args.timeout)}")
+    return 0
+
+
+def _cmd_pause(args) -> int:
+    run = _attached(args)
+    command_id = run.pause(args.model)
+    print(f"pause {args.model or 'all models'}: {_ack_line(run, command_id, 'pause', args.timeout)}")
+    return 0
+
+
+def _cmd_continue(args) -> int:
+    run = _attached(args)
+    command_id = run.resume_model(args.model)
+    print(f"continue {args.model or 'all models'}: {_ack_line(run, command_id, 'resume', args.timeout)}")
+    return 0
+
+
+def _cmd_stop(args) -> int:
+    run = _attached(args)
+    command_id = run.stop()
+    print(f"stop {run.id}: {_ack_line(run, command_id, 'stop', args.timeout)}")
+    if args.wait:
+        state = run.wait()
+        print(f"run {run.id} {state.value}")
+    return 0
+
+
+def _cmd_watch(args) -> int:
+    """The live progress of a run driven anywhere; Ctrl-C stops watching, not the run."""
+    run = _attached(args)
+    print(f"run {run.id}: {run.state.value}\ndirectory {run.dir}")
+    try:
+        state = _follow(run, args, _Progress(run))
+    except KeyboardInterrupt:
+        print(f"\nstopped watching; the run goes on (stop it with `workbench stop {run.id}`)")
+        return 0
+    _summary(run)
+    print(f"\nrun {run.id} {state.value}: {run.dir}")
+    return 0 if state.value in ("finished", "stopped") else 1
 
 
 def _cmd_status(args) -> int:
@@ -254,6 +356,8 @@ def _parser() -> argparse.ArgumentParser:
                             help="override a preset value (dotted keys), e.g. --set epochs=3")
         sp.add_argument("--quiet", action="store_true", help="no progress display")
         sp.add_argument("--no-report", action="store_true", help="do not write report/ at the end")
+        sp.add_argument("--detach", action="store_true",
+                        help="drive the run from a process of its own that outlives this one; print its id and exit")
 
     s = sub.add_parser("run", help="start a run")
     s.add_argument("--preset", default="quick", help="a preset name or a path to a preset JSON file")
@@ -264,6 +368,34 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("run")
     common(s)
     s.set_defaults(func=_cmd_resume)
+    def steering(name: str, help_: str, model: str | None = "?"):
+        sp = sub.add_parser(name, help=help_)
+        sp.add_argument("run")
+        if model == "?":
+            sp.add_argument("model", nargs="?", help="one model instance (default: every model)")
+        elif model:
+            sp.add_argument("model", help="the model instance, e.g. digits_mlp@digits")
+        sp.add_argument("--runs-dir")
+        sp.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the acknowledgement")
+        return sp
+
+    s = steering("set", "change live hyperparameters of a running model (pinned against the controller)", "1")
+    s.add_argument("values", nargs="+", metavar="NAME=VALUE")
+    s.add_argument("--no-pin", action="store_true", help="let the adaptive controller change it again")
+    s.set_defaults(func=_cmd_set)
+    s = steering("release", "hand a pinned hyperparameter back to the adaptive controller", "1")
+    s.add_argument("name")
+    s.set_defaults(func=_cmd_release)
+    steering("pause", "pause one model, or all, at the next step boundary").set_defaults(func=_cmd_pause)
+    steering("continue", "continue a paused model, or all").set_defaults(func=_cmd_continue)
+    s = steering("stop", "stop a run at the next step boundary (resume later)", None)
+    s.add_argument("--wait", action="store_true", help="wait until the run has stopped")
+    s.set_defaults(func=_cmd_stop)
+    s = sub.add_parser("watch", help="the live progress of a run driven by any process")
+    s.add_argument("run")
+    s.add_argument("--runs-dir")
+    s.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    s.set_defaults(func=_cmd_watch)
     s = sub.add_parser("status", help="runs and their models' state")
     s.add_argument("run", nargs="?")
     s.add_argument("--runs-dir")

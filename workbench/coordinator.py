@@ -58,7 +58,8 @@ class Command:
     source: str = "user"
     pin: bool = True
     requested: float = dataclasses.field(default_factory=time.time)
-    id: int = 0
+    id: int = 0  # the store's command id when the command came through the control channel
+    client: str = ""  # who sent it (kind:host:pid)
 
 
 @dataclasses.dataclass
@@ -72,6 +73,7 @@ class _Model:
     steps_per_epoch: int = 0
     hparams: dict[str, Any] = dataclasses.field(default_factory=dict)
     pinned: set[str] = dataclasses.field(default_factory=set)
+    unacknowledged: dict[str, int] = dataclasses.field(default_factory=dict)  # hparam -> command id not yet applied
     produces: set[str] = dataclasses.field(default_factory=set)
     consumes: set[str] = dataclasses.field(default_factory=set)
     failures: int = 0
@@ -87,7 +89,7 @@ class _Model:
 
 class Coordinator:
     def __init__(self, run_id: str, run_dir: Path, plan: Plan, placements: dict[str, Placement], cluster,
-                 store: RunStore, resume: dict[str, Any] | None = None):
+                 store: RunStore, resume: dict[str, Any] | None = None, *, code: dict[str, bytes] | None = None):
         self.run_id = run_id
         self.run_dir = Path(run_dir)
         self.plan = plan
@@ -112,6 +114,8 @@ class Coordinator:
         self._lock = threading.RLock()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-ckpt")
         self._resume = resume or {}
+        self._acknowledged: set[int] = set()  # command ids a trainer reported applied
+        self.code = dict(code or {})  # registry name -> pickled class shipped to workers
         self._next_id = 0
         self._pending_checkpoints: list[tuple[Any, _Model, int, dict[str, Any]]] = []
         self._lost_inputs = False  # a worker died: look for segments stuck on its knowledge
@@ -120,8 +124,9 @@ class Coordinator:
     # -- public (any thread) ----------------------------------------------------------------
     def submit(self, command: Command) -> int:
         with self._lock:
-            self._next_id += 1
-            command.id = self._next_id
+            if command.id <= 0:
+                self._next_id += 1
+                command.id = self._next_id
         if command.op == "set":
             self._deliver_now(command)
         elif command.op in ("pause", "stop"):
@@ -167,7 +172,11 @@ class Coordinator:
                     except Exception:
                         log.exception("metrics subscriber failed")
             for applied in msg.get("applied", ()):
-                model = rows[0][0] if rows else None
+                model = next((n for n, m in self.models.items() if m.unacknowledged.get(applied["name"]) ==
+                              applied.get("id")), rows[0][0] if rows else None)
+                self._acknowledged.add(applied.get("id"))
+                if model in self.models:
+                    self.models[model].unacknowledged.pop(applied["name"], None)
                 self._event(model, "hparam_applied", applied)
         elif msg.get("kind") == "log":
             self._log(msg["model"], msg["text"])
@@ -201,9 +210,11 @@ class Coordinator:
         m.hparams[c.name] = c.value
         if c.source == "user" and c.pin:
             m.pinned.add(c.name)
+        if c.id and c.id not in self._acknowledged:  # the trainer may have applied it already
+            m.unacknowledged[c.name] = c.id
         self._event(c.instance, "hparam", {"name": c.name, "old": old, "new": c.value, "source": c.source,
                                            "step": m.step, "epoch": m.completed, "pinned": c.name in m.pinned,
-                                           "id": c.id, "requested": c.requested})
+                                           "id": c.id, "client": c.client, "requested": c.requested})
         self.store.set_model(c.instance, hparams=m.hparams, pinned=sorted(m.pinned))
 
     def _drain(self) -> None:
@@ -218,7 +229,7 @@ class Coordinator:
                 elif c.op == "release":
                     m = self.models[c.instance]
                     m.pinned.discard(c.name)
-                    self._event(c.instance, "release", {"name": c.name})
+                    self._event(c.instance, "release", {"name": c.name, "id": c.id, "client": c.client})
                     self.store.set_model(c.instance, pinned=sorted(m.pinned))
                 elif c.op in ("pause", "resume"):
                     before, after, kind = ((ModelState.RUNNING, ModelState.PAUSED, "paused") if c.op == "pause"
@@ -227,12 +238,13 @@ class Coordinator:
                         m = self.models[name]
                         if m.state == before:
                             m.state = after
-                            self._event(name, kind, {"epoch": m.completed, "step": m.step})
+                            self._event(name, kind, {"epoch": m.completed, "step": m.step, "id": c.id,
+                                                     "client": c.client})
                             self.store.set_model(name, state=m.state.value)
                 elif c.op == "stop":
                     if self.state == RunState.RUNNING:
                         self.state = RunState.STOPPING
-                        self._event(None, "stopping", {})
+                        self._event(None, "stopping", {"id": c.id, "client": c.client})
 
     # -- setup ------------------------------------------------------------------------------
     def _assign_workers(self) -> None:
@@ -259,7 +271,7 @@ class Coordinator:
             s = m.spec
             futures[name] = self.client.submit(
                 _worker.build, self.run_id, name, s.model, m.hparams, s.dataset, s.seed, m.placement.threads,
-                m.placement.device, m.placement.gpu_fraction, checkpoints.get(name), s.data_seed, workers=[m.worker],
+                m.placement.device, m.placement.gpu_fraction, checkpoints.get(name), s.data_seed, self.code.get(s.model), workers=[m.worker],
                 allow_other_workers=False, pure=False, key=f"build-{self.run_id}-{name}-{time.time_ns()}")
         for name, fut in futures.items():
             m = self.models[name]
@@ -412,6 +424,11 @@ class Coordinator:
                                           workers=[m.worker], allow_other_workers=False, pure=False,
                                           key=f"segment-{self.run_id}-{m.spec.instance}-{m.completed + 1}-{time.time_ns()}")
             m.deps = []
+            for hp, command_id in list(m.unacknowledged.items()):  # in force from this segment's first step
+                self._event(m.spec.instance, "hparam_applied", {"name": hp, "value": m.hparams.get(hp), "id": command_id,
+                                                           "step": m.step, "at": "segment start",
+                                                           "wall_time": time.time()})
+            m.unacknowledged.clear()
             if routed:
                 self._event(m.spec.instance, "knowledge", {
                     "epoch": m.completed + 1, "kinds": {k: sorted(v) for k, v in routed.items()}})

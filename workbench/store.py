@@ -6,6 +6,8 @@ Contract:
   from any thread; they are queued and written in batches by one writer thread, so a
   metric costs the caller a list append. :meth:`flush` returns once everything queued
   before it is committed.
+- ``commands`` is the control channel (see :mod:`workbench.channel`): clients insert
+  rows, the driver takes them.
 - Reads open their own connection (WAL mode: readers never block the writer) and return
   snapshots as pandas DataFrames; another process may read a store while a run writes it.
 - ``metrics(model, epoch, step, name, value, wall_time)`` and
@@ -31,8 +33,15 @@ CREATE TABLE IF NOT EXISTS events(wall_time REAL, model TEXT, kind TEXT, payload
 CREATE TABLE IF NOT EXISTS models(model TEXT PRIMARY KEY, registry_name TEXT, dataset TEXT, state TEXT,
     epoch INTEGER, total_epochs INTEGER, hparams TEXT, pinned TEXT, last_error TEXT, updated REAL);
 CREATE TABLE IF NOT EXISTS run(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS commands(id INTEGER PRIMARY KEY AUTOINCREMENT, wall_time REAL, client TEXT,
+    op TEXT, model TEXT, name TEXT, value TEXT, pin INTEGER, status TEXT);
 CREATE INDEX IF NOT EXISTS metrics_model_name ON metrics(model, name);
 """
+# Live progress of each model, published by the driver for readers in other processes
+# (added after the first stores were written: added to older stores when they are opened).
+_LIVE_COLUMNS = {"step": "INTEGER", "steps_per_epoch": "INTEGER", "steps_per_s": "REAL", "eta_s": "REAL",
+                 "last_eval": "TEXT"}
+_JSON_COLUMNS = ("hparams", "pinned", "last_eval")
 
 _STOP = object()
 
@@ -46,6 +55,10 @@ class RunStore:
         self._interval = flush_interval
         conn = self._connect()
         conn.executescript(_SCHEMA)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(models)")}
+        for column, kind in _LIVE_COLUMNS.items():
+            if column not in have:
+                conn.execute(f"ALTER TABLE models ADD COLUMN {column} {kind}")
         conn.commit()
         conn.close()
         self._error: BaseException | None = None
@@ -145,7 +158,7 @@ class RunStore:
             if events:
                 conn.executemany("INSERT INTO events VALUES (?,?,?,?)", events)
             for model, fields in states.items():
-                fields = {k: (json.dumps(v, default=str) if k in ("hparams", "pinned") else v)
+                fields = {k: (json.dumps(v, default=str) if k in _JSON_COLUMNS else v)
                           for k, v in fields.items()}
                 fields["updated"] = time.time()
                 conn.execute("INSERT OR IGNORE INTO models(model) VALUES (?)", (model,))
@@ -186,8 +199,9 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
 
     def models(self):
         frame = self._query("SELECT * FROM models ORDER BY model")
-        for col in ("hparams", "pinned"):
-            frame[col] = frame[col].map(lambda s: json.loads(s) if s else None)
+        for col in _JSON_COLUMNS:
+            if col in frame:
+                frame[col] = frame[col].map(lambda s: json.loads(s) if s else None)
         return frame
 
     def run_info(self) -> dict[str, Any]:

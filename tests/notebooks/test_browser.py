@@ -221,3 +221,87 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
         docs.mkdir(parents=True, exist_ok=True)
         shutil.copy(ARTIFACTS / "quickstart_panel.png", docs / "panel.png")
         shutil.copy(ARTIFACTS / "quickstart_results.png", docs / "results.png")
+
+
+def _steering_notebook(folder: Path) -> None:
+    """Two cells: the first starts a run from a panel (a driver process of its own), the
+    second, run after a kernel restart, attaches a new panel to that run by id."""
+    start = ("from widgets import ControlPanel\n"
+             "panel = ControlPanel(preset='digits_mutual', overrides={'epochs': 300}, runs_dir='runs')\n"
+             "run = panel.start()\nprint('started', run.id)\npanel")
+    attach = ("import workbench as wb\nfrom widgets import ControlPanel\n"
+              "run_id = wb.list_runs('runs')['run'].iloc[0]\n"
+              "again = ControlPanel(runs_dir='runs')\nagain.attach(run_id)\nprint('attached', run_id, again.run.state.value)\n"
+              "again")
+    cells = [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": s}
+             for s in (start, attach)]
+    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                       "language": "python"}}, "nbformat": 4, "nbformat_minor": 5}
+    (folder / "steer.ipynb").write_text(json.dumps(nb))
+
+
+def test_a_run_started_from_the_panel_survives_a_kernel_restart_and_is_steered_again(lab):
+    from playwright.sync_api import sync_playwright
+
+    url, token, folder = lab
+    _steering_notebook(folder)
+    runs = folder / "runs"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1500, "height": 1500})
+        try:
+            page.goto(f"{url}/lab/tree/steer.ipynb?token={token}", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            select = page.locator(".jp-Dialog button:has-text('Select')")
+            try:
+                select.wait_for(state="visible", timeout=15_000)
+                select.click()
+            except Exception:
+                pass
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                                   "#jp-main-statusbar :text('Idle')", timeout=120_000)
+            page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+            cells = page.locator(".jp-Notebook .jp-CodeCell")
+            cells.nth(0).click()
+            page.keyboard.press("Shift+Enter")  # the first cell: start from the panel
+            page.locator(".jp-OutputArea-output:has-text('started')").wait_for(timeout=240_000)
+            _poll(lambda: len(c := _segments(runs)) == 2 and min(c.values()) >= 1, 240, "the run did not train")
+
+            # Restart the kernel from JupyterLab's menu: the run must go on.
+            page.get_by_role("menuitem", name="Kernel", exact=True).click()
+            page.get_by_text("Restart Kernel…", exact=True).click()
+            page.locator(".jp-Dialog button:has-text('Restart')").click()
+            page.wait_for_selector("#jp-main-statusbar :text('Idle')", timeout=120_000)
+            before = sum(_segments(runs).values())
+            _poll(lambda: sum(_segments(runs).values()) > before + 2, 120, "the run stopped with its kernel")
+
+            # A new kernel attaches to it by id and steers it with the panel's slider.
+            cells.nth(1).click()
+            page.keyboard.press("Shift+Enter")
+            page.locator(".jp-OutputArea-output:has-text('attached')").wait_for(timeout=120_000)
+            slider = cells.nth(1).locator(".widget-hslider:has(.widget-label:text-is('lr'))").first
+            slider.wait_for(state="visible", timeout=120_000)
+            handle = slider.locator(".noUi-handle").first
+            handle.scroll_into_view_if_needed()
+            box = handle.bounding_box()
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + 8, y, steps=4)
+            page.mouse.up()
+            change = _poll(lambda: _user_lr_changes(runs), 120, "the slider's change never reached the run")[0]
+            assert change["client"].startswith("attach:") and change["pinned"]
+            _poll(lambda: _store_rows(runs, "SELECT payload FROM events WHERE kind='hparam_applied'"), 60,
+                  "the trainer never applied the change")
+            page.screenshot(path=str(ARTIFACTS / "steer_after_restart.png"))
+            cells.nth(1).get_by_role("button", name="Stop all").click()
+            _poll(lambda: _store_rows(runs, "SELECT value FROM run WHERE key='state' AND value='\"stopped\"'"), 180,
+                  "Stop all from the attached panel did not stop the run")
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "steer_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()

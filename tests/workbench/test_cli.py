@@ -125,3 +125,36 @@ def test_existing_scheduler_with_two_worker_processes(tmp_path):
             os.killpg(p.pid, signal.SIGTERM)
         for p in procs:
             p.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
+    """`docker stop`, systemd and SLURM send SIGTERM: the run stops at a step boundary, says
+    how to continue, and exits 0 instead of dying with 143 and losing its state."""
+    runs = tmp_path / "runs"
+    env = {**os.environ, "WORKBENCH_RUNS_DIR": str(runs), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "run", "--preset", "digits_mutual", "--set",
+                             "epochs=300", "--run-id", "term", "--quiet", "--no-report"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = runs / "term" / "store.sqlite"
+
+    def segments():
+        try:
+            conn = sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)
+            try:
+                return conn.execute("SELECT COUNT(*) FROM events WHERE kind='segment'").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return 0
+
+    deadline = time.time() + 300
+    while segments() < 2 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    assert "SIGTERM: stopping at the next step boundary" in err
+    assert "run term stopped" in out and "workbench resume term" in out
+    info = read_store(store).run_info()
+    assert info["state"] == "stopped"
