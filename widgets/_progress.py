@@ -14,6 +14,7 @@ from ._binding import is_live, snapshot_models
 __all__ = ["ProgressLogic", "Progress", "format_eta", "format_rate"]
 
 _STATE_COLOURS = {"running": "#27a", "paused": "#c80", "failed": "#c22", "finished": "#2a7", "stopped": "#777",
+                  "finished_with_failures": "#c60",
                   "interrupted": "#a50",
                   "pending": "#999"}
 

@@ -128,6 +128,22 @@ def _start(spec: dict[str, Any]):
     return _drive_new(run_dir, plan, inventory, placements, spec.get("scheduler"), None, code)
 
 
+def _built(run, timeout: float = START_TIMEOUT_S) -> None:
+    """Wait until every model is built (or the run ended) and the store says so, so a client
+    attaching right after the start sees every model and its hyperparameters."""
+    import time
+
+    from .states import ModelState
+
+    deadline = time.time() + timeout
+    while not run.done and time.time() < deadline:
+        if all(m.state != ModelState.PENDING for m in run.snapshot().models.values()):
+            break
+        time.sleep(0.05)
+    run._publish()
+    run._store.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(argv[0])
@@ -146,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         _report({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
         return 1
     stop_on_signals(run)
+    _built(run)
     _report({"ok": True, "run_id": run.id, "pid": os.getpid()})
     _to_log(run_dir)
     while not run.done:
@@ -155,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
             return 130
     state = run.wait()
     print(f"run {run.id} {state.value}", flush=True)
-    return 0 if state.value in ("finished", "stopped") else 1
+    for line in run.failures():
+        print(line, flush=True)
+    return 0 if state.ok else 1
 
 
 if __name__ == "__main__":

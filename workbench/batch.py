@@ -141,6 +141,14 @@ def _run_job(notebook: Path, job: Job, kernel: str | None, timeout: float | None
         job.error = lines[-1] if lines else f"papermill exited with {proc.returncode}"
     runs = sorted((p.parent for p in job.folder.glob("*/store.sqlite")), key=lambda p: p.stat().st_mtime)
     job.run_dir = runs[-1] if runs else None
+    if job.run_dir is not None and job.status == "ok":  # the notebook ran; did its run lose nothing?
+        from .run import RunRecord
+
+        record = RunRecord(job.run_dir)
+        state = record.state
+        if not state.ok and state.is_finished():
+            job.status = "failed"
+            job.error = "; ".join([f"run {record.id} {state.value}", *record.failures()])
     target = job.run_dir or job.folder
     if executed.exists():
         job.notebook = target / notebook.name

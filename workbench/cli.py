@@ -178,13 +178,20 @@ def _drive(run, args) -> int:
     finally:
         restore()
     _summary(run)
-    if not args.no_report and state.value in ("finished", "stopped"):
+    if not args.no_report and state.value in ("finished", "stopped", "finished_with_failures"):
         paths = run.report()
         print(f"\nreport {paths['report.html']}")
+    return _ending(run, state)
+
+
+def _ending(run, state) -> int:
+    """The last lines of a run: its state, what failed and why; 0 only when nothing was lost."""
     print(f"\nrun {run.id} {state.value}: {run.dir}")
+    for line in run.failures():
+        print(f"workbench: {line}", file=sys.stderr)
     if state.value == "stopped":
         print(f"continue with: workbench resume {run.id} --runs-dir {run.dir.parent}")
-    return 0 if state.value in ("finished", "stopped") else 1
+    return 0 if state.ok else 1
 
 
 def _cmd_run(args) -> int:
@@ -276,8 +283,7 @@ def _cmd_watch(args) -> int:
         print(f"\nstopped watching; the run goes on (stop it with `workbench stop {run.id}`)")
         return 0
     _summary(run)
-    print(f"\nrun {run.id} {state.value}: {run.dir}")
-    return 0 if state.value in ("finished", "stopped") else 1
+    return _ending(run, state)
 
 
 def _cmd_status(args) -> int:

@@ -709,6 +709,8 @@ class Coordinator:
                     self.store.set_model(m.spec.instance, state=m.state.value)
         elif all(m.state == ModelState.FAILED for m in self.models.values()):
             self.state = RunState.FAILED
+        elif any(m.state == ModelState.FAILED for m in self.models.values()):
+            self.state = RunState.FINISHED_WITH_FAILURES
         else:
             self.state = RunState.FINISHED
         if self.state == RunState.FINISHED and self.controllers:

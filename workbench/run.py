@@ -122,6 +122,16 @@ class RunRecord:
 
         return write_report(self.dir, out_dir)
 
+    def failures(self) -> list[str]:
+        """One line per failed model: its reason and where its log with the traceback is."""
+        frame = self.models()
+        lines = []
+        for row in frame[frame["state"] == ModelState.FAILED.value].itertuples():
+            reason = (row.last_error or "no reason recorded").strip().splitlines()[0]
+            log = self.dir / "logs" / f"{row.model}.log"
+            lines.append(f"{row.model} failed: {reason}" + (f" (log: {log})" if log.exists() else ""))
+        return lines
+
     def __repr__(self) -> str:
         return f"<RunRecord {self.id} {self.state.value}>"
 

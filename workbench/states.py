@@ -15,11 +15,18 @@ class RunState(str, enum.Enum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     FINISHED = "finished"
+    FINISHED_WITH_FAILURES = "finished_with_failures"  # the others finished; at least one model failed
     FAILED = "failed"
     INTERRUPTED = "interrupted"  # its process died (killed, crashed): `workbench resume` continues it
 
     def is_finished(self) -> bool:
-        return self in (RunState.STOPPED, RunState.FINISHED, RunState.FAILED, RunState.INTERRUPTED)
+        return self in (RunState.STOPPED, RunState.FINISHED, RunState.FINISHED_WITH_FAILURES, RunState.FAILED,
+                        RunState.INTERRUPTED)
+
+    @property
+    def ok(self) -> bool:
+        """Ended with nothing lost: every model finished, or the run was stopped on request."""
+        return self in (RunState.FINISHED, RunState.STOPPED)
 
 
 class ModelState(str, enum.Enum):

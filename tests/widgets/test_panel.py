@@ -27,9 +27,10 @@ def _kinds(run, kind):
     return [p for p in wb.open_run(run.id, run.dir.parent).events(kind)["payload"]]
 
 
-def test_panel_starts_steers_and_shows_results(tmp_path, inprocess_scheduler):
+@pytest.mark.parametrize("detach", [True, False], ids=["own-driver", "kernel-driver"])
+def test_panel_starts_steers_and_shows_results(tmp_path, inprocess_scheduler, detach):
     panel = ControlPanel(preset="digits_mutual", overrides={"epochs": 3}, runs_dir=tmp_path,
-                         scheduler=inprocess_scheduler, chart_interval=0.3)
+                         scheduler=inprocess_scheduler, chart_interval=0.3, detach=detach)
     assert panel.presets.logic.overrides() == {"epochs": 3}
     panel.progress.start_button.click()
     run = panel.run
@@ -84,9 +85,10 @@ def test_panel_starts_steers_and_shows_results(tmp_path, inprocess_scheduler):
     assert other.run.id == run.id and other.results.logic.charts.keys() == panel.results.logic.charts.keys()
 
 
-def test_stop_all_then_resume_the_past_run(tmp_path, inprocess_scheduler):
+@pytest.mark.parametrize("detach", [True, False], ids=["own-driver", "kernel-driver"])
+def test_stop_all_then_resume_the_past_run(tmp_path, inprocess_scheduler, detach):
     panel = ControlPanel(preset="digits_mutual", overrides={"epochs": 3, "checkpoint_interval": 1},
-                         runs_dir=tmp_path, scheduler=inprocess_scheduler, chart_interval=0.3)
+                         runs_dir=tmp_path, scheduler=inprocess_scheduler, chart_interval=0.3, detach=detach)
     run = panel.start()
     _until(lambda: len(_kinds(run, "checkpoint")) >= 2, what="the first checkpoints")
     panel.progress.stop_button.click()

@@ -174,7 +174,7 @@ class NotebookRegressor(wb.Trainer):
     """Defined in a notebook cell: the workers and the driver never imported it."""
     accepts = ("images",)
     hyperparameters = {"lr": wb.HParam(float, 0.05, low=1e-6, high=1.0, log=True, live=True),
-                       "steps": wb.HParam(int, 400, low=1, high=100_000),
+                       "steps": wb.HParam(int, 2000, low=1, high=100_000),
                        "batch_size": wb.HParam(int, 32, low=1, high=4096)}
     metrics = ("train/loss", "eval/loss")
 
@@ -205,7 +205,7 @@ class NotebookRegressor(wb.Trainer):
         self.hparams.update(state["hparams"])
 
 preset = {"description": "a notebook model", "datasets": ["digits"], "target_models": ["nb_regressor"],
-          "epochs": 8, "batch_size": 32, "checkpoint_interval": 2, "enable_collaborative_training": False,
+          "epochs": 30, "batch_size": 32, "checkpoint_interval": 2, "enable_collaborative_training": False,
           "models": {"nb_regressor": {"population": 2}}}
 path = runs_dir + "/nb_preset.json"
 import json, os
@@ -252,8 +252,11 @@ def test_a_trainer_defined_in_a_notebook_cell_trains_and_resumes_after_sigkill(t
     run_dir = runs / "nb"
     assert (run_dir / "code" / "nb_regressor.pkl").exists()
     _wait_for(lambda: len(_events(run_dir, "checkpoint")) >= 2, 300, "the first checkpoints")
-    os.killpg(current_lease(run_dir / "store.sqlite").pid, signal.SIGKILL)
+    driver = current_lease(run_dir / "store.sqlite")
+    assert driver is not None, "the run ended before it could be killed"
+    os.killpg(driver.pid, signal.SIGKILL)
     _wait_for(lambda: _driver_gone(run_dir), 30, "the driver to die")
+    assert read_store(run_dir / "store.sqlite").models()["epoch"].max() < 30
 
     # A fresh process that never saw the class resumes it from the run directory.
     args = ["resume", "nb", "--quiet", "--no-report"] + (["--scheduler", scheduler] if scheduler else [])
@@ -261,8 +264,7 @@ def test_a_trainer_defined_in_a_notebook_cell_trains_and_resumes_after_sigkill(t
     assert resumed.returncode == 0, resumed.stderr
     assert "run nb finished" in resumed.stdout
     models = read_store(run_dir / "store.sqlite").models()
-    assert set(models["state"]) == {"finished"} and set(models["epoch"]) == {8}
+    assert set(models["state"]) == {"finished"} and set(models["epoch"]) == {30}
     assert len(_events(run_dir, "resumed")) == 1
     losses = read_store(run_dir / "store.sqlite").metrics(name="eval/loss")
-    first, last = losses[losses.epoch == 1].value.mean(), losses[losses.epoch == 8].value.mean()
-    assert last < first / 10  # it trained, before and after the kill
+    assert losses[losses.epoch == 30].value.max() < 1e-3  # it trained (the untrained loss is about 200)

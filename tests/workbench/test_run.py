@@ -127,10 +127,15 @@ def test_a_model_that_keeps_failing_is_marked_failed_and_others_go_on(runs_dir, 
                                           "description": "c", "batch_size": 32, "max_failures": 2,
                                           "models": {"test_regressor": {"hyperparameters": {"crash": True}}}}}))
     run = wb.start_run(str(path), scheduler=inprocess_scheduler)
-    assert run.wait(timeout=300) == wb.RunState.FINISHED
+    assert run.wait(timeout=300) == wb.RunState.FINISHED_WITH_FAILURES  # never "finished" over a lost model
+    assert not run.wait().ok
     states = run.models().set_index("model")["state"].to_dict()
     assert states == {"test_regressor@digits": "failed", "digits_mlp@digits": "finished"}
     assert (run.dir / "logs" / "test_regressor@digits.log").read_text().count("always crashes") >= 2
+    assert wb.open_run(run.id).state == wb.RunState.FINISHED_WITH_FAILURES
+    [line] = run.failures()
+    assert line.startswith("test_regressor@digits failed: failed 3 times; last: RuntimeError: this model always "
+                           "crashes") and "test_regressor@digits.log" in line
 
 
 def test_pause_resume_stop_and_resume_run(runs_dir, inprocess_scheduler):
