@@ -232,3 +232,33 @@ def test_environment_yml_takes_every_dependency_from_conda_forge():
                                                      re.split(r"[<>=\[ ]", r)[0].lower()) not in conda]
     assert not missing, f"environment.yml lacks the conda-forge package for {missing}"
     assert "distributed" in conda  # dask[distributed]
+
+
+def test_a_loader_breaking_the_dataset_contract_is_named():
+    from workbench.data import catalog
+    from workbench.errors import DataError
+
+    @catalog.register_dataset("contract_test", "labelled_tabular")
+    def wrong_kind(seed: int):
+        return catalog.Dataset(name="contract_test", kind="tabular")
+
+    try:
+        with pytest.raises(DataError, match=r"dataset 'contract_test' \(loader .*wrong_kind\) returned kind "
+                                            r"'tabular' but is registered as 'labelled_tabular'"):
+            catalog.load_dataset("contract_test")
+    finally:
+        catalog._CATALOG.pop("contract_test")
+
+
+def test_a_broken_dataset_plugin_is_one_line(tmp_path):
+    info = tmp_path / "broken_plugin-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[workbench.datasets]\nbroken = no_such_module:load\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    result = _cli("datasets", env=env, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "workbench: error: dataset plugin entry point 'broken = no_such_module:load' in group workbench.datasets "
+        "failed to load (ModuleNotFoundError: No module named 'no_such_module'); fix or uninstall the package "
+        "that provides it")
