@@ -45,15 +45,17 @@ def test_wheel_in_a_fresh_venv_batches_its_own_notebook_by_name(tmp_path):
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
-    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps",
-                    "--no-index", str(wheel)], check=True, capture_output=True, timeout=300)
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WORKBENCH_RUNS_DIR")}
+    # --force-reinstall: a checkout's egg-info (from an editable install) must not pass for an installed wheel
+    subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "-q", "--no-deps", "--no-index",
+                    "--force-reinstall", str(wheel)], check=True, capture_output=True, timeout=300, env=clean)
     # The dependencies come from this environment (offline, fast); the workbench from the wheel:
     # a path in a .pth file is added to sys.path but its own .pth files (our editable install's
     # hook) are not run.
     purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                              capture_output=True, text=True, check=True).stdout.strip()
     Path(purelib, "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "WORKBENCH_RUNS_DIR")}
+    env = dict(clean)
     env["JUPYTER_PATH"] = str(Path(sys.prefix) / "share" / "jupyter")  # nbconvert's templates live there
     env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
     work = tmp_path / "elsewhere"
@@ -64,8 +66,8 @@ def test_wheel_in_a_fresh_venv_batches_its_own_notebook_by_name(tmp_path):
                               cwd=work, timeout=900)
 
     where = subprocess.run([str(python), "-c", "import workbench; print(workbench.__file__)"], capture_output=True,
-                           text=True, env=env, cwd=work).stdout
-    assert where.startswith(purelib), where
+                           text=True, env=env, cwd=work)
+    assert where.stdout.startswith(purelib), where.stdout + where.stderr
     assert workbench("--version").stdout.strip() == "workbench 0.1.0"
     assert (Path(purelib) / "collaborative_training_workbench-0.1.0.dist-info" / "licenses" / "LICENSE").exists()
     copied = workbench("notebooks", "nb")
