@@ -55,7 +55,8 @@ def pytest_collection_modifyitems(config, items):
     except ImportError:
         pass
     for item in items:
-        if "gpu" in item.keywords and not has_gpu:
+        # Markers, not keywords: keywords include folder names (a checkout in .../gpu/).
+        if item.get_closest_marker("gpu") and not has_gpu:
             item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
-        if "browser" in item.keywords and not shutil.which("chromium"):
+        if item.get_closest_marker("browser") and not shutil.which("chromium"):
             item.add_marker(pytest.mark.skip(reason="needs Debian's chromium (apt-get install chromium)"))

@@ -125,7 +125,7 @@ class ControlPanel(w.VBox):
         self._detach()
         self.run = run
         self.message.value = ""
-        for part in (self.progress.logic, self.tuning.logic, self.charts.logic):
+        for part in (self.progress.logic, self.tuning.logic, self.charts.logic, self.resources.logic):
             part.bind(run)
         if is_live(run):
             self._unsubscribe = run.subscribe(self._on_message)
@@ -166,6 +166,7 @@ class ControlPanel(w.VBox):
             self.tuning.logic.bind(self.run)  # attached before the models were built: their sliders now
         self.tuning.logic.on_message(message)
         self.charts.logic.on_message(message)
+        self.resources.logic.on_message(message)
         self._refresh_progress()
 
     def _watch(self, run: Any) -> None:

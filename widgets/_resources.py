@@ -4,16 +4,23 @@
 so the panel shows exactly the placement a run would get, and an impossible request is
 refused with the planner's reason before anything starts. The inventory can be injected,
 which is how the GPU cases are tested on a machine without one.
+
+While a run trains, the part shows per GPU its name, the memory each of our models uses
+(the engine's ``sys/gpu_memory_mb``: peak tensor memory of the model's worker per epoch),
+what other processes hold (NVML's used memory minus ours, so it includes the CUDA
+contexts and allocator cache of our own workers) and utilization (NVML, where present).
 """
 from __future__ import annotations
 
 import html
+import json
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ipywidgets as w
 import traitlets as t
 
-__all__ = ["ResourcesLogic", "Resources", "inventory_html", "placements_html"]
+__all__ = ["ResourcesLogic", "Resources", "inventory_html", "placements_html", "gpu_usage", "gpu_usage_html"]
 
 AUTO = "auto"
 
@@ -26,12 +33,16 @@ class ResourcesLogic(t.HasTraits):
     reason = t.Unicode("")  # why the plan is refused; "" when it is possible
     ok = t.Bool(False)
     generation = t.Int(0)  # bumped when a new preset's models are taken: the layout rebuilds
+    usage = t.List()  # per GPU of the attached run: gpu_usage() rows
 
     def __init__(self, inventory: Any = None, **kwargs: Any):
         super().__init__(**kwargs)
         from workbench.resources import detect_inventory
 
         self.inventory = inventory if inventory is not None else detect_inventory()
+        self._run_gpus: tuple[Any, ...] = ()  # the attached run's GPUs, placements and model memory
+        self._run_places: list[dict[str, Any]] = []
+        self._model_mb: dict[str, float] = {}
 
     def set_preset(self, name: str, preset: dict[str, Any]) -> None:
         """Take the model instances of a preset (no instances if it does not plan)."""
@@ -77,6 +88,42 @@ class ResourcesLogic(t.HasTraits):
         self.reason, self.ok = "", bool(self.placements)
         return self.ok
 
+    # -- a run's GPUs while it trains ------------------------------------------------------
+    def bind(self, run: Any) -> None:
+        """Follow a run's GPU use: its placements and devices from ``environment.json``."""
+        self._run_gpus, self._run_places, self._model_mb = (), [], {}
+        try:
+            env = json.loads((run.dir / "environment.json").read_text())
+        except (OSError, ValueError, AttributeError):
+            self.usage = []
+            return
+        from workbench.resources import GPU, GPUProcess
+
+        self._run_gpus = tuple(GPU(**{**g, "processes": tuple(GPUProcess(**p) for p in g.get("processes", ()))})
+                               for g in env.get("devices", {}).get("gpus", []))
+        self._run_places = [p for p in env.get("placements", []) if p.get("gpu_index") is not None]
+        self.refresh_usage()
+
+    def on_message(self, message: Mapping[str, Any]) -> None:
+        """Take the ``sys/gpu_memory_mb`` rows of a run's metrics message."""
+        if message.get("type") != "metrics" or not self._run_places:
+            return
+        rows = [r for r in message.get("rows", ()) if r[3] == "sys/gpu_memory_mb"]
+        if rows:
+            self._model_mb.update({r[0]: float(r[4]) for r in rows})
+            self.refresh_usage()
+
+    def refresh_usage(self, live: Sequence[Any] | None = None) -> None:
+        """Recompute :attr:`usage`; ``live``: NVML readings of the machine's GPUs (probed when None)."""
+        if not self._run_places:
+            self.usage = []
+            return
+        if live is None:
+            from workbench._gpus import probe_nvml
+
+            live = probe_nvml() or ()
+        self.usage = gpu_usage(self._run_gpus, self._run_places, self._model_mb, live)
+
     def overrides(self) -> dict[str, Any]:
         """The chosen resources as preset overrides (``models.NAME.resources.KEY``)."""
         out: dict[str, Any] = {}
@@ -99,6 +146,44 @@ def inventory_html(inventory: Any) -> str:
     return "<br>".join(parts)
 
 
+def gpu_usage(gpus: Sequence[Any], placements: Sequence[Mapping[str, Any]], model_mb: Mapping[str, float],
+              live: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """One row per GPU a run uses: name, total, our models' memory, others', utilization.
+
+    ``gpus``: the run's GPUs (``workbench.resources.GPU``, logical index); ``placements``:
+    its placements as dicts; ``model_mb``: the latest ``sys/gpu_memory_mb`` per model;
+    ``live``: current NVML readings of the machine's GPUs, matched by UUID or physical id.
+    """
+    rows = []
+    for gpu in gpus:
+        ours = {p["instance"]: model_mb.get(p["instance"]) for p in placements if p.get("gpu_index") == gpu.index}
+        if not ours:
+            continue
+        now = next((g for g in live if (gpu.uuid and g.uuid == gpu.uuid)
+                    or (not gpu.uuid and gpu.physical is not None and g.physical == gpu.physical)), None)
+        ours_gb = sum(v for v in ours.values() if v is not None) / 1024
+        used = now.memory_used_gb if now is not None else None
+        rows.append({"index": gpu.index, "name": gpu.name, "physical": gpu.physical, "memory_gb": gpu.memory_gb,
+                     "models_mb": ours, "others_gb": None if used is None else max(0.0, used - ours_gb),
+                     "utilization": now.utilization if now is not None else gpu.utilization})
+    return rows
+
+
+def gpu_usage_html(rows: Sequence[Mapping[str, Any]]) -> str:
+    if not rows:
+        return ""
+    out = []
+    for r in rows:
+        physical = f" (physical {html.escape(str(r['physical']))})" if r["physical"] not in (None, str(r["index"])) else ""
+        util = "utilization n/a (NVML missing)" if r["utilization"] is None else f"{r['utilization']:.0f}% busy"
+        others = "others n/a (NVML missing)" if r["others_gb"] is None else f"others {r['others_gb']:.2f} GiB"
+        models = ", ".join(f"{html.escape(m)} {'-' if mb is None else f'{mb:.0f} MiB'}"
+                           for m, mb in r["models_mb"].items())
+        out.append(f"<b>GPU {r['index']}</b> {html.escape(r['name'])}{physical}: {r['memory_gb']:.1f} GiB; "
+                   f"{models}; {others}; {util}")
+    return "<br>".join(out)
+
+
 def placements_html(placements: list[Any]) -> str:
     rows = "".join(
         f"<tr><td>{html.escape(p.instance)}</td><td>{p.device}</td>"
@@ -114,11 +199,13 @@ class Resources(w.VBox):
     def __init__(self, logic: ResourcesLogic | None = None, **kwargs: Any):
         self.logic = logic or ResourcesLogic()
         self.devices = w.HTML(inventory_html(self.logic.inventory))
+        self.gpu_use = w.HTML()  # the attached run's GPUs while it trains
         self.rows = w.VBox()
         self.plan = w.HTML()
         self.controls: dict[str, dict[str, w.Widget]] = {}
-        super().__init__([w.HTML("<b>Devices</b>"), self.devices, w.HTML("<b>Per model</b>"), self.rows,
+        super().__init__([w.HTML("<b>Devices</b>"), self.devices, self.gpu_use, w.HTML("<b>Per model</b>"), self.rows,
                           w.HTML("<b>Plan</b>"), self.plan], **kwargs)
+        self.logic.observe(lambda change: setattr(self.gpu_use, "value", gpu_usage_html(change["new"])), "usage")
         self.logic.observe(lambda _: self._build_rows(), "generation")
         self.logic.observe(lambda _: self._show_plan(), ["placements", "reason"])
         self._build_rows()

@@ -38,7 +38,8 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def spawn(run_dir: Path, action: str, scheduler: str | None = None, overrides: dict[str, Any] | None = None):
+def spawn(run_dir: Path, action: str, scheduler: str | None = None, overrides: dict[str, Any] | None = None,
+          replay: str | None = None):
     """Start the driver of a staged (``start``) or interrupted (``resume``) run; return the
     attached :class:`~workbench.run.Run` once it trains, or raise its error."""
     import shutil
@@ -46,7 +47,8 @@ def spawn(run_dir: Path, action: str, scheduler: str | None = None, overrides: d
     from .run import AttachedRun
 
     run_dir = Path(run_dir)
-    spec = {"run_dir": str(run_dir), "action": action, "scheduler": scheduler, "overrides": overrides or {}}
+    spec = {"run_dir": str(run_dir), "action": action, "scheduler": scheduler, "overrides": overrides or {},
+            "replay": replay}
     proc = subprocess.Popen([sys.executable, "-m", "workbench._driver", json.dumps(spec)], cwd=os.getcwd(),
                             env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, text=True)
@@ -117,15 +119,18 @@ def stop_on_signals(run) -> None:
 def _start(spec: dict[str, Any]):
     from ._staging import load_code
     from .plan import make_plan
+    from .replay import replay_plan
     from .run import _drive_new, _place
 
     run_dir = Path(spec["run_dir"])
     code = load_code(run_dir)
+    schedule = replay_plan(spec["replay"]) if spec.get("replay") else None
     stored = json.loads((run_dir / "preset.json").read_text())
     name = stored.pop("name")
     plan = make_plan(name, stored)
-    inventory, placements = _place(plan)
-    return _drive_new(run_dir, plan, inventory, placements, spec.get("scheduler"), None, code)
+    # On an external cluster, placement waits for its workers (run._drive_new).
+    inventory, placements = (None, None) if spec.get("scheduler") else _place(plan)
+    return _drive_new(run_dir, plan, inventory, placements, spec.get("scheduler"), None, code, schedule)
 
 
 def _built(run, timeout: float = START_TIMEOUT_S) -> None:

@@ -19,6 +19,8 @@ import time
 import traceback
 from typing import Any
 
+from . import _device, _oom
+
 __all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "load_state", "deliver", "drop"]
 
 
@@ -31,6 +33,7 @@ class _Slot:
     snapshot: dict[str, Any] | None = None
     step: int = 0  # global step counter of this model
     step_in_epoch: int = 0
+    oom_failures: int = 0  # CUDA out-of-memory errors so far (workbench._oom)
 
 
 _SLOTS: dict[tuple[str, str], _Slot] = {}
@@ -50,6 +53,11 @@ class SegmentSpec:
     snapshot: bool = True  # keep a copy of the state at segment start for NaN roll-back
     profile_path: str | None = None  # run this segment under torch.profiler, trace written here
     epochs: int = 1  # epochs in this segment (more when nothing needs the coordinator between them)
+    max_failures: int = 3  # out-of-memory retries at a smaller batch before the step fails
+    # Replayed changes, applied when the global step reaches ``step`` (before that step runs):
+    # ``(step, name, value, command_id)``. Carried here, never through the mailbox, so the
+    # step is exact whatever the timing.
+    changes: tuple[tuple[int, str, Any, int], ...] = ()
 
 
 @functools.lru_cache(maxsize=8)
@@ -107,12 +115,25 @@ def rng_from_tensors(rng: dict[str, Any]) -> dict[str, Any]:
             "python": (py_version, tuple(int(x) for x in py_state.tolist()), py_gauss)}
 
 
+def register_code(model: str, code: bytes | None) -> None:
+    """Register a model class shipped by value (cloudpickled, e.g. defined in a notebook cell)."""
+    if code is None:
+        return
+    import cloudpickle
+
+    from .registry import register_model
+
+    register_model(model)(cloudpickle.loads(code))
+
+
 def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], dataset: dict[str, Any] | None,
           seed: int, threads: int, device: str = "cpu", gpu_fraction: float | None = None,
           checkpoint: dict[str, Any] | None = None, data_seed: int = 0, code: bytes | None = None) -> dict[str, Any]:
     """Construct (or restore) a trainer in this worker; return what the coordinator needs.
 
-    ``code``: the pickled class of a model defined outside any package (a notebook cell).
+    ``code``: the model's class as cloudpickled bytes (a trainer defined in a notebook
+    exists in no worker's modules); it is used as it came, whatever this long-lived worker
+    may have registered under the same name for an earlier run.
     """
     import numpy as np
     import torch
@@ -128,8 +149,7 @@ def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], datas
     np.random.seed(seed % 2**32)
     random.seed(seed)
     cls = _shipped(code) if code is not None else get_model(model)
-    resources = Resources(device="cuda:0" if device.startswith("cuda") else "cpu", threads=threads,
-                          gpu_fraction=gpu_fraction)
+    resources = Resources(device=_device.planned_device(device), threads=threads, gpu_fraction=gpu_fraction)
     trainer = cls(dict(hparams), data, resources, seed)
     slot = _Slot(trainer=trainer)
     slot.rng = _capture_rng()
@@ -137,6 +157,7 @@ def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], datas
         trainer.load_state_dict(checkpoint["trainer"])
         slot.rng = rng_from_tensors(checkpoint["engine"]["rng"])
         slot.step = int(checkpoint["engine"]["step"])
+    _device.check_placement(trainer, resources.device, instance)  # refuse a model training on the wrong device
     _SLOTS[(run_id, instance)] = slot
     return {"steps_per_epoch": int(trainer.steps_per_epoch), "hparams": dict(trainer.hparams),
             "produces": sorted(trainer.produces()), "consumes": sorted(trainer.consumes())}
@@ -217,6 +238,9 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
         used = trainer.import_knowledge(knowledge) if (knowledge and slot.step_in_epoch == 0) else {}
         knowledge_s = time.perf_counter() - t0
         pmap = _parallel_map()
+        scheduled = {}
+        for step, name, value, command_id in spec.changes:
+            scheduled.setdefault(step, []).append((name, value, command_id))
         records = []
         for epoch in range(spec.epoch, spec.epoch + spec.epochs):
             if records and spec.snapshot:  # the roll-back point of each epoch
@@ -224,7 +248,7 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
                                  "step": slot.step}
             ctx = StepContext(epoch=epoch, total_epochs=spec.total_epochs, parallel_map=pmap,
                               log=lambda msg: emit({"kind": "log", "model": spec.instance, "text": msg}))
-            record = _train_epoch(slot, spec, epoch, ctx, emit)
+            record = _train_epoch(slot, spec, epoch, ctx, emit, scheduled)
             record["timing"]["time/knowledge_s"] = knowledge_s if not records else 0.0
             records.append(record)
             if record["status"] != "done":
@@ -235,7 +259,8 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
                 "error": last["error"], "hparams": dict(trainer.hparams)}
 
 
-def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit) -> dict[str, Any]:
+def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
+                 scheduled: dict[int, list[tuple[str, Any, int]]] | None = None) -> dict[str, Any]:
     """The steps of one epoch (from where a pause left it), then its end and evaluation."""
     trainer = slot.trainer
     timing: dict[str, float] = collections.defaultdict(float)
@@ -251,6 +276,11 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit) -> dict[
     error = None
     try:
         while slot.step_in_epoch < steps:
+            # Popped: applied once per segment even when a pause stops before this step runs.
+            for name, value, command_id in (scheduled.pop(slot.step, ()) if scheduled else ()):
+                trainer.set_hparam(name, value)
+                applied.append({"name": name, "value": value, "id": command_id, "step": slot.step,
+                                "wall_time": time.time(), "source": "replay"})
             while slot.mailbox:
                 cmd = slot.mailbox.popleft()
                 if cmd[0] == "set":
@@ -261,7 +291,7 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit) -> dict[
                     status = "paused" if cmd[0] == "pause" else "stopped"
             if status != "done":
                 break
-            metrics = trainer.train_step(ctx)
+            metrics = _oom.guarded_step(slot, ctx, spec.max_failures, emit, spec.instance)
             slot.step += 1
             slot.step_in_epoch += 1
             steps_run += 1
@@ -274,7 +304,7 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit) -> dict[
                 status = "nonfinite"
                 break
             if time.perf_counter() - last_flush > spec.flush_interval:
-                emit({"kind": "metrics", "rows": buffer, "applied": applied})
+                emit({"kind": "metrics", "model": spec.instance, "rows": buffer, "applied": applied})
                 buffer, applied, last_flush = [], [], time.perf_counter()
         timing["time/compute_s"] = time.perf_counter() - start
         if status == "done":
@@ -292,7 +322,7 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit) -> dict[
     if profiler is not None:
         _save_profile(profiler, spec.profile_path, emit, spec.instance)
     if buffer or applied:
-        emit({"kind": "metrics", "rows": buffer, "applied": applied})
+        emit({"kind": "metrics", "model": spec.instance, "rows": buffer, "applied": applied})
     compute = timing.get("time/compute_s", 0.0)
     sys_metrics = {
         "sys/steps_per_s": steps_run / compute if compute > 0 else 0.0,
@@ -363,7 +393,7 @@ def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
     if slot is None:
         raise SlotLost(f"{instance} is not live in this worker")
     with slot.lock:
-        return slot.trainer.export_knowledge()
+        return _device.to_host(slot.trainer.export_knowledge())
 
 
 def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
@@ -371,7 +401,7 @@ def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
     slot = _SLOTS[(run_id, instance)]
     t0 = time.perf_counter()
     with slot.lock:
-        trainer_state = copy.deepcopy(slot.trainer.state_dict())
+        trainer_state = _device.to_host(slot.trainer.state_dict(), copy=True)
         return {"trainer": trainer_state,
                 "engine": {"rng": rng_to_tensors(slot.rng), "step": slot.step,
                            "state_seconds": time.perf_counter() - t0}}
@@ -391,7 +421,7 @@ def load_state(run_id: str, instance: str, payload: dict[str, Any], hparams: dic
 
 
 def rollback(run_id: str, instance: str, lr_factor: float) -> dict[str, Any] | None:
-    """Restore the state at the start of the failed epoch; return the trainer's hparams."""
+    """Restore the state at the start of the failed epoch; return ``{"hparams", "step"}``."""
     slot = _SLOTS[(run_id, instance)]
     with slot.lock:
         if slot.snapshot is None:
@@ -400,4 +430,4 @@ def rollback(run_id: str, instance: str, lr_factor: float) -> dict[str, Any] | N
         slot.rng, slot.step, slot.step_in_epoch = slot.snapshot["rng"], slot.snapshot["step"], 0
         if "lr" in slot.trainer.hparams:
             slot.trainer.set_hparam("lr", slot.trainer.hparams["lr"] * lr_factor)
-        return dict(slot.trainer.hparams)
+        return {"hparams": dict(slot.trainer.hparams), "step": slot.step}

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import WorkbenchError
+from .limits import MAX_PARALLEL_JOBS, check_writable_dir
 
 __all__ = ["Job", "parameter_sets", "require_notebook_extra", "run_batch", "run_batch_cli", "write_index"]
 
@@ -90,18 +91,26 @@ def parameter_sets(params: list[str] | None = None, grid: list[str] | None = Non
         path = Path(params_file)
         if not path.is_file():
             raise WorkbenchError(f"parameter file not found: {path}")
-        text = path.read_text()
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WorkbenchError(f"{path}: not UTF-8 text (offset {exc.start}); save it as UTF-8") from None
         if path.suffix in (".yaml", ".yml"):
             try:
                 import yaml
             except ImportError:
                 raise WorkbenchError("YAML parameter files need PyYAML: pip install pyyaml") from None
-            data = yaml.safe_load(text)
+            try:
+                data = yaml.safe_load(text)
+            except (yaml.YAMLError, RecursionError) as exc:
+                raise WorkbenchError(f"{path}: not valid YAML: {str(exc).splitlines()[0] if str(exc) else exc!r}") from None
         else:
             try:
                 data = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise WorkbenchError(f"{path}: not valid JSON: {exc.msg} at line {exc.lineno}") from None
+            except (RecursionError, ValueError) as exc:  # nested too deeply, an integer of thousands of digits
+                raise WorkbenchError(f"{path}: cannot be read as JSON ({type(exc).__name__})") from None
         if not isinstance(data, list) or not all(isinstance(d, dict) for d in data) or not data:
             raise WorkbenchError(f"{path}: must be a non-empty list of parameter objects")
         base = data
@@ -163,6 +172,11 @@ def _run_job(notebook: Path, job: Job, kernel: str | None, timeout: float | None
     return job
 
 
+def _check_parallel(parallel: int) -> None:
+    if not 1 <= parallel <= MAX_PARALLEL_JOBS:
+        raise WorkbenchError(f"--parallel must be 1 to {MAX_PARALLEL_JOBS} (notebooks executed at once), got {parallel}")
+
+
 def run_batch(notebook: str | Path, sets: list[dict[str, Any]], out: str | Path, parallel: int = 1,
               kernel: str | None = "python3", timeout: float | None = None) -> list[Job]:
     """Execute ``notebook`` (a path or a shipped notebook's name) once per parameter set,
@@ -170,14 +184,15 @@ def run_batch(notebook: str | Path, sets: list[dict[str, Any]], out: str | Path,
     from .notebooks import find_notebook
 
     require_notebook_extra()
+    _check_parallel(parallel)
     notebook = find_notebook(notebook).resolve()
-    out = Path(out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = check_writable_dir(out, "batch output folder")
     declared = _notebook_parameters(notebook)
     unknown = sorted({k for s in sets for k in s} - declared)
     if unknown:
         raise WorkbenchError(f"{notebook.name} has no parameter(s) {', '.join(unknown)}; "
                              f"its parameters: {', '.join(sorted(declared)) or 'none (no cell tagged parameters)'}")
+    out.mkdir(parents=True, exist_ok=True)  # after every check: a refused batch leaves no folder
     jobs = []
     for i, params in enumerate(sets):
         folder = out / f"job-{i:03d}"
@@ -220,6 +235,7 @@ def run_batch_cli(args: Any) -> int:
     require_notebook_extra()
     find_notebook(args.notebook)  # a bad name fails before the output folder is made
     sets = parameter_sets(args.param, args.grid, args.params_file)
+    _check_parallel(args.parallel)  # before the banner line below
     out = Path(args.out) if args.out else runs_dir(args.runs_dir) / f"batch-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"{len(sets)} job(s) of {args.notebook}, {args.parallel} at a time -> {out}")
     jobs = run_batch(args.notebook, sets, out, parallel=args.parallel)

@@ -16,15 +16,15 @@ from typing import Any
 
 from .errors import CheckpointError
 
-__all__ = ["should_checkpoint", "DiskSaver", "check_name"]
+__all__ = ["should_checkpoint", "DiskSaver", "CheckpointWriter", "check_name"]
 
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,127}")
 _FILE = re.compile(r"^epoch_(\d{6})\.pt$")
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Refuse names that could escape a directory or break a path."""
-    if not _NAME.match(name) or ".." in name:
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:  # fullmatch: "$" allows a final newline
         from .errors import WorkbenchError
 
         raise WorkbenchError(f"invalid {what} {name!r}: use letters, digits and _ . @ # - (no '/' or '..')")
@@ -95,19 +95,26 @@ class DiskSaver:
             raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch)")
         return data
 
-    def load(self, path: Path) -> dict[str, Any]:
+    def load(self, path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+        """Read a checkpoint with its tensors on ``map_location``.
+
+        The default is the host: the engine loads checkpoints in the driver process, which
+        must not touch a GPU (a checkpoint written on a GPU resumes on a CPU-only machine);
+        the worker then moves them to the device it planned (the trainer's
+        ``load_state_dict``, checked by the engine)."""
         import torch
 
-        return torch.load(io.BytesIO(self._verified(path)), weights_only=True, map_location="cpu")
+        return torch.load(io.BytesIO(self._verified(path)), weights_only=True, map_location=map_location)
 
-    def load_latest(self, name: str, max_epoch: int | None = None) -> tuple[int, dict[str, Any]] | None:
+    def load_latest(self, name: str, max_epoch: int | None = None,
+                    map_location: Any = "cpu") -> tuple[int, dict[str, Any]] | None:
         """Newest valid checkpoint at or before ``max_epoch``; corrupt ones are skipped."""
         for path in reversed(self.list(name)):
             epoch = int(_FILE.match(path.name).group(1))
             if max_epoch is not None and epoch > max_epoch:
                 continue
             try:
-                return epoch, self.load(path)
+                return epoch, self.load(path, map_location)
             except Exception:  # corrupt or truncated: fall back to the previous one
                 continue
         return None
@@ -122,3 +129,67 @@ class DiskSaver:
                 continue
             out.append(int(_FILE.match(path.name).group(1)))
         return out
+
+
+class CheckpointWriter:
+    """Writes checkpoints in one background thread, so the driver never waits on a disk.
+
+    Trainer states arrive as futures (:meth:`add`) and are written once computed
+    (:meth:`poll`); controller states arrive as values (:meth:`save`). Each write is
+    reported through ``emit`` (a ``checkpoint`` event and its timing, or an ``error``
+    event when the state was lost with its worker or the write failed).
+    """
+
+    def __init__(self, saver: DiskSaver, run_dir: Path, emit: Any):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.saver = saver
+        self.run_dir = Path(run_dir)
+        self.emit = emit
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-ckpt")
+        self._pending: list[tuple[Any, str, int, int, dict[str, Any]]] = []
+
+    def add(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
+        """A trainer's state future for ``epoch``; ``extra`` is the driver's part (hparams, pins)."""
+        self._pending.append((future, name, epoch, step, extra))
+
+    def save(self, name: str, epoch: int, state: dict[str, Any]) -> None:
+        self._pool.submit(self.saver.save, name, epoch, state)
+
+    def poll(self, wait: bool = False) -> None:
+        """Hand computed states (all of them when ``wait``) to the writer thread."""
+        keep = []
+        for item in self._pending:
+            if wait or item[0].done():
+                self._pool.submit(self._write, *item)
+            else:
+                keep.append(item)
+        self._pending = keep
+
+    def close(self) -> None:
+        self.poll(wait=True)
+        self._pool.shutdown(wait=True)
+
+    def _write(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
+        import time
+
+        from .events import Event, EventKind, Metrics
+
+        t0 = time.perf_counter()
+        if future.status in ("lost", "cancelled", "error"):  # its worker died: the state is gone
+            self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint lost ({future.status})"}))
+            return
+        try:
+            payload = future.result(timeout=60)
+            payload["coordinator"] = extra
+            path = self.saver.save(name, epoch, payload)
+        except Exception as exc:
+            self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint failed: {exc}"}))
+            return
+        seconds = time.perf_counter() - t0
+        now = time.time()
+        self.emit(Metrics(((name, epoch, step, "time/checkpoint_s", seconds, now),
+                           (name, epoch, step, "time/checkpoint_state_s",
+                            float(payload["engine"].get("state_seconds", 0.0)), now))))
+        self.emit(Event(EventKind.CHECKPOINT, name, {"epoch": epoch, "path": str(path.relative_to(self.run_dir)),
+                                                    "seconds": seconds, "bytes": path.stat().st_size}))

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import signal
 import sys
 import textwrap
 from typing import Any
 
-from .errors import WorkbenchError
+from .errors import WorkbenchError, clean
 
 __all__ = ["main"]
 
@@ -164,17 +165,24 @@ def _summary(run) -> None:
 
 
 def _drive(run, args) -> int:
-    print(f"run {run.id}\ndirectory {run.dir}")
     if getattr(args, "detach", False):
+        print(f"run {run.id}\ndirectory {run.dir}")
         print(f"driven by a process of its own (log: {run.dir / 'logs' / 'driver.log'})\n"
               f"watch it:  workbench watch {run.id} --runs-dir {run.dir.parent}\n"
               f"steer it:  workbench set|release|pause|continue|stop {run.id} ... --runs-dir {run.dir.parent}")
         return 0
-    if run.dashboard_link:
-        print(f"dask dashboard {run.dashboard_link}")
     restore = _stop_on_signals(run)
     try:
+        print(f"run {run.id}\ndirectory {run.dir}")
+        if run.dashboard_link:
+            print(f"dask dashboard {run.dashboard_link}")
         state = _follow(run, args, _Progress(run))
+    except BrokenPipeError:  # `workbench run | head`: the reader left, so stop as Ctrl-C would
+        _silence_stdout()
+        run.stop()
+        state = run.wait()
+        hint = "" if state.value == "finished" else f"; continue with: workbench resume {run.id} --runs-dir {run.dir.parent}"
+        raise WorkbenchError(f"standard output was closed (broken pipe): run {run.id} {state.value}{hint}") from None
     finally:
         restore()
     _summary(run)
@@ -197,8 +205,10 @@ def _ending(run, state) -> int:
 def _cmd_run(args) -> int:
     from .run import start_run
 
-    run = start_run(args.preset, _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id,
-                    detach=args.detach)
+    if args.replay and (args.preset or args.set):
+        raise WorkbenchError("--replay re-runs the replayed run's own preset: leave out --preset and --set")
+    run = start_run(args.preset or "quick", _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id,
+                    detach=args.detach, replay=args.replay)
     return _drive(run, args)
 
 
@@ -335,10 +345,32 @@ def _cmd_notebooks(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the workbench's one-line errors (argparse prints the usage first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"workbench: error: {clean(message)} (see `{self.prog} --help`)\n")
+
+
+def _silence_stdout() -> None:
+    """Send what is still to be written to a closed pipe nowhere (and no error at exit)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # stdout is not a file (captured in tests): nothing to redirect
+        pass
+    finally:
+        os.close(devnull)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"workbench: warning: {clean(message)}", file=file or sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
     from . import __version__
 
-    p = argparse.ArgumentParser(prog="workbench", description="Train several PyTorch models together on Dask.")
+    p = _Parser(prog="workbench", description="Train several PyTorch models together on Dask.")
     p.add_argument("--version", action="version", version=f"workbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -366,8 +398,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="drive the run from a process of its own that outlives this one; print its id and exit")
 
     s = sub.add_parser("run", help="start a run")
-    s.add_argument("--preset", default="quick", help="a preset name or a path to a preset JSON file")
+    s.add_argument("--preset", help="a preset name or a path to a preset JSON file (default: quick)")
     s.add_argument("--run-id", help="default: time stamp, preset and a random suffix")
+    s.add_argument("--replay", metavar="RUN",
+                   help="re-run RUN (an id or a directory) from its preset with its live changes at the same steps")
     common(s)
     s.set_defaults(func=_cmd_run)
     s = sub.add_parser("resume", help="continue an interrupted run from its checkpoints")
@@ -428,15 +462,26 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import warnings
+
     args = _parser().parse_args(argv)
+    previous_show, warnings.showwarning = warnings.showwarning, _one_line_warning  # a broken plugin: one line
     try:
-        return args.func(args)
+        code = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, not as noise at interpreter exit
+        return code
     except WorkbenchError as exc:
         print(f"workbench: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        _silence_stdout()
+        print("workbench: error: standard output was closed (broken pipe)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("workbench: interrupted", file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous_show
 
 
 if __name__ == "__main__":

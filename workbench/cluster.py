@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .resources import WorkerSpec
+from .resources import GPU, Inventory, WorkerSpec
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -37,7 +37,8 @@ PRELOAD = "workbench._preload"
 class ClusterHandle:
     client: Any  # distributed.Client
     cluster: Any | None  # the SpecCluster we own, or None for an external scheduler
-    workers: dict[str, WorkerSpec]  # worker address -> spec (local clusters)
+    workers: dict[str, WorkerSpec]  # worker address -> spec
+    inventory: Inventory | None = None  # an external cluster's CPUs and GPUs (placement reads it)
     owns_client: bool = True  # False for a Client the caller passed in: theirs to close
 
     @property
@@ -62,7 +63,9 @@ class ClusterHandle:
 
 def _worker_env(spec: WorkerSpec) -> dict[str, str]:
     env = {name: str(spec.threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
-    env["CUDA_VISIBLE_DEVICES"] = "" if spec.gpu_index is None else str(spec.gpu_index)
+    # The physical GPU (UUID where known), never the logical index: with the user's
+    # CUDA_VISIBLE_DEVICES=2,3, logical GPU 0 is physical GPU 2.
+    env["CUDA_VISIBLE_DEVICES"] = "" if spec.gpu_index is None else (spec.gpu_id or str(spec.gpu_index))
     return env
 
 
@@ -158,9 +161,13 @@ def connect(scheduler: str | Client | Any, security: Any = None) -> ClusterHandl
         if not isinstance(address, str):
             raise WorkbenchError(f"scheduler: expected an address like 'tcp://host:8786', a distributed.Client or "
                                  f"a Dask cluster, got {type(scheduler).__name__}")
+        scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+        if scheme not in ("tcp", "tls", "ws", "wss", "ucx", "inproc"):
+            raise WorkbenchError(f"--scheduler {address}: '{scheme}://' is not a Dask address; use "
+                                 "tcp://HOST:8786 (or tls:// with security)")
         try:
             client, owned = Client(address, security=security, timeout=20), True
-        except OSError as exc:
+        except (OSError, ValueError, TypeError) as exc:  # unreachable, or an address Dask cannot parse
             raise WorkbenchError(f"cannot reach the Dask scheduler at {address}: {exc}; "
                                  "check the address and that `dask scheduler` is running") from None
     info = client.scheduler_info(n_workers=-1)["workers"]
@@ -169,5 +176,42 @@ def connect(scheduler: str | Client | Any, security: Any = None) -> ClusterHandl
             client.close()
         raise WorkbenchError(f"the Dask scheduler at {address} has no workers; start some with "
                              f"`dask worker {address}`")
-    workers = {addr: WorkerSpec(str(w.get("name", addr)), 1) for addr, w in info.items()}
-    return ClusterHandle(client, None, workers, owns_client=owned)
+    try:
+        workers, inventory = external_inventory(client, info)
+    except Exception:
+        if owned:
+            client.close()
+        raise
+    return ClusterHandle(client, None, workers, inventory, owns_client=owned)
+
+
+def external_inventory(client: Any, info: dict[str, dict]) -> tuple[dict[str, WorkerSpec], Inventory]:
+    """An external cluster's workers as placement sees them: every worker started with
+    ``--resources GPU=N`` (N >= 1) is one GPU of the plan, probed on the worker itself (name,
+    memory, UUID of its ``cuda:0``); CPU threads are the workers' threads together."""
+    from ._gpus import worker_gpu
+    from .errors import WorkbenchError
+
+    addresses = sorted(info)
+    with_gpu = [a for a in addresses if float((info[a].get("resources") or {}).get("GPU", 0)) >= 1]
+    probes = client.run(worker_gpu, workers=with_gpu) if with_gpu else {}
+    missing = [str(info[a].get("name", a)) for a in with_gpu if not probes.get(a)]
+    if missing:
+        raise WorkbenchError(f"Dask worker(s) {', '.join(missing)} advertise GPU resources but torch sees no CUDA "
+                             "device there; start them on a GPU machine or without --resources GPU=...")
+    workers: dict[str, WorkerSpec] = {}
+    gpus: list[GPU] = []
+    for addr in addresses:
+        w = info[addr]
+        name, threads = str(w.get("name", addr)), int(w.get("nthreads", 1) or 1)
+        probe = probes.get(addr)
+        if probe is None:
+            workers[addr] = WorkerSpec(name, threads)
+            continue
+        gpu = GPU(len(gpus), probe["name"], probe["memory_gb"], physical=probe["physical"], uuid=probe["uuid"],
+                  memory_used_gb=probe["memory_used_gb"], memory_free_gb=probe["memory_free_gb"])
+        gpus.append(gpu)
+        workers[addr] = WorkerSpec(name, threads, gpu.index, (("GPU", 1.0),), gpu.visible_id)
+    memory = sum(float(w.get("memory_limit") or 0) for w in info.values()) / 2**30
+    cpus = sum(s.threads for s in workers.values())
+    return workers, Inventory(cpus=max(1, cpus), memory_gb=round(memory, 1), gpus=tuple(gpus))

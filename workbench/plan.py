@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PresetError, WorkbenchError
+from .limits import MAX_TRAINERS
 from .registry import get_model, is_controller, list_models
 
 __all__ = ["ModelInstance", "Plan", "make_plan", "derive_seed"]
@@ -163,8 +164,12 @@ def make_plan(preset_name: str, preset: dict[str, Any]) -> Plan:
                 instances.append(ModelInstance(
                     instance, name, ds, _spread(hparams, cls.hyperparameters, seed, member) if member else hparams,
                     epochs, group, member, derive_seed(seed, instance), resources, data_seed=seed))
-    if not [i for i in instances if not i.controller] and not problems:
+    trainers = sum(not i.controller for i in instances)
+    if not trainers and not problems:
         problems.append("no model to train: check target_models and datasets")
+    if trainers > MAX_TRAINERS:
+        problems.append(f"{trainers} trainers (models x datasets x population); a run holds at most "
+                        f"{MAX_TRAINERS}: lower a population or list fewer models or datasets")
     if problems:
         raise PresetError(problems, source=f"preset '{preset_name}'")
     return Plan(preset_name, preset, tuple(instances), tuple(notes))

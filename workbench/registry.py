@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import warnings
 from importlib.metadata import entry_points
 from typing import Any
 
 from .errors import RegistryError
 
-__all__ = ["register_model", "get_model", "list_models", "ENTRY_POINT_GROUP"]
+__all__ = ["register_model", "get_model", "list_models", "ENTRY_POINT_GROUP", "PluginWarning"]
 
 ENTRY_POINT_GROUP = "workbench.models"
 
@@ -31,6 +32,11 @@ _BUILTIN = {
     "alpha_deep_model": "workbench.models.alpha",
 }
 _BUILTIN_MODULES = tuple(dict.fromkeys(_BUILTIN.values()))
+
+
+class PluginWarning(UserWarning):
+    """A model or dataset entry point that cannot be loaded; it is skipped, the others still work."""
+
 
 _REGISTRY: dict[str, type] = {}
 _loaded = False
@@ -69,9 +75,16 @@ def _load_all() -> None:
             if exc.name != module:
                 raise
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        cls = ep.load()
-        if ep.name not in _REGISTRY:
+        if ep.name in _REGISTRY:
+            continue
+        try:  # someone else's package: one broken plugin must not take the others (or the CLI) down
+            cls = ep.load()
+            if not isinstance(cls, type):
+                raise TypeError(f"{ep.value} is a {type(cls).__name__}, not a Trainer class")
             register_model(ep.name)(cls)
+        except Exception as exc:
+            warnings.warn(f"plugin model '{ep.name}' ({ep.value}) skipped: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}", PluginWarning, stacklevel=2)
 
 
 def list_models() -> dict[str, type]:

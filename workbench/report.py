@@ -11,6 +11,8 @@ import io
 from pathlib import Path
 from typing import Any
 
+from .limits import check_writable_dir
+
 __all__ = ["summary_table", "metric_figure", "write_report", "chart_metrics"]
 
 
@@ -74,10 +76,11 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(out, "report folder")
     reader = read_store(run_dir / "store.sqlite")
     metrics = reader.metrics()
     events = reader.events()
+    out.mkdir(parents=True, exist_ok=True)  # after the reads: an unreadable store leaves no report/ behind
     paths: dict[str, Path] = {}
     table = summary_table(metrics)
     table.to_csv(out / "summary.csv", index=False)

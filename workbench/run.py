@@ -35,6 +35,7 @@ from .channel import StoreTail, client_name, send_command
 from .checkpoint import check_name
 from .errors import RunNotFoundError, WorkbenchError
 from .lease import Lease, current_lease
+from .limits import check_writable_dir
 from .states import ModelSnapshot, ModelState, RunSnapshot, RunState
 from .store import RunStore, read_store
 
@@ -76,6 +77,11 @@ def _stored_state(info: dict[str, Any], store_path: Path) -> RunState:
     return state
 
 
+def _int(value: Any) -> int:
+    """An INTEGER column's value; a model that never started has NULL there (NaN in pandas)."""
+    return 0 if value is None or value != value else int(value)
+
+
 class RunRecord:
     """Read-only view of a run directory (finished, or written by another process)."""
 
@@ -86,7 +92,15 @@ class RunRecord:
 
     @property
     def preset(self) -> dict[str, Any]:
-        return json.loads((self.dir / "preset.json").read_text())
+        path = self.dir / "preset.json"
+        try:
+            preset = json.loads(path.read_bytes())
+        except (OSError, ValueError) as exc:  # missing, not UTF-8, not JSON
+            raise WorkbenchError(f"run {self.id}: {path} cannot be read ({getattr(exc, 'strerror', None) or exc})"
+                                 "; it is the run's resolved preset, so the run cannot continue") from None
+        if not isinstance(preset, dict):
+            raise WorkbenchError(f"run {self.id}: {path} must hold a JSON object; it cannot continue")
+        return preset
 
     def metrics(self, model: str | None = None, name: str | None = None):
         """Tidy DataFrame: model, epoch, step, name, value, wall_time."""
@@ -112,7 +126,7 @@ class RunRecord:
 
             models[row["model"]] = ModelSnapshot(
                 row["model"], row["registry_name"], row["dataset"], ModelState(row["state"] or "pending"),
-                int(row["epoch"] or 0), int(row["total_epochs"] or 0), num("step", int) or 0,
+                _int(row["epoch"]), _int(row["total_epochs"]), num("step", int) or 0,
                 num("steps_per_epoch", int) or 0, row["hparams"] or {}, frozenset(row["pinned"] or ()),
                 num("steps_per_s"), num("eta_s"), row["last_error"], row.get("last_eval") or {})
         return RunSnapshot(self.id, self.state, models, time.time())
@@ -392,20 +406,21 @@ def _environment(plan_dict: dict[str, Any], inventory, placements, cluster) -> d
             "plan": plan_dict}
 
 
-def _prepare(preset: str, overrides: dict[str, Any] | None):
+def _prepare(preset: str, overrides: dict[str, Any] | None, replay=None, local: bool = True):
     from .plan import make_plan
     from .presets import resolve_preset
 
-    name, resolved = resolve_preset(preset, overrides)
+    name, resolved = (replay.preset_name, dict(replay.preset)) if replay else resolve_preset(preset, overrides)
     plan = make_plan(name, resolved)
-    return (name, resolved, plan, *_place(plan))
+    return (name, resolved, plan, *(_place(plan) if local else (None, None)))
 
 
-def _place(plan):
-    """The machine's devices and the placement of the plan's trainers on them."""
+def _place(plan, inventory=None):
+    """The devices (this machine's, or an external cluster's ``inventory``) and the
+    placement of the plan's trainers on them."""
     from .resources import Request, detect_inventory, plan_placement
 
-    inventory = detect_inventory()
+    inventory = inventory or detect_inventory()
     requests = [Request(i.instance, i.resources.get("device", "auto"), i.resources.get("gpu_fraction"),
                         i.resources.get("threads")) for i in plan.trainers]
     return inventory, plan_placement(requests, inventory)
@@ -440,7 +455,8 @@ def _open_cluster(plan, inventory, placements, scheduler: str | Client | None, s
 
 def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, runs_dir_: str | Path | None = None,
               scheduler: str | Client | None = None, security: Any = None, run_id: str | None = None, *,
-              detach: bool = False, datasets: dict[str, Any] | None = None) -> Run:
+              detach: bool = False, datasets: dict[str, Any] | None = None,
+              replay: str | Path | None = None) -> Run:
     """Validate, plan, start a cluster and begin training.
 
     ``detach=False`` (attached): the coordinator runs in a thread of this process, which
@@ -461,22 +477,36 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     Dask cluster object (a detached driver gets its address). User data files missing on
     its workers are sent to them.
 
+    ``replay``: a run id or directory to re-run with its recorded live changes (the
+    preset is the replayed run's: ``preset`` is ignored, ``overrides`` refused).
+
     Bad input raises a :class:`~workbench.errors.WorkbenchError` before anything is
     written. Returns the :class:`Run` once training has started.
     """
-    from ._staging import code_for_plan, save_code, stage_datasets
+    from ._staging import code_for_plan, load_code, save_code, stage_datasets
+    from .replay import replay_plan
 
+    if replay is not None and (overrides or datasets):
+        raise WorkbenchError("a replay runs the replayed run's own preset: leave out overrides")
+    schedule = replay_plan(replay, runs_dir_) if replay is not None else None
+    if schedule is not None:
+        load_code(_replayed_dir(replay, runs_dir_))  # models the replayed run defined in a notebook
+        preset = schedule.preset_name
     root = runs_dir(runs_dir_)
     run_id = check_name(run_id, "run id") if run_id else _new_run_id(Path(preset).stem if preset.endswith(".json")
                                                                       else preset)
     run_dir = root / run_id
     if run_dir.exists():
         raise WorkbenchError(f"run directory {run_dir} exists already; choose another run id")
+    check_writable_dir(root, "runs directory")  # before the cluster: a bad --runs-dir costs no worker start
     overrides = dict(overrides or {})
     try:
         if datasets:
             overrides.update(stage_datasets(run_dir, datasets))
-        name, resolved, plan, inventory, placements = _prepare(preset, overrides)
+        # On an external cluster, placement waits for its workers: their GPUs, not this machine's.
+        name, resolved, plan, inventory, placements = _prepare(preset, overrides, schedule, local=scheduler is None)
+        if detach:  # the user's own files before a driver process and its workers start
+            _assess_data(plan, user_files=True)
         code = code_for_plan(plan)
         (run_dir / "checkpoints").mkdir(parents=True)
         (run_dir / "logs").mkdir()
@@ -488,8 +518,14 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     if detach:
         from ._driver import spawn
 
-        return spawn(run_dir, "start", scheduler=_address(scheduler))
-    return _drive_new(run_dir, plan, inventory, placements, scheduler, security, code)
+        replayed = str(_replayed_dir(replay, runs_dir_)) if replay is not None else None
+        return spawn(run_dir, "start", scheduler=_address(scheduler), replay=replayed)
+    return _drive_new(run_dir, plan, inventory, placements, scheduler, security, code, schedule)
+
+
+def _replayed_dir(replay: str | Path, runs_dir_: str | Path | None) -> Path:
+    path = Path(replay)
+    return path if path.is_dir() else runs_dir(runs_dir_) / str(replay)
 
 
 def _address(scheduler: Any) -> str | None:
@@ -499,16 +535,18 @@ def _address(scheduler: Any) -> str | None:
     return getattr(scheduler, "scheduler_address", None) or scheduler.scheduler.address
 
 
-def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, code: dict[str, bytes]) -> Run:
+def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, code: dict[str, bytes],
+               schedule=None) -> Run:
     """Start the cluster and the coordinator of a run whose directory is staged."""
     from .coordinator import Coordinator
 
-    # Workers start (seconds: processes, torch) while this process checks the data.
     try:
+        quality = _assess_data(plan, user_files=True)  # the user's own files before any worker starts
+        # Workers start (seconds: processes, torch) while this process checks the built-in data.
         with ThreadPoolExecutor(max_workers=1) as pool:
             starting = pool.submit(_open_cluster, plan, inventory, placements, scheduler, security)
             try:
-                quality = _assess_data(plan)
+                quality += _assess_data(plan, user_files=False)
             except BaseException:
                 _close_when_started(starting)
                 raise
@@ -518,6 +556,8 @@ def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, 
         raise
     store = lease = None
     try:
+        if cluster.inventory is not None:  # an external cluster's own workers and GPUs
+            inventory, placements = _place(plan, cluster.inventory)
         (run_dir / "environment.json").write_text(json.dumps(
             _environment(plan.as_dict(), inventory, placements, cluster), indent=2, default=str))
         store = RunStore(run_dir / "store.sqlite")
@@ -527,7 +567,7 @@ def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, 
         for payload in quality:
             store.add_event(None, "data_quality", payload)
         coordinator = Coordinator(run_dir.name, run_dir, plan, {p.instance: p for p in placements}, cluster, store,
-                                  code=code)
+                                  code=code, replay=schedule)
     except BaseException:
         if lease is not None:
             lease.release()
@@ -549,8 +589,8 @@ def _close_when_started(starting) -> None:
     cluster.close()
 
 
-def _assess_data(plan) -> list[dict[str, Any]]:
-    """Assess every tabular dataset once; blocking problems stop the run before training.
+def _assess_data(plan, user_files: bool) -> list[dict[str, Any]]:
+    """Assess every tabular dataset (user files, or built-in ones) once; errors stop the run.
 
     Returns the ``data_quality`` event payloads (findings and the fitted preprocessing).
     """
@@ -560,7 +600,7 @@ def _assess_data(plan) -> list[dict[str, Any]]:
     seen, payloads = set(), []
     for inst in plan.trainers:
         ds = inst.dataset
-        if not ds or ds["name"] in seen:
+        if not ds or ds["name"] in seen or bool(ds.get("path")) != user_files:
             continue
         seen.add(ds["name"])
         raw = user_dataset(ds["name"], ds["path"], ds.get("target")) if ds.get("path") else load_dataset(ds["name"], 0)
@@ -632,12 +672,19 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
     if held is not None and held.alive():
         raise LeaseHeldError(f"run {run_id} is already driven by {held.describe()}; steer it with "
                              f"`workbench set|pause|continue|stop {run_id}`, or wait for it to end")
-    if record.state == RunState.FINISHED:
-        raise WorkbenchError(f"run {run_id} finished already: nothing to resume (replay it with "
-                             f"`workbench run --replay {run_id}`, or start a new run)")
+    ended = record.state  # reads the store: a corrupt one stops us here, untouched
+    if ended in (RunState.FINISHED, RunState.FINISHED_WITH_FAILURES):
+        how = " with failures" if ended == RunState.FINISHED_WITH_FAILURES else ""
+        raise WorkbenchError(f"run {record.id} has finished{how}; nothing to resume (replay it with "
+                             f"`workbench run --replay {record.id}`, or start a new one with `workbench run`)")
+    check_writable_dir(record.dir, "run folder")  # resume writes its store and checkpoints
     code = load_code(record.dir)
     stored = record.preset
     name = stored.pop("name", "resumed")
+    if not overrides and (problems := validate_preset(name, stored)):
+        from .errors import PresetError
+
+        raise PresetError(problems, source=f"{record.dir / 'preset.json'}")
     if overrides:
         from .presets import apply_overrides
 
@@ -661,8 +708,16 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
         return spawn(record.dir, "resume", scheduler=_address(scheduler), overrides=overrides)
     lease = Lease(store_path, record.id, "resume").acquire()  # before the cluster: two resumes, one wins
     try:
-        inventory, placements = _place(plan)
-        cluster = _open_cluster(plan, inventory, placements, scheduler, security)
+        if scheduler:  # an external cluster: place on its workers, GPUs included
+            cluster = _open_cluster(plan, None, None, scheduler, security)
+            try:
+                inventory, placements = _place(plan, cluster.inventory)
+            except BaseException:
+                cluster.close()
+                raise
+        else:
+            inventory, placements = _place(plan)
+            cluster = _open_cluster(plan, inventory, placements, scheduler, security)
     except BaseException:
         lease.release()
         raise

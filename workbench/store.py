@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import StoreError
+
 __all__ = ["RunStore", "read_store"]
 
 _SCHEMA = """
@@ -177,11 +179,15 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
     def _query(self, sql: str, params: tuple = ()):
         import pandas as pd
 
-        conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
         try:
-            return pd.read_sql_query(sql, conn, params=params)
-        finally:
-            conn.close()
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            try:
+                return pd.read_sql_query(sql, conn, params=params)
+            finally:
+                conn.close()
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as exc:  # empty, truncated, not SQLite
+            raise StoreError(f"{self.path} cannot be read ({exc}); it is left as it is: the run's checkpoints "
+                             "and logs are still in its folder") from None
 
     def _select(self, table: str, **filters: str | None):
         """Rows of ``table`` in write order; a filter value with ``%`` is a LIKE pattern."""
@@ -194,16 +200,25 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
 
     def events(self, kind: str | None = None, model: str | None = None):
         frame = self._select("events", kind=kind, model=model)
-        frame["payload"] = frame["payload"].map(json.loads)
+        frame["payload"] = frame["payload"].map(self._json)
         return frame
 
     def models(self):
         frame = self._query("SELECT * FROM models ORDER BY model")
         for col in _JSON_COLUMNS:
             if col in frame:
-                frame[col] = frame[col].map(lambda s: json.loads(s) if s else None)
+                frame[col] = frame[col].map(self._json)
         return frame
 
     def run_info(self) -> dict[str, Any]:
         frame = self._query("SELECT * FROM run")
-        return {k: json.loads(v) for k, v in zip(frame["key"], frame["value"])}
+        return {k: self._json(v) for k, v in zip(frame["key"], frame["value"])}
+
+    def _json(self, text: Any) -> Any:
+        """A JSON column value; SQL NULL reads as None, or NaN in pandas 3's string columns."""
+        if not isinstance(text, str) or not text:
+            return None
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise StoreError(f"{self.path} holds a damaged value ({text[:40]!r}); it is left as it is") from None

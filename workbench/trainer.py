@@ -157,6 +157,27 @@ class Trainer(HParamSchema, abc.ABC):
     The constructor signature is fixed: ``(hparams, data, resources, seed)``. ``hparams``
     is already validated and complete. ``data`` is a ``workbench.data.Dataset``.
     Everything random must derive from ``seed`` so a run is reproducible.
+
+    Devices. ``resources.device`` is the torch device the model was placed on (``cpu`` or
+    ``cuda:0``: a GPU worker sees only its own GPU). Put modules, optimiser state and the
+    data you compute with there, in the constructor and in :meth:`load_state_dict` (the
+    engine hands checkpoints over in host memory, so a run checkpointed on a GPU resumes
+    on a CPU and the other way round). After building or restoring a trainer the engine
+    checks every module, optimiser and floating-point tensor attribute and refuses one on
+    another device, naming the tensor; list attributes kept in host memory on purpose (a
+    replay buffer) in ``host_tensors``. Knowledge artifacts travel between workers and are
+    moved to host memory by the engine.
+
+    Batch size and out-of-memory. A trainer that declares the hyperparameters
+    ``batch_size`` (samples per forward pass) and ``grad_accumulation`` (forward passes per
+    optimiser step, effective batch = their product) lets the engine survive a CUDA
+    out-of-memory error: it halves ``batch_size``, doubles ``grad_accumulation`` (the
+    effective batch and ``steps_per_epoch`` stay the same), records an ``oom_retry``
+    event and retries the step, up to the preset's ``max_failures`` times. For that,
+    :meth:`train_step` must leave the trainer unchanged when it raises
+    ``torch.cuda.OutOfMemoryError`` before its optimiser step (restore the batch position;
+    ``workbench/models/digits.py`` shows how). Mixed precision is a per-model
+    hyperparameter ``precision`` (``fp32`` or ``bf16`` autocast) where a model offers it.
     """
 
     name: ClassVar[str] = ""
@@ -164,6 +185,7 @@ class Trainer(HParamSchema, abc.ABC):
     hyperparameters: ClassVar[dict[str, HParam]] = {}
     metrics: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
+    host_tensors: ClassVar[tuple[str, ...]] = ()  # attributes the engine's device check skips
 
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
         self.hparams = dict(hparams)

@@ -146,28 +146,49 @@ def _shoot(page, element, path: Path, margin: int = 8) -> None:
                                           "width": box["width"] + 2 * margin, "height": box["height"] + top + margin})
 
 
+def _launch(playwright):
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+
+
+def _open_notebook(page, url: str, token: str, name: str) -> None:
+    """Open a notebook in JupyterLab, its kernel started and idle, the side bar collapsed."""
+    page.goto(f"{url}/lab/tree/{name}?token={token}", timeout=120_000)
+    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+    select = page.locator(".jp-Dialog button:has-text('Select')")
+    try:  # a fresh JupyterLab asks which kernel to start; the notebook's own is preselected
+        select.wait_for(state="visible", timeout=15_000)
+        select.click()
+    except Exception:
+        pass
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                           "#jp-main-statusbar :text('Idle')", timeout=120_000)
+    page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # the panel gets the width
+
+
+def _drag(page, slider) -> None:
+    """Nudge a slider's handle a small step up with the mouse, as a user would."""
+    handle = slider.locator(".noUi-handle").first
+    handle.scroll_into_view_if_needed()
+    box = handle.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 8, y, steps=4)
+    page.mouse.up()
+
+
 def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
     from playwright.sync_api import sync_playwright
 
     url, token, folder = lab
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1500, "height": 1500})
         try:
-            page.goto(f"{url}/lab/tree/quickstart.ipynb?token={token}", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            select = page.locator(".jp-Dialog button:has-text('Select')")
-            try:  # a fresh JupyterLab asks which kernel to start; the notebook's own is preselected
-                select.wait_for(state="visible", timeout=15_000)
-                select.click()
-            except Exception:
-                pass
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                                   "#jp-main-statusbar :text('Idle')", timeout=120_000)
-            page.evaluate("() => window.jupyterapp.shell.collapseLeft()")  # the panel gets the width
+            _open_notebook(page, url, token, "quickstart.ipynb")
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
             # The panel renders, starts its run and switches to the Live tab with one box per model.
@@ -175,14 +196,7 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
             slider.wait_for(state="visible", timeout=180_000)
             page.wait_for_function("document.querySelectorAll('.widget-hslider .noUi-handle').length > 0")
             page.screenshot(path=str(ARTIFACTS / "quickstart_starting.png"))  # before any metric: the placeholder
-            handle = slider.locator(".noUi-handle").first
-            handle.scroll_into_view_if_needed()
-            box = handle.bounding_box()
-            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(x, y)
-            page.mouse.down()
-            page.mouse.move(x + 8, y, steps=4)  # a small step up, as a user would nudge it
-            page.mouse.up()
+            _drag(page, slider)
             change = _poll(lambda: _user_lr_changes(folder / "runs"), 120,
                            "the slider's change never reached the run's events")[0]
             assert change["old"] < change["new"] < 10 * change["old"] and change["pinned"]
@@ -248,22 +262,10 @@ def test_a_run_started_from_the_panel_survives_a_kernel_restart_and_is_steered_a
     runs = folder / "runs"
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        browser = _launch(p)
         page = browser.new_page(viewport={"width": 1500, "height": 1500})
         try:
-            page.goto(f"{url}/lab/tree/steer.ipynb?token={token}", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            select = page.locator(".jp-Dialog button:has-text('Select')")
-            try:
-                select.wait_for(state="visible", timeout=15_000)
-                select.click()
-            except Exception:
-                pass
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                                   "#jp-main-statusbar :text('Idle')", timeout=120_000)
-            page.evaluate("() => window.jupyterapp.shell.collapseLeft()")
+            _open_notebook(page, url, token, "steer.ipynb")
             cells = page.locator(".jp-Notebook .jp-CodeCell")
             cells.nth(0).click()
             page.keyboard.press("Shift+Enter")  # the first cell: start from the panel
@@ -284,14 +286,7 @@ def test_a_run_started_from_the_panel_survives_a_kernel_restart_and_is_steered_a
             page.locator(".jp-OutputArea-output:has-text('attached')").wait_for(timeout=120_000)
             slider = cells.nth(1).locator(".widget-hslider:has(.widget-label:text-is('lr'))").first
             slider.wait_for(state="visible", timeout=120_000)
-            handle = slider.locator(".noUi-handle").first
-            handle.scroll_into_view_if_needed()
-            box = handle.bounding_box()
-            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(x, y)
-            page.mouse.down()
-            page.mouse.move(x + 8, y, steps=4)
-            page.mouse.up()
+            _drag(page, slider)
             change = _poll(lambda: _user_lr_changes(runs), 120, "the slider's change never reached the run")[0]
             assert change["client"].startswith("attach:") and change["pinned"]
             _poll(lambda: _store_rows(runs, "SELECT payload FROM events WHERE kind='hparam_applied'"), 60,

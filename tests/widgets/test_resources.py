@@ -51,3 +51,32 @@ def test_gpu_without_gpu_and_too_many_cores_are_refused():
     assert "asks for 3 threads but the machine has 2 cores" in part.plan.value
     part.controls["digits_cnn"]["threads"].value = 2
     assert part.logic.ok and {p.instance: p.threads for p in part.logic.placements}["digits_cnn@digits"] == 2
+
+
+def test_a_runs_gpus_show_our_models_memory_others_and_utilization(tmp_path):
+    """Per GPU while a run trains: each model's sys/gpu_memory_mb, what others hold (NVML
+    used minus ours) and utilization; the run's logical GPU 0 is physical GPU 2 here."""
+    import dataclasses
+    import json
+    from types import SimpleNamespace
+
+    from workbench.resources import Request, plan_placement
+
+    gpu = GPU(0, "Test H100", 80.0, 5.0, physical="2", uuid="GPU-2", memory_used_gb=10.0, memory_free_gb=70.0)
+    inventory = Inventory(cpus=8, memory_gb=64.0, gpus=(gpu,))
+    placements = plan_placement([Request("a", "gpu"), Request("b", "gpu"), Request("c", "cpu")], inventory)
+    (tmp_path / "environment.json").write_text(json.dumps(
+        {"devices": inventory.as_dict(), "placements": [p.__dict__ for p in placements]}))
+    part = Resources(ResourcesLogic(inventory))
+    part.logic.bind(SimpleNamespace(dir=tmp_path))
+    live = [dataclasses.replace(gpu, index=2, memory_used_gb=14.0, utilization=87.0)]
+    part.logic.on_message({"type": "metrics", "rows": [("a", 1, 10, "sys/gpu_memory_mb", 1024.0, 0.0),
+                                                       ("b", 1, 10, "sys/gpu_memory_mb", 2048.0, 0.0),
+                                                       ("a", 1, 10, "train/loss", 0.5, 0.0)]})
+    part.logic.refresh_usage(live)
+    [row] = part.logic.usage
+    assert row["models_mb"] == {"a": 1024.0, "b": 2048.0} and row["others_gb"] == 11.0 and row["utilization"] == 87.0
+    assert ("GPU 0</b> Test H100 (physical 2): 80.0 GiB; a 1024 MiB, b 2048 MiB; others 11.00 GiB; 87% busy"
+            in part.gpu_use.value)
+    part.logic.refresh_usage(live=())  # no NVML: our models still, the rest marked unknown
+    assert "others n/a (NVML missing)" in part.gpu_use.value and "5% busy" in part.gpu_use.value

@@ -1,6 +1,7 @@
 """The ``workbench`` command as a user runs it: real processes, a real local cluster."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -26,6 +27,8 @@ def _cli(*args, runs_dir, timeout=600, **kw):
     (["--preset", "quick", "--set", "batch_size=\"big\""], "presets.quick.batch_size: must be an integer"),
     (["--preset", "quick", "--set", "target_models=[\"digits_mpl\"]"], "did you mean 'digits_mlp'?"),
     (["--preset", "quick", "--set", "datasets=[\"digit\"]"], "did you mean 'digits'?"),
+    (["--replay", "nosuch"], "no run 'nosuch' to replay"),
+    (["--replay", "nosuch", "--preset", "quick"], "leave out --preset and --set"),
 ])
 def test_bad_input_is_one_clear_message_and_leaves_nothing(tmp_path, args, message):
     runs = tmp_path / "runs"
@@ -61,6 +64,29 @@ def _checkpoint_epochs(store_path):
         return []
 
 
+def _start(*args, runs_dir):
+    env = {**os.environ, "WORKBENCH_RUNS_DIR": str(runs_dir)}
+    return subprocess.Popen([sys.executable, "-m", "workbench", *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _kill_after_checkpoints(proc, run_dir, models: int, epoch: int, controller: str | None = None) -> None:
+    """SIGKILL the run's whole process group once ``models`` models (and ``controller``) have
+    their epoch-``epoch`` checkpoints: a crash, not a stop, so nothing gets to clean up."""
+    store, files = run_dir / "store.sqlite", run_dir / "checkpoints"
+
+    def ready():
+        done = [json.loads(p)["epoch"] for _, p in _checkpoint_epochs(store)].count(epoch) >= models
+        return done and (controller is None or (files / controller / f"epoch_{epoch:06d}.pt").exists())
+
+    deadline = time.time() + 1800
+    while not ready() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ready(), "the run ended before its first checkpoints"
+
+
 @pytest.mark.slow
 def test_sigkilled_run_resumes_to_the_same_final_metrics(tmp_path):
     runs = tmp_path / "runs"
@@ -68,16 +94,9 @@ def test_sigkilled_run_resumes_to_the_same_final_metrics(tmp_path):
               "--no-report"]
     done = _cli("run", *common, "--run-id", "straight", runs_dir=runs)
     assert done.returncode == 0, done.stderr
-    env = {**os.environ, "WORKBENCH_RUNS_DIR": str(runs)}
-    proc = subprocess.Popen([sys.executable, "-m", "workbench", "run", *common, "--run-id", "killed"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = _start("run", *common, "--run-id", "killed", runs_dir=runs)
     store = runs / "killed" / "store.sqlite"
-    deadline = time.time() + 300
-    while len(_checkpoint_epochs(store)) < 2 and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert len(_checkpoint_epochs(store)) >= 2, "the run ended before its first checkpoints"
+    _kill_after_checkpoints(proc, runs / "killed", models=2, epoch=2)
     assert "interrupted" in _cli("status", runs_dir=runs).stdout
     resumed = _cli("resume", "killed", "--quiet", runs_dir=runs)
     assert resumed.returncode == 0, resumed.stderr
@@ -87,6 +106,47 @@ def test_sigkilled_run_resumes_to_the_same_final_metrics(tmp_path):
     assert (runs / "killed" / "report" / "report.html").exists()
     status = _cli("status", "killed", runs_dir=runs).stdout
     assert "finished" in status
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(2400)  # about 4 minutes on a quiet 2-core machine; far more on a shared one
+def test_quick_preset_is_deterministic_uninterrupted_and_resumed(tmp_path):
+    """The ``quick`` preset, every flow on (mutual learning, causal mask, experience, self-play,
+    the controller's exploit and lr search), twice straight and once SIGKILLed after its
+    epoch-2 checkpoints and resumed: all final ``eval/`` metrics bitwise equal. Runs go two at
+    a time, so their timing differs too (which must not matter)."""
+    runs = tmp_path / "runs"
+    common = ["--preset", "quick", "--set", "seed=7", "--set", "epochs=4", "--set", "checkpoint_interval=2",
+              "--quiet", "--no-report"]
+    procs = []
+    try:
+        procs += [_start("run", *common, "--run-id", "first", runs_dir=runs),
+                  _start("run", *common, "--run-id", "killed", runs_dir=runs)]
+        _kill_after_checkpoints(procs[1], runs / "killed", models=7, epoch=2,
+                                controller="adaptive_learning_controller")
+        procs += [_start("run", *common, "--run-id", "second", runs_dir=runs),
+                  _start("resume", "killed", "--quiet", "--no-report", runs_dir=runs)]
+        for proc in (procs[0], procs[2], procs[3]):
+            _, err = proc.communicate(timeout=2000)
+            assert proc.returncode == 0, err
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    reference = _final_eval(runs / "first")
+    assert len(reference) >= 40 and {m for m, _ in reference} >= {
+        "adaptive_learning_controller", "alpha_deep_model@tictactoe", "causal_reasoning_engine@cartpole",
+        "causal_reasoning_engine@sem_linear", "digits_cnn@digits", "digits_mlp@digits", "digits_mlp@digits#1",
+        "environment_simulator@cartpole"}
+    assert _final_eval(runs / "second") == reference
+    assert _final_eval(runs / "killed") == reference
+    events = read_store(runs / "killed" / "store.sqlite").events()
+    assert set(events[events["kind"] == "resumed"].iloc[-1]["payload"]["from_epoch"].values()) == {2}
+    # Every flow happened, before and after the kill.
+    kinds = set(events["kind"])
+    assert {"exploit", "decision", "knowledge_used"} <= kinds
+    used = events[(events["kind"] == "knowledge_used")]
+    assert {p["epoch"] for p in used["payload"]} >= {2, 3, 4}
 
 
 @pytest.mark.slow

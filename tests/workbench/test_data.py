@@ -17,7 +17,7 @@ def test_digits_split_is_stratified_and_scaled_on_train_only():
 
 
 def test_quality_report_finds_problems(tmp_path):
-    frame = pd.DataFrame({"a": [1.0, 2, np.nan, 4, 5, 5, 1000], "const": [1] * 7, "y": [0, 0, 0, 0, 0, 0, 1]})
+    frame = pd.DataFrame({"a": [1.0, 2, np.nan, 4, 5, 5, 1000, 3, 2, 4], "const": [1] * 10, "y": [0] * 8 + [1] * 2})
     frame = pd.concat([frame, frame.iloc[[0]]], ignore_index=True)
     path = tmp_path / "t.csv"
     frame.to_csv(path, index=False)
@@ -50,3 +50,13 @@ def test_bad_files_give_one_clear_message(tmp_path):
 def test_unknown_dataset_suggests():
     with pytest.raises(DataError, match="did you mean 'digits'"):
         load_dataset("digit")
+
+
+def test_text_labels_and_true_false_features_are_usable(tmp_path):
+    """Only text *features* block a run: text labels are classes, True/False columns are 1/0."""
+    path = tmp_path / "t.csv"
+    pd.DataFrame({"a": range(30), "flag": [i % 3 == 0 for i in range(30)],
+                  "y": ["cat" if i % 2 else "dog" for i in range(30)]}).to_csv(path, index=False)
+    prepared, _ = prepare(user_dataset("t", path, target="y"))
+    assert prepared.meta["classes"] == ["cat", "dog"]
+    assert prepared.arrays["X_train"].shape[1] == 2 and not assess(prepared).errors

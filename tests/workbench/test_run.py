@@ -56,6 +56,53 @@ class Regressor(Trainer):
         self.hparams.update(state["hparams"])
 
 
+@register_model("test_producer")
+class Producer(Regressor):
+    """One step an epoch; exports how many epochs it has trained (a one-way flow)."""
+
+    def __init__(self, hparams, data, resources, seed):
+        super().__init__({**hparams, "steps": 1}, data, resources, seed)
+        self.epochs_done = 0
+
+    def on_epoch_end(self, ctx):
+        self.epochs_done += 1
+        return {}
+
+    def produces(self):
+        return {"epoch_count/digits"}
+
+    def export_knowledge(self):
+        return {"epoch_count/digits": {"epoch": self.epochs_done}}
+
+
+@register_model("test_consumer")
+class Consumer(Regressor):
+    """Many steps an epoch (slower than its producer); records which export it got."""
+
+    def consumes(self):
+        return {"epoch_count/digits"}
+
+    def import_knowledge(self, artifacts):
+        return {"from_epochs": sorted(a["epoch"] for a in artifacts.get("epoch_count/digits", {}).values())}
+
+
+def test_a_fast_producer_waits_for_a_slow_consumer_of_its_knowledge(runs_dir, inprocess_scheduler):
+    """A one-way flow: the consumer's epoch e+1 gets the producer's export after epoch e,
+    however far ahead the producer could run (only two exports are kept)."""
+    import json
+
+    path = runs_dir.parent / "oneway.json"
+    path.write_text(json.dumps({"oneway": {**_preset(target_models=["test_producer", "test_consumer"]),
+                                           "enable_collaborative_training": True, "epochs": 6,
+                                           "description": "o", "batch_size": 8,
+                                           "models": {"test_consumer": {"hyperparameters": {"steps": 3000}}}}}))
+    run = wb.start_run(str(path), scheduler=inprocess_scheduler)
+    assert run.wait(timeout=300) == wb.RunState.FINISHED
+    used = run.events(kind="knowledge_used")
+    got = {p["epoch"]: p["from_epochs"] for p in used[used["model"] == "test_consumer@digits"]["payload"]}
+    assert got == {e: [e - 1] for e in range(2, 7)}
+
+
 def _preset(**extra):
     base = {"datasets": ["digits"], "target_models": ["test_regressor"], "epochs": 3, "checkpoint_interval": 1,
             "enable_collaborative_training": False}
@@ -220,6 +267,8 @@ def test_models_share_a_real_gpu_with_capped_memory(runs_dir):
     assert sum(p["gpu_fraction"] for p in placements) == pytest.approx(1.0)
     resources = run.events(kind="resources")  # the first to finish hands its share over
     assert len(resources) >= 1 and resources["payload"].iloc[0]["gpu_fraction"] > 0.5
+    memory = run.metrics(name="sys/gpu_memory_mb")  # and they computed there (was: placed, trained on CPU)
+    assert set(memory["model"]) == {p["instance"] for p in placements} and (memory["value"] > 0).all()
 
 
 def test_a_client_is_accepted_as_scheduler_and_left_open(runs_dir, inprocess_scheduler):

@@ -37,12 +37,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from ..registry import PluginWarning
 
 __all__ = ["Dataset", "KINDS", "ENTRY_POINT_GROUP", "register_dataset", "list_datasets", "load_dataset",
            "user_dataset"]
@@ -111,16 +113,16 @@ def _load_plugins() -> None:
         return
     _plugins_loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        where = f"entry point '{ep.name} = {ep.value}' in group {ENTRY_POINT_GROUP}"
-        try:
+        try:  # someone else's package: one broken plugin must not take the others (or the CLI) down
             loader = ep.load()
-        except Exception as exc:  # a broken plugin is named, not a traceback
-            raise DataError(f"dataset plugin {where} failed to load ({type(exc).__name__}: {exc}); "
-                            "fix or uninstall the package that provides it") from None
-        kind = getattr(loader, "dataset_kind", None)
-        if kind is None:
-            raise DataError(f"dataset plugin {where} names {ep.value}, which is not decorated with "
-                            "@workbench.data.register_dataset(name, kind, description)")
+            kind = getattr(loader, "dataset_kind", None)
+            if kind is None:
+                raise TypeError(f"{ep.value} is not decorated with "
+                                "@workbench.data.register_dataset(name, kind, description)")
+        except Exception as exc:
+            warnings.warn(f"plugin dataset '{ep.name}' ({ep.value}) skipped: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0] if str(exc) else ''}", PluginWarning, stacklevel=2)
+            continue
         if ep.name not in _CATALOG or _CATALOG[ep.name].loader is not loader:
             _CATALOG[ep.name] = _Entry(ep.name, kind, loader, getattr(loader, "dataset_description", ""))
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
 from .catalog import Dataset
+from .quality import require_usable
 
 __all__ = ["Preprocessing", "prepare"]
 
@@ -56,16 +56,14 @@ def prepare(dataset: Dataset, seed: int = 0, test_size: float = 0.2,
     Kinds without a table (environment, game) and unlabelled tables pass through unchanged:
     their trainers produce or split data themselves.
     """
+    if dataset.frame is not None:
+        require_usable(dataset)  # text columns, too few rows, inf, missing labels: named, before any split
     if dataset.frame is None or dataset.target is None:
         return dataset, None
     from sklearn.model_selection import train_test_split
 
     frame = dataset.frame
     features = [c for c in frame.columns if c != dataset.target]
-    non_numeric = [c for c in features if not np.issubdtype(frame[c].dtype, np.number)]
-    if non_numeric:
-        raise DataError(f"dataset '{dataset.name}': non-numeric feature columns {non_numeric}; "
-                        "encode them as numbers or drop them")
     x = frame[features].to_numpy(dtype=np.float64)
     y_raw = frame[dataset.target].to_numpy()
     classes, y = np.unique(y_raw, return_inverse=True)

@@ -1,8 +1,10 @@
 """Quality assessment on load: a report people read before they trust a dataset.
 
-Checks: missing values, duplicate rows, constant columns, outliers (robust z-score),
-label imbalance, overlap between train and test splits, schema problems. Each finding is
-a row with a severity: ``error`` blocks the run, ``warning`` is shown and recorded.
+Checks: too few rows, missing values, missing labels, infinite values, duplicate rows,
+constant columns, outliers (robust z-score), label imbalance, overlap between train and
+test splits, schema problems (text feature columns). Each finding is a row with a
+severity: ``error`` blocks the run, ``warning`` is shown and recorded. Rows are named
+counting from 1, the header not counted (row 1 is a CSV file's second line).
 """
 from __future__ import annotations
 
@@ -10,9 +12,18 @@ import dataclasses
 
 import numpy as np
 
+from ..errors import DataError
+from ..limits import MIN_ROWS
 from .catalog import Dataset
 
-__all__ = ["QualityReport", "assess"]
+__all__ = ["QualityReport", "assess", "require_usable"]
+
+
+def _rows(mask) -> str:
+    """``rows 3, 8 and 2 more`` for a boolean mask over the table's rows."""
+    where = np.flatnonzero(np.asarray(mask)) + 1
+    shown = ", ".join(str(i) for i in where[:5])
+    return f"row{'s' if len(where) > 1 else ''} {shown}" + (f" and {len(where) - 5} more" if len(where) > 5 else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +56,28 @@ def assess(dataset: Dataset, outlier_z: float = 6.0, imbalance_ratio: float = 10
     if n == 0:
         findings.append(("rows", "error", "the table has no rows", 0.0))
         return QualityReport(dataset.name, tuple(findings), 0.0)
-    numeric = frame.select_dtypes("number")
+    if n < MIN_ROWS:
+        findings.append(("rows", "error", f"only {n} row(s); a table needs at least {MIN_ROWS} "
+                         "to split into train, valid and test", float(n)))
+    if dataset.target is not None and list(frame.columns) == [dataset.target]:
+        findings.append(("schema", "error", f"no feature columns: the table holds only the target '{dataset.target}'",
+                         0.0))
+    numeric = frame.select_dtypes(["number", "bool"])  # True/False columns train as 1/0
     non_numeric = [c for c in frame.columns if c not in numeric.columns and c != dataset.target]
     if non_numeric:
-        findings.append(("schema", "error", f"non-numeric feature columns: {non_numeric}", float(len(non_numeric))))
+        findings.append(("schema", "error", f"text (non-numeric) feature columns {non_numeric}: encode them as "
+                         "numbers or drop them", float(len(non_numeric))))
+    for col in numeric.columns:
+        infinite = np.isinf(numeric[col].to_numpy(dtype=np.float64))
+        if infinite.any():
+            findings.append(("infinite", "error", f"column '{col}': infinite value in {_rows(infinite)}; "
+                             "replace or drop them", float(infinite.sum())))
     missing = frame.isna().mean()
     for col, share in missing[missing > 0].items():
+        if col == dataset.target:  # a label is never imputed: training on a guessed class is silent damage
+            findings.append(("labels", "error", f"target '{col}' is missing in {_rows(frame[col].isna())}; "
+                             "fill in or drop those rows", float(share)))
+            continue
         sev = "error" if share > 0.5 else "warning"
         findings.append(("missing", sev, f"column '{col}': {share:.1%} missing (imputed with the training median)", float(share)))
     dup = int(frame.duplicated().sum())
@@ -59,7 +86,7 @@ def assess(dataset: Dataset, outlier_z: float = 6.0, imbalance_ratio: float = 10
     for col in frame.columns:
         if frame[col].nunique(dropna=True) <= 1 and col != dataset.target:
             findings.append(("constant", "warning", f"column '{col}' is constant", 1.0))
-    feats = numeric.drop(columns=[dataset.target], errors="ignore")
+    feats = numeric.drop(columns=[dataset.target], errors="ignore").replace([np.inf, -np.inf], np.nan)
     if not feats.empty:
         med = feats.median()
         mad = (feats - med).abs().median() * 1.4826
@@ -81,3 +108,12 @@ def assess(dataset: Dataset, outlier_z: float = 6.0, imbalance_ratio: float = 10
             findings.append(("leakage", "warning", f"{overlap} test rows also appear in the training split", float(overlap)))
     penalty = sum(25 if sev == "error" else 5 for _, sev, _, _ in findings)
     return QualityReport(dataset.name, tuple(findings), float(max(0, 100 - penalty)))
+
+
+def require_usable(dataset: Dataset) -> QualityReport:
+    """Assess ``dataset`` and raise :class:`DataError` naming it (and its file) on any error finding."""
+    report = assess(dataset)
+    if report.errors:
+        where = f" ({dataset.source})" if dataset.source != "builtin" else ""
+        raise DataError(f"dataset '{dataset.name}'{where} fails quality checks: " + "; ".join(report.errors))
+    return report

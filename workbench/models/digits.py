@@ -2,7 +2,11 @@
 
 This module is the example to copy when bringing your own model: a :class:`Trainer`
 subclass with a hyperparameter schema, one optimisation step per :meth:`train_step`,
-held-out evaluation, a complete ``state_dict`` and two knowledge hooks.
+held-out evaluation, a complete ``state_dict`` and two knowledge hooks. It also shows the
+device contract: data and network on ``resources.device`` (the engine refuses a model whose
+tensors are elsewhere), ``precision`` (bf16 autocast), and ``batch_size`` with
+``grad_accumulation`` so the engine can halve the batch after a CUDA out-of-memory error
+without changing the effective batch.
 
 Mutual learning: after each epoch every classifier exports its softened predictions on
 the training set (``soft_predictions/<dataset>``); in the next epoch the others add
@@ -10,6 +14,7 @@ the training set (``soft_predictions/<dataset>``); in the next epoch the others 
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,7 +33,11 @@ class _DigitsClassifier(Trainer):
     hyperparameters = {
         "lr": HParam(float, 3e-3, low=1e-5, high=1.0, log=True, live=True, help="Adam learning rate"),
         "weight_decay": HParam(float, 1e-4, low=0.0, high=0.1, live=True),
-        "batch_size": HParam(int, 32, low=1, high=4096),
+        "batch_size": HParam(int, 32, low=1, high=4096, help="samples per forward pass"),
+        "grad_accumulation": HParam(int, 1, low=1, high=4096,
+                                    help="forward passes per optimiser step (effective batch = batch_size x this)"),
+        "precision": HParam(str, "fp32", choices=("fp32", "bf16"),
+                            help="bf16: bfloat16 autocast (CPU, and GPUs that support it)"),
         "mutual_weight": HParam(float, 1.0, low=0.0, high=10.0, live=True,
                                 help="weight of the KL term toward peers' predictions"),
         "temperature": HParam(float, 2.0, low=0.5, high=10.0),
@@ -39,17 +48,22 @@ class _DigitsClassifier(Trainer):
 
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
         super().__init__(hparams, data, resources, seed)
+        self.device = torch.device(resources.device)
+        if self.hparams["precision"] == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
+            raise ValueError(f"precision bf16: {torch.cuda.get_device_name(self.device)} has no bfloat16 support; "
+                             "use precision fp32")
         arrays = data.arrays
-        self.x_train = torch.as_tensor(arrays["X_train"], dtype=torch.float32)
-        self.y_train = torch.as_tensor(arrays["y_train"], dtype=torch.long)
-        self.x_valid = torch.as_tensor(arrays["X_valid"], dtype=torch.float32)
-        self.y_valid = torch.as_tensor(arrays["y_valid"], dtype=torch.long)
-        self.x_test = torch.as_tensor(arrays["X_test"], dtype=torch.float32)
-        self.y_test = torch.as_tensor(arrays["y_test"], dtype=torch.long)
-        self.n_classes = int(data.meta.get("n_classes", int(self.y_train.max()) + 1))
-        self.generator = torch.Generator().manual_seed(seed)
+        dev = self.device
+        self.x_train = torch.as_tensor(arrays["X_train"], dtype=torch.float32, device=dev)
+        self.y_train = torch.as_tensor(arrays["y_train"], dtype=torch.long, device=dev)
+        self.x_valid = torch.as_tensor(arrays["X_valid"], dtype=torch.float32, device=dev)
+        self.y_valid = torch.as_tensor(arrays["y_valid"], dtype=torch.long, device=dev)
+        self.x_test = torch.as_tensor(arrays["X_test"], dtype=torch.float32, device=dev)
+        self.y_test = torch.as_tensor(arrays["y_test"], dtype=torch.long, device=dev)
+        self.n_classes = int(data.meta.get("n_classes", int(arrays["y_train"].max()) + 1))
+        self.generator = torch.Generator().manual_seed(seed)  # batch order: drawn on the CPU on every device
         torch.manual_seed(seed)
-        self.net = self.build_net(self.x_train.shape[1], self.n_classes, data.meta)
+        self.net = self.build_net(self.x_train.shape[1], self.n_classes, data.meta).to(dev)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=self.hparams["lr"],
                                     weight_decay=self.hparams["weight_decay"])
         self.order = torch.randperm(len(self.x_train), generator=self.generator)
@@ -61,37 +75,67 @@ class _DigitsClassifier(Trainer):
 
     @property
     def steps_per_epoch(self) -> int:
-        return -(-len(self.x_train) // self.hparams["batch_size"])
+        return -(-len(self.x_train) // self._effective_batch())
+
+    def _effective_batch(self) -> int:
+        return self.hparams["batch_size"] * self.hparams["grad_accumulation"]
 
     def _next_batch(self) -> torch.Tensor:
         if self.position >= len(self.order):
             self.order = torch.randperm(len(self.x_train), generator=self.generator)
             self.position = 0
-        idx = self.order[self.position:self.position + self.hparams["batch_size"]]
+        idx = self.order[self.position:self.position + self._effective_batch()]
         self.position += len(idx)
-        return idx
+        return idx.to(self.device)
+
+    def _autocast(self):
+        if self.hparams["precision"] != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def train_step(self, ctx: StepContext) -> Mapping[str, float]:
+        # On a CUDA out-of-memory error the step leaves the trainer as it found it (the batch
+        # position and generator are restored, gradients dropped), so the engine can retry it
+        # with a smaller batch_size (trainer contract).
+        saved = (self.order, self.position, self.generator.get_state())
+        try:
+            return self._train_step()
+        except torch.cuda.OutOfMemoryError:
+            self.order, self.position = saved[0], saved[1]
+            self.generator.set_state(saved[2])
+            self.opt.zero_grad(set_to_none=True)
+            raise
+
+    def _train_step(self) -> Mapping[str, float]:
         self.net.train()
         idx = self._next_batch()
-        logits = self.net(self.x_train[idx])
-        ce = F.cross_entropy(logits, self.y_train[idx])
-        loss = ce
-        kl = torch.zeros(())
-        if self.peer_probs is not None and self.hparams["mutual_weight"] > 0:
-            t = self.hparams["temperature"]
-            log_p = F.log_softmax(logits / t, dim=1)
-            kl = F.kl_div(log_p, self.peer_probs[idx], reduction="batchmean") * t * t
-            loss = ce + self.hparams["mutual_weight"] * kl
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        totals = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
+        # Micro-batches of batch_size; each loss is weighted by its share of the effective
+        # batch, so the accumulated gradient is the effective batch's mean gradient.
+        for part in idx.split(self.hparams["batch_size"]):
+            weight = len(part) / len(idx)
+            with self._autocast():
+                logits = self.net(self.x_train[part])
+                ce = F.cross_entropy(logits, self.y_train[part])
+                loss = ce
+                kl = torch.zeros((), device=self.device)
+                if self.peer_probs is not None and self.hparams["mutual_weight"] > 0:
+                    t = self.hparams["temperature"]
+                    log_p = F.log_softmax(logits.float() / t, dim=1)
+                    kl = F.kl_div(log_p, self.peer_probs[part], reduction="batchmean") * t * t
+                    loss = ce + self.hparams["mutual_weight"] * kl
+            (loss * weight if weight != 1.0 else loss).backward()
+            for key, value in (("loss", loss), ("ce", ce), ("kl", kl)):
+                totals[key] += value.item() * weight
         self.opt.step()
-        return {"train/loss": loss.item(), "train/ce": ce.item(), "train/kl": kl.item()}
+        return {"train/loss": totals["loss"], "train/ce": totals["ce"], "train/kl": totals["kl"]}
 
     @torch.no_grad()
     def _logits(self, x: torch.Tensor) -> torch.Tensor:
         self.net.eval()
-        return self.net(x)
+        with self._autocast():
+            return self.net(x).float()
 
     def evaluate(self) -> Mapping[str, float]:
         out = {}
@@ -119,15 +163,18 @@ class _DigitsClassifier(Trainer):
 
     def export_knowledge(self) -> dict[str, Any]:
         t = self.hparams["temperature"]
-        return {self._kind(): {"probs": F.softmax(self._logits(self.x_train) / t, dim=1)}}
+        # Knowledge travels between workers (a CPU peer cannot unpickle a CUDA tensor): host memory.
+        return {self._kind(): {"probs": F.softmax(self._logits(self.x_train) / t, dim=1).cpu()}}
 
     def import_knowledge(self, artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         peers = artifacts.get(self._kind(), {})
-        usable = {src: a["probs"] for src, a in peers.items() if a["probs"].shape == (len(self.x_train), self.n_classes)}
+        # Sorted sources: the float mean must not depend on the order artifacts arrived in.
+        usable = {src: peers[src]["probs"] for src in sorted(peers)
+                  if peers[src]["probs"].shape == (len(self.x_train), self.n_classes)}
         if not usable:
             self.peer_probs = None
             return {}
-        self.peer_probs = torch.stack(list(usable.values())).mean(0)
+        self.peer_probs = torch.stack([p.to(self.device) for p in usable.values()]).mean(0)
         return {"peers": sorted(usable), "kind": self._kind()}
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -149,7 +196,8 @@ class _DigitsClassifier(Trainer):
         self.order = state["order"].clone()
         self.position = int(state["position"])
         self.hparams.update(state["hparams"])
-        self.peer_probs = state.get("peer_probs")
+        peer_probs = state.get("peer_probs")  # a checkpoint is loaded in host memory: to our device
+        self.peer_probs = peer_probs.to(self.device) if peer_probs is not None else None
 
 
 @register_model("digits_mlp")

@@ -4,24 +4,94 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ..errors import PresetError
+from ..limits import MAX_DEPTH, MAX_KEY_LENGTH, structure_problems
 from ._schema import DEFAULTS, validate_preset
 
 __all__ = ["builtin_presets", "load_presets", "resolve_preset", "apply_overrides", "parse_override"]
 
 
-def _read_json(text: str, source: str) -> dict[str, Any]:
+class _Duplicate(ValueError):
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:  # json.loads would keep the last one silently
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotFinite(f"{text} is not a finite number")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotFinite(f"{name} is not a finite number")
+
+
+def _loads(text: str) -> Any:
+    """Strict JSON: no duplicate keys, no NaN or Infinity (``ValueError`` otherwise)."""
+    return json.loads(text, object_pairs_hook=_no_duplicates, parse_float=_finite, parse_constant=_no_constant)
+
+
+def _read_json(text: str | bytes, source: str) -> dict[str, Any]:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise PresetError([f"{source}: not UTF-8 text (byte 0x{text[exc.start]:02x} at offset {exc.start}); "
+                               "save it as UTF-8"], source="preset file") from None
     try:
-        data = json.loads(text)
+        data = _loads(text)
+    except _Duplicate as exc:
+        raise PresetError([f"{source}: duplicate key '{exc.key}' (JSON would keep only the last); keep one"],
+                          source="preset file") from None
     except json.JSONDecodeError as exc:
         raise PresetError([f"{source}: not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"],
-                          source=source) from None
+                          source="preset file") from None
+    except RecursionError:
+        raise PresetError([f"{source}: nested too deeply to read; presets nest at most {MAX_DEPTH} levels"],
+                          source="preset file") from None
+    except ValueError as exc:  # a non-finite number, an integer of thousands of digits
+        raise PresetError([f"{source}: {exc}"], source="preset file") from None
     if not isinstance(data, dict):
-        raise PresetError([f"{source}: must be an object of named presets"], source=source)
+        raise PresetError([f"{source}: must be an object of named presets"], source="preset file")
+    problems = structure_problems(data, source)
+    if problems:
+        raise PresetError(problems, source=source)
+    return data
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """A user preset file as named presets (a file holding one preset is named after the file)."""
+    if not path.is_file():
+        raise PresetError([f"preset file not found: {path}"], source="preset file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PresetError([f"cannot read {path}: {exc.strerror or exc}"], source="preset file") from None
+    data = _read_json(raw, str(path))
+    if "epochs" in data or "target_models" in data:
+        data = {path.stem: data}
+    if not data:
+        raise PresetError([f"{path}: holds no preset; write one preset object or named presets"], source="preset file")
     return data
 
 
@@ -37,13 +107,7 @@ def load_presets(path: str | Path | None = None) -> dict[str, dict[str, Any]]:
     """
     presets = builtin_presets()
     if path is not None:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise PresetError([f"preset file not found: {path}"], source=str(path))
-        data = _read_json(path.read_text(), str(path))
-        if "epochs" in data or "target_models" in data:  # a single preset, named after the file
-            data = {path.stem: data}
-        presets.update(data)
+        presets.update(_read_file(Path(path).expanduser()))
     return presets
 
 
@@ -57,8 +121,7 @@ def resolve_preset(name_or_path: str, overrides: dict[str, Any] | None = None) -
         user_file = name_or_path
     presets = load_presets(user_file)
     if user_file:
-        data = _read_json(Path(user_file).expanduser().read_text(), user_file)
-        name = Path(user_file).stem if ("epochs" in data or "target_models" in data) else next(iter(data))
+        name = next(iter(_read_file(Path(user_file).expanduser())))
     else:
         name = name_or_path
     if name not in presets:
@@ -92,10 +155,22 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise PresetError([f"override '{text}': expected KEY=VALUE, e.g. epochs=3"], source="--set")
     key, raw = text.split("=", 1)
     key = key.strip()
+    if len(key) > MAX_KEY_LENGTH:
+        raise PresetError([f"override key of {len(key)} characters ('{key[:40]}...'); keys have at most "
+                           f"{MAX_KEY_LENGTH}"], source="--set")
     try:
-        value = json.loads(raw)
-    except json.JSONDecodeError:
+        value = _loads(raw)
+    except _Duplicate as exc:
+        raise PresetError([f"override '{key}': duplicate key '{exc.key}' in its value"], source="--set") from None
+    except RecursionError:
+        raise PresetError([f"override '{key}': value nested too deeply"], source="--set") from None
+    except _NotFinite as exc:
+        raise PresetError([f"override '{key}': {exc}"], source="--set") from None
+    except ValueError:  # not JSON: a plain string
         value = raw
+    problems = structure_problems(value, f"override '{key}'")
+    if problems:
+        raise PresetError(problems, source="--set")
     return key, value
 
 

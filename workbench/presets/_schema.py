@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Any
+
+from ..limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_FAILURES, MAX_POPULATION, MAX_SEED, MAX_WORKERS
 
 __all__ = ["DEFAULTS", "REQUIRED", "validate_preset"]
 
@@ -22,6 +25,10 @@ DEFAULTS: dict[str, Any] = {
 _MODEL_KEYS = {"hyperparameters": dict, "population": int, "epochs": int, "resources": dict, "datasets": list}
 _RESOURCE_KEYS = {"device": str, "threads": int, "gpu_fraction": (int, float)}
 _COLLAB_KEYS = set(DEFAULTS["collaboration"])
+_MOST = {"epochs": MAX_EPOCHS, "batch_size": MAX_BATCH_SIZE, "checkpoint_interval": MAX_EPOCHS,
+         "max_failures": MAX_FAILURES, "workers": MAX_WORKERS, "profile_epoch": MAX_EPOCHS,
+         "population": MAX_POPULATION}
+_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")  # a user dataset's name ends up in folder names
 
 
 def _unknown(path: str, key: str, known) -> str:
@@ -44,9 +51,12 @@ def _check_type(path: str, value: Any, t, problems: list[str]) -> bool:
     return ok
 
 
-def _positive_int(path: str, value: Any, problems: list[str]) -> None:
-    if _check_type(path, value, int, problems) and value <= 0:
-        problems.append(f"{path}: must be > 0, got {value}")
+def _positive_int(path: str, value: Any, problems: list[str], most: int) -> None:
+    if _check_type(path, value, int, problems):
+        if value <= 0:
+            problems.append(f"{path}: must be > 0, got {value}")
+        elif value > most:
+            problems.append(f"{path}: must be at most {most:,}, got {value:,}")
 
 
 def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str]:
@@ -72,14 +82,15 @@ def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str
                 _check_type(f"{path}.{key}[{i}]", item, str, problems)
     for key in ("epochs", "batch_size", "checkpoint_interval", "max_failures"):
         if key in preset:
-            _positive_int(f"{path}.{key}", preset[key], problems)
+            _positive_int(f"{path}.{key}", preset[key], problems, _MOST[key])
     if "enable_collaborative_training" in preset:
         _check_type(f"{path}.enable_collaborative_training", preset["enable_collaborative_training"], bool, problems)
-    if "seed" in preset:
-        _check_type(f"{path}.seed", preset["seed"], int, problems)
+    if "seed" in preset and _check_type(f"{path}.seed", preset["seed"], int, problems):
+        if not 0 <= preset["seed"] <= MAX_SEED:
+            problems.append(f"{path}.seed: must be in 0..{MAX_SEED}, got {preset['seed']}")
     for key in ("workers", "profile_epoch"):
         if preset.get(key) is not None:
-            _positive_int(f"{path}.{key}", preset[key], problems)
+            _positive_int(f"{path}.{key}", preset[key], problems, _MOST[key])
     if "collaboration" in preset and _check_type(f"{path}.collaboration", preset["collaboration"], dict, problems):
         for key, value in preset["collaboration"].items():
             if key not in _COLLAB_KEYS:
@@ -89,7 +100,12 @@ def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str
     if "data" in preset and _check_type(f"{path}.data", preset["data"], dict, problems):
         for dname, spec in preset["data"].items():
             p = f"{path}.data.{dname}"
+            if not (isinstance(dname, str) and _NAME.fullmatch(dname) and ".." not in dname):
+                problems.append(f"{p}: a dataset name uses letters, digits and _ . - (it names folders)")
             if _check_type(p, spec, dict, problems):
+                for key in ("path", "target"):
+                    if key in spec:
+                        _check_type(f"{p}.{key}", spec[key], str, problems)
                 if "path" not in spec:
                     problems.append(f"{p}: missing required key 'path'")
                 for key in spec:
@@ -107,14 +123,14 @@ def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str
                 if not _check_type(f"{p}.{key}", value, _MODEL_KEYS[key], problems):
                     continue
                 if key in ("population", "epochs"):
-                    _positive_int(f"{p}.{key}", value, problems)
+                    _positive_int(f"{p}.{key}", value, problems, _MOST[key])
                 if key == "resources":
                     for rkey, rvalue in value.items():
                         if rkey not in _RESOURCE_KEYS:
                             problems.append(_unknown(f"{p}.resources", rkey, _RESOURCE_KEYS))
                         elif _check_type(f"{p}.resources.{rkey}", rvalue, _RESOURCE_KEYS[rkey], problems):
-                            if rkey == "threads" and rvalue <= 0:
-                                problems.append(f"{p}.resources.threads: must be > 0, got {rvalue}")
+                            if rkey == "threads":
+                                _positive_int(f"{p}.resources.threads", rvalue, problems, MAX_WORKERS)
                             if rkey == "gpu_fraction" and not 0 < rvalue <= 1:
                                 problems.append(f"{p}.resources.gpu_fraction: must be in (0, 1], got {rvalue}")
     return problems

@@ -93,12 +93,18 @@ class AlphaTrainer(Trainer):
         "eval/win_rate_vs_lookahead", "eval/draw_rate_vs_lookahead", "eval/loss_rate_vs_lookahead",
     )
 
+    # The gated best weights travel to self-play and arena tasks on any worker, and the
+    # replay buffer is numpy: both stay in host memory. The network trains on the device.
+    host_tensors = ("best", "buffer")
+
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
         super().__init__(hparams, data, resources, seed)
         self.game = get_game(data.meta["game"])
         h = self.hparams
-        self.net = build_net(self.game, h["channels"], h["blocks"], seed=_derived_seed(seed, 99))
-        self.best = copy.deepcopy(self.net.state_dict())
+        self.device = torch.device(resources.device)
+        net = build_net(self.game, h["channels"], h["blocks"], seed=_derived_seed(seed, 99))
+        self.best = copy.deepcopy(net.state_dict())
+        self.net = net.to(self.device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=h["lr"])
         self.buffer = ReplayBuffer(self.game, h["buffer_size"])
         self.rng = np.random.default_rng(_derived_seed(seed, 98))
@@ -113,7 +119,7 @@ class AlphaTrainer(Trainer):
     def train_step(self, ctx: StepContext) -> Mapping[str, float]:
         if len(self.buffer) == 0:  # the first step of a run: games of the untrained network
             self._selfplay(ctx)
-        x, pi, z = self.buffer.sample(int(self.hparams["batch_size"]), self.rng)
+        x, pi, z = (t.to(self.device) for t in self.buffer.sample(int(self.hparams["batch_size"]), self.rng))
         self.net.train()
         logits, v = self.net(x)
         policy_loss = -(pi * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
@@ -137,7 +143,7 @@ class AlphaTrainer(Trainer):
 
     def _gate(self, ctx: StepContext) -> dict[str, float]:
         n = int(self.hparams["arena_games"])
-        candidate = {k: t.detach().clone() for k, t in self.net.state_dict().items()}
+        candidate = {k: t.detach().to("cpu", copy=True) for k, t in self.net.state_dict().items()}
         if n == 0:
             self.best = candidate
             return {"train/arena_accepted": 1.0}

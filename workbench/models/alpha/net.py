@@ -72,6 +72,7 @@ class NetEvaluator:
 
     def __init__(self, net: PolicyValueNet, game: Game, cache_limit: int = 200_000):
         self.net = net.eval()
+        self.device = next(net.parameters()).device  # positions go where the network is
         self.game = game
         self.cache: dict[bytes, tuple[np.ndarray, float]] = {}
         self.cache_limit = cache_limit
@@ -81,10 +82,10 @@ class NetEvaluator:
         hit = self.cache.get(state.key)
         if hit is not None:
             return hit
-        x = torch.from_numpy(self.game.encode(state)).unsqueeze(0)
+        x = torch.from_numpy(self.game.encode(state)).unsqueeze(0).to(self.device)
         with torch.inference_mode():
             logits, value = self.net(x)
-        logits = logits[0].double().numpy()
+        logits = logits[0].double().cpu().numpy()
         legal = self.game.legal_mask(state)
         logits = np.where(legal, logits, -np.inf)
         priors = np.exp(logits - logits.max())

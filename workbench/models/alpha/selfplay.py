@@ -28,7 +28,9 @@ Weights = Mapping[str, torch.Tensor]
 
 def _evaluator(game: Game, weights: Weights, settings: Mapping[str, Any]) -> NetEvaluator:
     net = build_net(game, int(settings["channels"]), int(settings["blocks"]), weights=weights)
-    return NetEvaluator(net, game)
+    # The trainer's tasks play on the CPU of whatever worker runs them (one position per
+    # network call); benchmarks/gpu.py sets "device" to time the same games on a GPU.
+    return NetEvaluator(net.to(settings.get("device", "cpu")), game)
 
 
 def selfplay_task(item: tuple[Weights, int, int, Mapping[str, Any]]) -> dict[str, Any]:

@@ -24,12 +24,14 @@ __all__ = ["BipartiteMLP"]
 class BipartiteMLP:
     """Group-sparse per-output MLPs from ``p`` inputs to ``q`` outputs, trained by Adam."""
 
-    def __init__(self, p: int, q: int, hidden: int, generator: torch.Generator) -> None:
+    def __init__(self, p: int, q: int, hidden: int, generator: torch.Generator, device: str = "cpu") -> None:
+        self.device = torch.device(device)
         self.p, self.q, self.hidden = p, q, hidden
         bound = 1.0 / math.sqrt(p)
         rand = lambda *shape: (torch.rand(*shape, generator=generator, dtype=torch.float64) * 2 - 1) * bound
         self.params = {"fc1": rand(q, hidden, p), "b1": rand(q, hidden), "fc2": rand(q, hidden),
                        "b2": torch.zeros(q, dtype=torch.float64)}
+        self.params = {k: v.to(self.device) for k, v in self.params.items()}  # drawn on the CPU: same everywhere
         self.m = {k: torch.zeros_like(v) for k, v in self.params.items()}
         self.v = {k: torch.zeros_like(v) for k, v in self.params.items()}
         self.t = 0
@@ -71,7 +73,7 @@ class BipartiteMLP:
             ablated = x.clone()
             ablated[:, i] = x[:, i].mean()
             loss = ((self.forward(self.params, ablated) - y) ** 2).mean(dim=0)
-            out[i] = ((loss - full) / explained).clamp_min(0.0).numpy()
+            out[i] = ((loss - full) / explained).clamp_min(0.0).cpu().numpy()
         return out
 
     def state_dict(self) -> dict[str, Any]:
@@ -79,5 +81,5 @@ class BipartiteMLP:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("params", "m", "v"):
-            setattr(self, key, {k: v.clone() for k, v in state[key].items()})
+            setattr(self, key, {k: v.to(self.device, copy=True) for k, v in state[key].items()})
         self.t = state["t"]

@@ -28,7 +28,7 @@ def acyclicity(a: torch.Tensor, s: float) -> tuple[torch.Tensor | None, torch.Te
     penalty; the path then retries the stage with a smaller step.
     """
     d = a.shape[0]
-    m = s * torch.eye(d, dtype=a.dtype) - a
+    m = s * torch.eye(d, dtype=a.dtype, device=a.device) - a
     inv, info = torch.linalg.inv_ex(m)
     if int(info) != 0 or bool((inv.detach() < -1e-12).any()):
         return None, None
@@ -46,13 +46,13 @@ class LinearSEM:
         self.cov = x.T @ x / self.n
 
     def init_params(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        return {"W": torch.zeros(self.d, self.d, dtype=torch.float64)}
+        return {"W": torch.zeros(self.d, self.d, dtype=torch.float64, device=self.cov.device)}
 
     def weights(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return params["W"].detach()
 
     def score(self, params: dict[str, torch.Tensor]) -> float:
-        r = torch.eye(self.d, dtype=torch.float64) - params["W"]
+        r = torch.eye(self.d, dtype=torch.float64, device=params["W"].device) - params["W"]
         return float(0.5 * torch.trace(r.T @ self.cov @ r))
 
     def objective(self, params: dict[str, torch.Tensor], mu: float, s: float, lambda1: float,
@@ -61,7 +61,7 @@ class LinearSEM:
         h, inv = acyclicity(w * w, s)
         if h is None:
             return None
-        r = torch.eye(self.d, dtype=torch.float64) - w
+        r = torch.eye(self.d, dtype=torch.float64, device=w.device) - w
         cov_r = self.cov @ r
         score = 0.5 * torch.trace(r.T @ cov_r)
         grad = mu * (-cov_r + lambda1 * torch.sign(w)) + 2.0 * w * inv.T
@@ -89,7 +89,9 @@ class MLPSEM:
         # The first layer starts at zero (an empty graph, inside the domain of h_s); the
         # random second layer breaks the symmetry between hidden units.
         fc1 = torch.zeros(d, m, d, dtype=torch.float64)
-        return {"fc1": fc1, "b1": rand(d, m), "fc2": rand(d, m) * math.sqrt(d / m), "b2": torch.zeros(d, dtype=torch.float64)}
+        params = {"fc1": fc1, "b1": rand(d, m), "fc2": rand(d, m) * math.sqrt(d / m),
+                  "b2": torch.zeros(d, dtype=torch.float64)}
+        return {k: v.to(self.x.device) for k, v in params.items()}  # drawn on the CPU: the same on every device
 
     def forward(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         d, m = self.d, self.hidden
@@ -120,7 +122,7 @@ class MLPSEM:
         l2 = sum((v ** 2).sum() for v in leaves.values())
         obj = mu * (score + lambda1 * leaves["fc1"].abs().sum() + lambda2 * l2) + h
         grads = torch.autograd.grad(obj, list(leaves.values()))
-        diag = torch.arange(self.d)
+        diag = torch.arange(self.d, device=grads[0].device)
         grads[0][diag, :, diag] = 0.0  # a variable never explains itself
         return float(obj.detach()), float(score.detach()), float(h.detach()), {k: g.detach() for k, g in zip(leaves, grads)}
 
@@ -155,6 +157,7 @@ class DagmaPath:
         self.stages, self.stage_iters = stages, stage_iters
         self.mu_init, self.mu_factor, self.tol, self.check_every = mu_init, mu_factor, tol, check_every
         self.params = params
+        self.device = next(iter(params.values())).device
         self.stage = 0
         self.iteration = 0  # within the stage
         self.total_iterations = 0
@@ -230,6 +233,6 @@ class DagmaPath:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key in ("params", "snapshot", "m", "v"):
-            setattr(self, key, {k: v.clone() for k, v in state[key].items()})
+            setattr(self, key, {k: v.to(self.device, copy=True) for k, v in state[key].items()})
         for key in ("adam_t", "stage", "iteration", "total_iterations", "lr_scale", "s_bonus", "prev_obj"):
             setattr(self, key, state[key])

@@ -27,8 +27,9 @@ class EnvironmentFit:
     """Bipartite structure learning on transitions of one gymnasium environment."""
 
     def __init__(self, dataset: str, env_id: str, hp: dict[str, Any], seed: int,
-                 generator: torch.Generator) -> None:
+                 generator: torch.Generator, device: str = "cpu") -> None:
         self.dataset, self.env_id, self.seed = dataset, env_id, seed
+        self.device = torch.device(device)
         own = collect_random_transitions(env_id, hp["env_samples"], seed)
         self.state_names, self.action_names = list(own["state_names"]), list(own["action_names"])
         self.inputs = self.state_names + self.action_names
@@ -40,7 +41,7 @@ class EnvironmentFit:
         self.x_mean, self.x_std = x.mean(axis=0), x.std(axis=0) + 1e-8
         self.y_mean, self.y_std = y.mean(axis=0), y.std(axis=0) + 1e-8
         self.received: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        self.model = BipartiteMLP(len(self.inputs), len(self.outputs), hp["env_hidden"], generator)
+        self.model = BipartiteMLP(len(self.inputs), len(self.outputs), hp["env_hidden"], generator, device)
         self.truth = physics_mask(env_id, self.inputs, self.outputs)
         self.last: dict[str, float] = {"loss": math.nan, "mse": math.nan}
         self._rebuild()
@@ -53,8 +54,9 @@ class EnvironmentFit:
         y = (np.concatenate(ys) - self.y_mean) / self.y_std
         order = np.random.default_rng([self.seed, len(x)]).permutation(len(x))
         cut = int(0.8 * len(x))
-        self.x_train, self.y_train = torch.tensor(x[order[:cut]]), torch.tensor(y[order[:cut]])
-        self.x_valid, self.y_valid = torch.tensor(x[order[cut:]]), torch.tensor(y[order[cut:]])
+        as_tensor = lambda a: torch.tensor(a, device=self.device)  # noqa: E731
+        self.x_train, self.y_train = as_tensor(x[order[:cut]]), as_tensor(y[order[:cut]])
+        self.x_valid, self.y_valid = as_tensor(x[order[cut:]]), as_tensor(y[order[cut:]])
 
     def steps_per_epoch(self, hp: dict[str, Any]) -> int:
         return max(1, math.ceil(hp["env_iters"] / ADAM_ITERS_PER_STEP / hp["fit_epochs"]))

@@ -33,13 +33,15 @@ def numeric_table(frame: Any) -> tuple[list[str], np.ndarray]:
 class TabularFit:
     """One structure-learning problem: data, model, path state and the read-out."""
 
-    def __init__(self, frame: Any, meta: dict[str, Any], hp: dict[str, Any], generator: torch.Generator) -> None:
+    def __init__(self, frame: Any, meta: dict[str, Any], hp: dict[str, Any], generator: torch.Generator,
+                 device: str = "cpu") -> None:
         self.names, self.x = numeric_table(frame)
         self.d = len(self.names)
         self.mean = self.x.mean(axis=0)
         self.scale = self.x.std(axis=0) if hp["standardize"] else np.ones(self.d)
         self.scale[self.scale == 0] = 1.0
-        z = torch.tensor((self.x - self.mean) / self.scale)
+        self.device = torch.device(device)
+        z = torch.tensor((self.x - self.mean) / self.scale, device=self.device)
         variant = hp["variant"]
         if variant == "auto":
             variant = "mlp" if meta.get("sem_type") == "nonlinear" else "linear"
@@ -69,7 +71,7 @@ class TabularFit:
     # -- read-out --------------------------------------------------------------------
     def weights(self) -> np.ndarray:
         """Continuous weighted adjacency (linear weights, or MLP input-group norms)."""
-        return self.model.weights(self.path.params).numpy()
+        return self.model.weights(self.path.params).cpu().numpy()
 
     def dag(self, threshold: float) -> np.ndarray:
         """Thresholded weights with cycle edges removed: always a DAG."""
@@ -99,13 +101,14 @@ class TabularFit:
 
     def _mlp_mechanism(self, adjacency: np.ndarray):
         params = {k: v.clone() for k, v in self.path.params.items()}
-        params["fc1"] = params["fc1"] * torch.tensor(adjacency.T, dtype=torch.float64)[:, None, :]
+        device = self.device
+        params["fc1"] = params["fc1"] * torch.tensor(adjacency.T, dtype=torch.float64, device=device)[:, None, :]
         mean, scale, model = self.mean, self.scale, self.model
 
         def mechanism(j: int, x: np.ndarray) -> np.ndarray:
             with torch.no_grad():
-                out = model.forward(params, torch.tensor((x - mean) / scale))
-            return out[:, j].numpy() * scale[j] + mean[j]
+                out = model.forward(params, torch.tensor((x - mean) / scale, device=device))
+            return out[:, j].cpu().numpy() * scale[j] + mean[j]
 
         return mechanism
 

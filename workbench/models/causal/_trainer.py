@@ -66,9 +66,10 @@ class CausalReasoningEngine(Trainer):
         self.generator = torch.Generator().manual_seed(int(seed))
         self.fit: TabularFit | EnvironmentFit
         if data.kind == "environment":
-            self.fit = EnvironmentFit(data.name, data.meta["env_id"], self.hparams, int(seed), self.generator)
+            self.fit = EnvironmentFit(data.name, data.meta["env_id"], self.hparams, int(seed), self.generator,
+                                      resources.device)
         elif data.kind == "tabular":
-            self.fit = TabularFit(data.frame, dict(data.meta), self.hparams, self.generator)
+            self.fit = TabularFit(data.frame, dict(data.meta), self.hparams, self.generator, resources.device)
         else:
             raise ValueError(f"causal_reasoning_engine accepts tabular or environment data, got {data.kind!r}")
         self.steps_done = 0

@@ -118,10 +118,14 @@ class ProbabilisticEnsemble(nn.Module):
         Returns next state (members, batch, state_dim) and reward (members, batch).
         """
         # Planning calls this thousands of times per real step: skip the variance.
+        # Device-transparent: inputs go to the model's device, results come back to theirs
+        # (metrics and knowledge work on host tensors from the replay buffer).
+        home, device = state.device, self.in_mean.device
+        state, action = state.to(device), action.to(device)
         h = self._heads(self.normalise_inputs(state, action))
         mean = h[..., 0].transpose(1, 2) if self.factored else h[:, 0, :, : self.n_targets]
         out = mean * self.out_std + self.out_mean
-        return state + out[..., : self.state_dim], out[..., -1]
+        return (state + out[..., : self.state_dim]).to(home), out[..., -1].to(home)
 
     def regulariser(self) -> torch.Tensor:
         """Keeps the learned log-variance bounds tight (PETS)."""

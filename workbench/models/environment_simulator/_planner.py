@@ -30,7 +30,7 @@ TERMINATION_MODELS = ("learned", "known_bounds", "learned+bounds")
 
 
 def _bounds_done(spec: EnvSpec, state: torch.Tensor) -> torch.Tensor:
-    done = torch.zeros(state.shape[:-1])
+    done = torch.zeros(state.shape[:-1], device=state.device)
     for index, bound in spec.state_bounds:
         done = torch.maximum(done, (state[..., index].abs() > bound).float())
     return done
@@ -56,10 +56,12 @@ def imagined_returns(model: ProbabilisticEnsemble, spec: EnvSpec, state: torch.T
     """
     e = model.n_members
     pop, horizon, _ = actions.shape
-    acts = actions.reshape(pop // e, e, horizon, -1).transpose(0, 1)  # (E, P/E, H, A)
-    s = state.expand(e, pop // e, -1).clone()
-    alive = torch.ones(e, pop // e)
-    total = torch.zeros(e, pop // e)
+    # The whole imagination runs on the model's device (stand-in models may have none).
+    device = model.in_mean.device if hasattr(model, "in_mean") else state.device
+    acts = actions.to(device).reshape(pop // e, e, horizon, -1).transpose(0, 1)  # (E, P/E, H, A)
+    s = state.to(device).expand(e, pop // e, -1).clone()
+    alive = torch.ones(e, pop // e, device=device)
+    total = torch.zeros(e, pop // e, device=device)
     for t in range(horizon):
         s, reward = model.predict(s, acts[:, :, t])
         total += alive * reward
@@ -80,7 +82,7 @@ def imagined_returns(model: ProbabilisticEnsemble, spec: EnvSpec, state: torch.T
                 closeness = sum(((_heading(spec, s, k, bounds_lead) / b) ** 2).clamp(max=1.0)
                                 for k, (_, b) in enumerate(spec.state_bounds))
                 total += bounds_cost * alive * (len(spec.state_bounds) - closeness)
-    return total.transpose(0, 1).reshape(pop)
+    return total.transpose(0, 1).reshape(pop).to(actions.device)
 
 
 class CEMPlanner:

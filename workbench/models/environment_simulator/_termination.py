@@ -44,7 +44,8 @@ class TerminationModel(nn.Module):
         every sequence that survives the horizon scores the same, and MPC lets the pole
         drift into states it cannot recover from just beyond the horizon.
         """
-        return torch.sigmoid(self.logits(state) / temperature)
+        home = state.device  # device-transparent, like the ensemble's predict
+        return torch.sigmoid(self.logits(state.to(self.mean.device)) / temperature).to(home)
 
     def loss(self, next_states: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         return F.binary_cross_entropy_with_logits(self.logits(next_states), terminated)

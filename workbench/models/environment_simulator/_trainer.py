@@ -30,6 +30,9 @@ _EVAL_SEED_BASE = 1_000_003  # evaluation episodes use fixed seeds, apart from t
 
 class EnvironmentSimulator(KnowledgeMixin, Trainer):
     accepts = ("environment",)
+    # The replay buffer and the environment loop stay in host memory; the ensemble, the
+    # termination model and the training set live on the model's device.
+    host_tensors = ("buffer", "causal_mask")
     description = "PETS-style probabilistic ensemble world model with CEM model-predictive control"
     hyperparameters = {
         "lr": HParam(float, 1e-3, low=1e-5, high=1.0, log=True, live=True, help="Adam learning rate"),
@@ -74,12 +77,13 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         self.spec = env_spec(data.meta["env_id"])
         self.dataset_name = data.name
         self.env = make_env(self.spec.env_id)
+        self.device = torch.device(resources.device)
         self.generator = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.model = ProbabilisticEnsemble(
             self.spec.state_dim, self.spec.action_dim, hp["ensemble_size"], hp["hidden"], hp["layers"],
-            factored=hp["architecture"] == "factored", generator=self.generator)
-        self.done_model = TerminationModel(self.spec.state_dim)
+            factored=hp["architecture"] == "factored", generator=self.generator).to(self.device)
+        self.done_model = TerminationModel(self.spec.state_dim).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
         self.buffer = TransitionBuffer(self.spec.state_dim, self.spec.action_dim)
         self.causal_mask: torch.Tensor | None = None
@@ -101,7 +105,7 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         self._refresh_training_set()
 
     def _refresh_training_set(self) -> None:
-        train = self.buffer.split(holdout=False)
+        train = {k: v.to(self.device) for k, v in self.buffer.split(holdout=False).items()}
         self.train_x = torch.cat([train["obs"], train["act"]], 1)
         self.train_y = torch.cat([train["next_obs"] - train["obs"], train["reward"][:, None]], 1)
         self.train_next = train["next_obs"]
@@ -125,7 +129,7 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
     def train_step(self, ctx: StepContext) -> Mapping[str, float]:
         e, n = self.model.n_members, len(self.train_x)
         # Independent minibatches per member stand in for PETS's bootstrap resampling.
-        idx = torch.randint(n, (e, self.hparams["batch_size"]), generator=self.generator)
+        idx = torch.randint(n, (e, self.hparams["batch_size"]), generator=self.generator).to(self.device)
         x = (self.train_x[idx] - self.model.in_mean) / self.model.in_std
         y = (self.train_y[idx] - self.model.out_mean) / self.model.out_std
         loss, stats = gaussian_nll_loss(self.model, x, y)
