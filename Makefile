@@ -3,9 +3,10 @@
 #
 # Which torch build: TORCH=auto (default) installs PyTorch's CPU build unless `nvidia-smi`
 # finds an NVIDIA GPU, in which case the default index's build (CUDA on Linux) is used;
-# TORCH=cpu or TORCH=cuda chooses. The CPU build comes from TORCH_CPU_INDEX, added as an
-# extra index (its `+cpu` wheels win over the default index's CUDA ones); when that index
-# cannot be reached within 5 s it is left out and the configured index decides.
+# TORCH=cpu or TORCH=cuda chooses (cuda adds the `gpu` extra, NVML). The CPU build comes
+# from TORCH_CPU_INDEX, added as an extra index (its `+cpu` wheels win over the default
+# index's CUDA ones); when that index cannot be reached within 5 s it is left out and the
+# configured index decides.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 RUNS_DIR ?= runs
@@ -22,13 +23,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	if [ "$$build" = auto ]; then \
 		if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then build=cuda; else build=cpu; fi; \
 	fi; \
-	index=""; \
+	index=""; extras=notebooks,test; \
+	if [ "$$build" = cuda ]; then extras=notebooks,test,gpu; fi; \
 	if [ "$$build" = cpu ]; then \
 		if $(PY) -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" "$(TORCH_CPU_INDEX)" 2>/dev/null; then \
 			index="--extra-index-url $(TORCH_CPU_INDEX)"; echo "torch: CPU build from $(TORCH_CPU_INDEX)"; \
 		else echo "torch: $(TORCH_CPU_INDEX) unreachable; torch from the configured index"; fi; \
 	else echo "torch: $$build build from the configured index"; fi; \
-	$(PY) -m pip install -q -c constraints.txt $$index -e '.[notebooks,test]'
+	$(PY) -m pip install -q -c constraints.txt $$index -e ".[$$extras]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
