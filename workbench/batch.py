@@ -6,12 +6,15 @@ of its own (``OUT/job-NNN``). The executed notebook and its HTML rendering are w
 next to the run the job made (``OUT/job-NNN/RUN_ID/``), or into the job folder when the
 notebook made no run, and ``OUT/index.html`` links them all.
 
-Papermill and nbconvert are imported only when a batch runs: ``import workbench`` stays free
-of Jupyter packages.
+``NOTEBOOK`` is a path, or the name of a notebook shipped with the package
+(``workbench batch collaborative_training``). Papermill and nbconvert are imported only
+when a batch runs: ``import workbench`` stays free of Jupyter packages; without them (the
+``notebooks`` extra) a batch stops before it starts, with one line naming the extra.
 """
 from __future__ import annotations
 
 import html
+import importlib.util
 import itertools
 import json
 import os
@@ -27,7 +30,10 @@ from typing import Any
 from .errors import WorkbenchError
 from .limits import MAX_PARALLEL_JOBS, check_writable_dir
 
-__all__ = ["Job", "parameter_sets", "run_batch", "run_batch_cli", "write_index"]
+__all__ = ["Job", "parameter_sets", "require_notebook_extra", "run_batch", "run_batch_cli", "write_index"]
+
+# What executing and rendering a notebook needs; all of it comes with the `notebooks` extra.
+_NOTEBOOK_MODULES = ("papermill", "nbconvert", "nbformat", "ipykernel")
 
 _HTML_LOCK = threading.Lock()  # nbconvert's exporters are not documented as thread-safe
 
@@ -61,6 +67,16 @@ def _pairs(items: list[str] | None, what: str) -> list[tuple[str, str]]:
         key, raw = item.split("=", 1)
         out.append((key.strip(), raw))
     return out
+
+
+def require_notebook_extra() -> None:
+    """Raise :class:`MissingExtraError` naming the pip command when a notebook package is missing."""
+    from .errors import MissingExtraError
+
+    missing = [m for m in _NOTEBOOK_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise MissingExtraError(f"executing notebooks needs {', '.join(missing)}: pip install "
+                                "'collaborative-training-workbench[notebooks]'")
 
 
 def parameter_sets(params: list[str] | None = None, grid: list[str] | None = None,
@@ -163,11 +179,13 @@ def _check_parallel(parallel: int) -> None:
 
 def run_batch(notebook: str | Path, sets: list[dict[str, Any]], out: str | Path, parallel: int = 1,
               kernel: str | None = "python3", timeout: float | None = None) -> list[Job]:
-    """Execute ``notebook`` once per parameter set, ``parallel`` at a time; write ``index.html``."""
+    """Execute ``notebook`` (a path or a shipped notebook's name) once per parameter set,
+    ``parallel`` at a time; write ``index.html``."""
+    from .notebooks import find_notebook
+
+    require_notebook_extra()
     _check_parallel(parallel)
-    notebook = Path(notebook).resolve()
-    if not notebook.is_file():
-        raise WorkbenchError(f"notebook not found: {notebook}")
+    notebook = find_notebook(notebook).resolve()
     out = check_writable_dir(out, "batch output folder")
     declared = _notebook_parameters(notebook)
     unknown = sorted({k for s in sets for k in s} - declared)
@@ -211,8 +229,11 @@ def write_index(jobs: list[Job], out: Path, title: str) -> Path:
 
 def run_batch_cli(args: Any) -> int:
     """The ``workbench batch`` command (see :mod:`workbench.cli`)."""
+    from .notebooks import find_notebook
     from .run import runs_dir
 
+    require_notebook_extra()
+    find_notebook(args.notebook)  # a bad name fails before the output folder is made
     sets = parameter_sets(args.param, args.grid, args.params_file)
     _check_parallel(args.parallel)  # before the banner line below
     out = Path(args.out) if args.out else runs_dir(args.runs_dir) / f"batch-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import textwrap
@@ -24,8 +25,15 @@ def _overrides(items: list[str] | None) -> dict[str, Any]:
     return dict(parse_override(item) for item in items or [])
 
 
+def _print_json(data: Any) -> int:
+    """``--json``: one document on stdout (times as ISO 8601 with their UTC offset)."""
+    print(json.dumps(data, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v)))
+    return 0
+
+
 def _cmd_presets(args) -> int:
-    from .presets import load_presets, resolve_preset
+    from .listing import preset_records
+    from .presets import resolve_preset
 
     if args.action == "show":
         if not args.name:
@@ -33,26 +41,34 @@ def _cmd_presets(args) -> int:
         name, preset = resolve_preset(args.name)
         print(json.dumps({name: preset}, indent=2))
         return 0
-    for name, preset in load_presets(args.file).items():
-        print(f"{name:24s} {preset.get('description', '')}")
+    records = preset_records(args.file)
+    if args.json:
+        return _print_json(records)
+    for r in records:
+        print(f"{r['name']:24s} {r['description']}")
     return 0
 
 
 def _cmd_models(args) -> int:
-    from .registry import is_controller, list_models
+    from .listing import model_records
 
-    for name, cls in list_models().items():
-        kind = "controller" if is_controller(cls) else ", ".join(cls.accepts)
-        live = ", ".join(cls.live_hparams())
-        print(f"{name:30s} accepts: {kind:28s} live: {live}")
+    records = model_records()
+    if args.json:
+        return _print_json(records)
+    for r in records:
+        kind = "controller" if r["role"] == "controller" else ", ".join(r["accepts"])
+        print(f"{r['name']:30s} accepts: {kind:28s} live: {', '.join(r['live_hparams'])}")
     return 0
 
 
 def _cmd_datasets(args) -> int:
-    from .data import list_datasets
+    from .listing import dataset_records
 
-    for name, (kind, description) in list_datasets().items():
-        print(f"{name:16s} {kind:18s} {description}")
+    records = dataset_records()
+    if args.json:
+        return _print_json(records)
+    for r in records:
+        print(f"{r['name']:16s} {r['kind']:18s} {r['description']}")
     return 0
 
 
@@ -66,26 +82,35 @@ class _Progress:
         self.lines = 0
         self.seen: dict[str, int] = {}
 
-    def _line(self, snap) -> str:
-        width = 20
-        filled = int(width * snap.progress)
-        bar = "#" * filled + "-" * (width - filled)
+    def _line(self, snap, columns: int = 200) -> str:
+        """One model's line in at most ``columns - 1`` characters: a line that wrapped would
+        break the redraw (the cursor moves up by lines written, not by screen rows)."""
         ev = snap.last_eval
         key = next((k for k in ("eval/accuracy", "eval/one_step_r2", "eval/shd", "eval/win_rate_vs_random",
                                 "eval/loss") if k in ev), next(iter(ev), None))
         metric = f"{key}={ev[key]:.4g}" if key else ""
         speed = f"{snap.steps_per_s:7.1f} st/s" if snap.steps_per_s else " " * 12
         eta = f"eta {snap.eta_s:5.0f}s" if snap.eta_s is not None and not snap.state.is_finished() else " " * 9
-        return (f"{snap.instance[:34]:34s} [{bar}] {snap.epoch:3d}/{snap.total_epochs:<3d} {snap.state.value:8s} "
-                f"{speed} {eta} {metric}")
+        budget = columns - 1
+        # Wide to narrow: full line; no speed; no eta; shorter bar and name; then cut.
+        for name_w, bar_w, parts in ((34, 20, [speed, eta, metric]), (34, 20, [eta, metric]), (28, 12, [metric]),
+                                     (20, 8, [metric]), (16, 0, [metric])):
+            bar = f"[{'#' * int(bar_w * snap.progress)}{'-' * (bar_w - int(bar_w * snap.progress))}]" if bar_w else ""
+            head = [f"{snap.instance[:name_w]:{name_w}s}", bar, f"{snap.epoch:3d}/{snap.total_epochs:<3d}",
+                    f"{snap.state.value:8s}"]
+            line = " ".join(p for p in head + parts if p).rstrip()
+            if len(line) <= budget:
+                return line
+        return line[:max(budget, 1)]
 
     def update(self) -> None:
         snaps = self.run.snapshot().models
         if self.tty:
+            columns = shutil.get_terminal_size().columns  # read each time: the window may be resized
             if self.lines:
                 self.stream.write(f"\x1b[{self.lines}F")
             for snap in snaps.values():
-                self.stream.write("\x1b[2K" + self._line(snap) + "\n")
+                self.stream.write("\x1b[2K" + self._line(snap, columns) + "\n")
             self.lines = len(snaps)
         else:
             for name, snap in snaps.items():
@@ -135,7 +160,8 @@ def _summary(run) -> None:
         for row in table.to_dict("records"):
             model, epochs = row.pop("model"), row.pop("epochs")
             values = ", ".join(f"{k[5:]}={v:.4g}" for k, v in row.items() if v == v)
-            print(textwrap.fill(f"{model} ({epochs} epochs): {values}", width=120, subsequent_indent="    "))
+            print(textwrap.fill(f"{model} ({epochs} epochs): {values}", subsequent_indent="    ",
+                                width=min(120, shutil.get_terminal_size().columns - 1)))
 
 
 def _drive(run, args) -> int:
@@ -273,17 +299,26 @@ def _cmd_watch(args) -> int:
 def _cmd_status(args) -> int:
     import pandas as pd
 
-    from .run import list_runs, open_run
+    from .listing import format_time, run_detail, run_records
 
+    if args.run:
+        detail = run_detail(args.run, args.runs_dir)
+        if args.json:
+            return _print_json(detail)
+        print(f"run {detail['run']}: {detail['state']}, started {format_time(detail['started'])}")
+        frame = pd.DataFrame(detail["models"], columns=["model", "state", "epoch", "total_epochs", "last_error"])
+        print(frame.fillna("").to_string(index=False))
+        return 0
+    records = run_records(args.runs_dir)
+    if args.json:
+        return _print_json(records)
+    if not records:
+        print("no runs yet")
+        return 0
+    frame = pd.DataFrame(records)
+    frame["started"] = frame["started"].map(format_time)
     with pd.option_context("display.width", 200, "display.max_columns", 20):
-        if args.run:
-            record = open_run(args.run, args.runs_dir)
-            print(f"run {record.id}: {record.state.value}")
-            frame = record.models()
-            print(frame[["model", "state", "epoch", "total_epochs", "last_error"]].to_string(index=False))
-        else:
-            frame = list_runs(args.runs_dir)
-            print(frame.to_string(index=False) if not frame.empty else "no runs yet")
+        print(frame.fillna("").to_string(index=False))
     return 0
 
 
@@ -297,14 +332,17 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_batch(args) -> int:
-    try:
-        from .batch import run_batch_cli
-    except ImportError as exc:
-        from .errors import MissingExtraError
+    from .batch import run_batch_cli  # checks for the notebooks extra before it starts
 
-        raise MissingExtraError(f"`workbench batch` needs papermill and nbconvert: pip install "
-                                f"'collaborative-training-workbench[notebooks]' ({exc})") from None
     return run_batch_cli(args)
+
+
+def _cmd_notebooks(args) -> int:
+    from .notebooks import copy_notebooks
+
+    for path, copied in copy_notebooks(args.dir, overwrite=args.force):
+        print(f"{path}" + ("" if copied else "  (kept: exists; --force to overwrite)"))
+    return 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -330,16 +368,23 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 def _parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = _Parser(prog="workbench", description="Train several PyTorch models together on Dask.")
+    p.add_argument("--version", action="version", version=f"workbench {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+
+    def json_flag(sp):
+        sp.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+        return sp
 
     s = sub.add_parser("presets", help="list presets, or show one resolved")
     s.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     s.add_argument("name", nargs="?")
     s.add_argument("--file", help="a user preset file to include")
-    s.set_defaults(func=_cmd_presets)
-    sub.add_parser("models", help="registered models").set_defaults(func=_cmd_models)
-    sub.add_parser("datasets", help="catalog datasets").set_defaults(func=_cmd_datasets)
+    json_flag(s).set_defaults(func=_cmd_presets)
+    json_flag(sub.add_parser("models", help="registered models")).set_defaults(func=_cmd_models)
+    json_flag(sub.add_parser("datasets", help="catalog datasets")).set_defaults(func=_cmd_datasets)
 
     def common(sp, with_set=True):
         sp.add_argument("--runs-dir", help="default: $WORKBENCH_RUNS_DIR or ./runs")
@@ -394,14 +439,18 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="runs and their models' state")
     s.add_argument("run", nargs="?")
     s.add_argument("--runs-dir")
-    s.set_defaults(func=_cmd_status)
+    json_flag(s).set_defaults(func=_cmd_status)
     s = sub.add_parser("report", help="write charts, summary.csv and report.html for a run")
     s.add_argument("run")
     s.add_argument("--runs-dir")
     s.add_argument("--out", help="default: RUN/report")
     s.set_defaults(func=_cmd_report)
+    s = sub.add_parser("notebooks", help="copy the shipped notebooks into a folder (default ./notebooks)")
+    s.add_argument("dir", nargs="?", default="notebooks")
+    s.add_argument("--force", action="store_true", help="overwrite notebooks already there")
+    s.set_defaults(func=_cmd_notebooks)
     s = sub.add_parser("batch", help="execute a notebook with papermill over parameter sets")
-    s.add_argument("notebook")
+    s.add_argument("notebook", help="a notebook file, or a shipped one by name (collaborative_training)")
     s.add_argument("-p", "--param", action="append", metavar="KEY=VALUE", help="a fixed parameter")
     s.add_argument("-g", "--grid", action="append", metavar="KEY=V1,V2", help="a parameter to sweep")
     s.add_argument("--params-file", help="JSON or YAML list of parameter sets")

@@ -5,16 +5,28 @@ the nanny's ``MALLOC_TRIM_THRESHOLD_`` is removed (any glibc ``MALLOC_*`` variab
 disables the dynamic mmap threshold and costs ~50% per step), thread variables are set
 to the plan's threads, and torch is preloaded so the first segment does not pay for it.
 The scheduler and workers listen on 127.0.0.1 unless told otherwise.
+
+Each local nanny starts in a fresh interpreter (``python -m dask spec``), not through
+multiprocessing's spawn: spawn re-imports the caller's ``__main__`` script in every child,
+so a script calling :func:`workbench.start_run` at top level (no ``if __name__ ==
+"__main__":`` guard) would start a cluster inside each worker ("Nanny failed to start").
 """
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
+import json
 import logging
+import os
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .resources import GPU, Inventory, WorkerSpec
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["ClusterHandle", "start_local_cluster", "connect"]
 
@@ -27,6 +39,7 @@ class ClusterHandle:
     cluster: Any | None  # the SpecCluster we own, or None for an external scheduler
     workers: dict[str, WorkerSpec]  # worker address -> spec
     inventory: Inventory | None = None  # an external cluster's CPUs and GPUs (placement reads it)
+    owns_client: bool = True  # False for a Client the caller passed in: theirs to close
 
     @property
     def dashboard_link(self) -> str | None:
@@ -40,8 +53,9 @@ class ClusterHandle:
         return self.cluster is None
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.close(timeout=10)
+        if self.owns_client:
+            with contextlib.suppress(Exception):
+                self.client.close(timeout=10)
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close(timeout=20)
@@ -55,19 +69,53 @@ def _worker_env(spec: WorkerSpec) -> dict[str, str]:
     return env
 
 
+def _nanny_process_class():
+    from distributed.deploy.subprocess import SubprocessWorker
+
+    class NannyProcess(SubprocessWorker):
+        """A nanny in its own ``python -m dask spec`` process, with the environment given."""
+
+        def __init__(self, scheduler: str, name: str | None = None, worker_kwargs: dict | None = None,
+                     env: dict[str, str] | None = None) -> None:
+            super().__init__(scheduler, "distributed.Nanny", name, worker_kwargs)
+            self.env = env
+
+        async def _start(self) -> None:
+            spec = json.dumps({"cls": self.worker_class, "opts": self.worker_kwargs})
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "dask", "spec", self.scheduler, "--spec", spec, env=self.env,
+                stdin=asyncio.subprocess.DEVNULL)
+
+    return NannyProcess
+
+
+def _nanny_environ() -> dict[str, str]:
+    """The nanny process's environment: ours, plus the Dask settings it must start with."""
+    import dask.config
+
+    inherited = os.environ.get("DASK_INTERNAL_INHERIT_CONFIG")
+    config = dask.config.deserialize(inherited) if inherited else {}
+    dask.config.update(config, {"distributed": {
+        # None unsets the variable (the nanny skips it): see the module docstring
+        "nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}},
+        "worker": {"daemon": False},  # trainers may start processes of their own
+        "admin": {"system-monitor": {"gil": {"enabled": False}}},
+    }})
+    return {**os.environ, "DASK_INTERNAL_INHERIT_CONFIG": dask.config.serialize(config)}
+
+
 def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
                         dashboard: bool = True, preload: Sequence[str] = ()) -> ClusterHandle:
     """``preload``: ``model=NAME`` and ``data=NAME:SEED`` items each worker loads at start."""
     import dask
-    from distributed import Client, Nanny, Scheduler, SpecCluster
+    from distributed import Client, Scheduler, SpecCluster
 
-    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ"))
-    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    nanny_process, environ = _nanny_process_class(), _nanny_environ()
     workers = {}
     for spec in specs:
         workers[spec.name] = {
-            "cls": Nanny,
-            "options": {
+            "cls": nanny_process,
+            "options": {"env": environ, "name": spec.name, "worker_kwargs": {
                 "nthreads": 1,
                 "host": host,
                 "resources": dict(spec.resources) or None,
@@ -76,13 +124,10 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
                 "name": spec.name,
                 "memory_limit": 0,
                 "silence_logs": logging.ERROR,
-            },
+            }},
         }
     scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard_address": f"{host}:0" if dashboard else None}}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ,
-                          "distributed.scheduler.worker-saturation": 1.0,
-                          "distributed.worker.daemon": False,
-                          "distributed.admin.system-monitor.gil.enabled": False}):
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
         cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR)
         client = Client(cluster)
     client.wait_for_workers(len(specs), timeout=120)
@@ -91,32 +136,53 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
     return ClusterHandle(client, cluster, {addr: by_name[w["name"]] for addr, w in info.items()})
 
 
-def connect(address: str, security: Any = None) -> ClusterHandle:
-    """Use an existing Dask scheduler (``tcp://host:8786``; TLS through Dask's ``Security``)."""
+def connect(scheduler: str | Client | Any, security: Any = None) -> ClusterHandle:
+    """Use an existing Dask cluster.
+
+    ``scheduler``: an address (``tcp://host:8786``; TLS through Dask's ``Security``), a
+    ``distributed.Client`` (used as it is and left open when the run ends), or a Dask
+    cluster object such as a ``LocalCluster`` (its scheduler address).
+    """
     from distributed import Client
 
     from .errors import WorkbenchError
 
-    scheme = address.split("://", 1)[0] if "://" in address else "tcp"
-    if scheme not in ("tcp", "tls", "ws", "wss", "ucx", "inproc"):
-        raise WorkbenchError(f"--scheduler {address}: '{scheme}://' is not a Dask address; use "
-                             "tcp://HOST:8786 (or tls:// with security)")
-    try:
-        client = Client(address, security=security, timeout=20)
-    except (OSError, ValueError, TypeError) as exc:  # unreachable, or an address Dask cannot parse
-        raise WorkbenchError(f"cannot reach the Dask scheduler at {address}: {exc}; "
-                             "check the address and that `dask scheduler` is running") from None
+    if isinstance(scheduler, Client):
+        if scheduler.asynchronous:
+            raise WorkbenchError("an asynchronous distributed.Client cannot drive a run; pass a Client made "
+                                 "with asynchronous=False, or its scheduler address")
+        if scheduler.status not in ("running", "connecting", "newly-created"):
+            raise WorkbenchError(f"the distributed.Client given as scheduler is {scheduler.status}; "
+                                 "pass an open Client or a scheduler address")
+        client, owned = scheduler, False
+        address = scheduler.scheduler.address if scheduler.scheduler else "the Client's scheduler"
+    else:
+        address = getattr(scheduler, "scheduler_address", scheduler)  # a cluster object: its address
+        if not isinstance(address, str):
+            raise WorkbenchError(f"scheduler: expected an address like 'tcp://host:8786', a distributed.Client or "
+                                 f"a Dask cluster, got {type(scheduler).__name__}")
+        scheme = address.split("://", 1)[0] if "://" in address else "tcp"
+        if scheme not in ("tcp", "tls", "ws", "wss", "ucx", "inproc"):
+            raise WorkbenchError(f"--scheduler {address}: '{scheme}://' is not a Dask address; use "
+                                 "tcp://HOST:8786 (or tls:// with security)")
+        try:
+            client, owned = Client(address, security=security, timeout=20), True
+        except (OSError, ValueError, TypeError) as exc:  # unreachable, or an address Dask cannot parse
+            raise WorkbenchError(f"cannot reach the Dask scheduler at {address}: {exc}; "
+                                 "check the address and that `dask scheduler` is running") from None
     info = client.scheduler_info(n_workers=-1)["workers"]
     if not info:
-        client.close()
+        if owned:
+            client.close()
         raise WorkbenchError(f"the Dask scheduler at {address} has no workers; start some with "
                              f"`dask worker {address}`")
     try:
         workers, inventory = external_inventory(client, info)
     except Exception:
-        client.close()
+        if owned:
+            client.close()
         raise
-    return ClusterHandle(client, None, workers, inventory)
+    return ClusterHandle(client, None, workers, inventory, owns_client=owned)
 
 
 def external_inventory(client: Any, info: dict[str, dict]) -> tuple[dict[str, WorkerSpec], Inventory]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from pathlib import Path
 from typing import Any
 
 from .errors import PresetError, WorkbenchError
@@ -65,8 +66,9 @@ def _datasets(preset: dict[str, Any], problems: list[str]) -> dict[str, dict[str
     from .data import list_datasets
 
     catalog = list_datasets()
+    # Absolute paths: workers (on another machine, or started elsewhere) read the same file.
     user = {name: {"name": name, "kind": "labelled_tabular" if spec.get("target") else "tabular",
-                   "path": spec["path"], "target": spec.get("target")}
+                   "path": str(Path(spec["path"]).expanduser().resolve()), "target": spec.get("target")}
             for name, spec in preset.get("data", {}).items()}
     wanted: list[str] = []
     for name in preset["datasets"]:

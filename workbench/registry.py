@@ -35,7 +35,7 @@ _BUILTIN_MODULES = tuple(dict.fromkeys(_BUILTIN.values()))
 
 
 class PluginWarning(UserWarning):
-    """A model entry point that cannot be loaded; it is skipped, the others still work."""
+    """A model or dataset entry point that cannot be loaded; it is skipped, the others still work."""
 
 
 _REGISTRY: dict[str, type] = {}

@@ -29,7 +29,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .channel import StoreTail, client_name, send_command
 from .checkpoint import check_name
@@ -38,6 +38,9 @@ from .lease import Lease, current_lease
 from .limits import check_writable_dir
 from .states import ModelSnapshot, ModelState, RunSnapshot, RunState
 from .store import RunStore, read_store
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 __all__ = ["Run", "RunRecord", "start_run", "resume_run", "open_run", "attach", "list_runs", "runs_dir"]
 
@@ -423,12 +426,20 @@ def _place(plan, inventory=None):
     return inventory, plan_placement(requests, inventory)
 
 
-def _open_cluster(plan, inventory, placements, scheduler: str | None, security: Any = None):
+def _open_cluster(plan, inventory, placements, scheduler: str | Client | None, security: Any = None):
     from .cluster import connect, start_local_cluster
     from .resources import layout_workers
 
-    if scheduler:
-        return connect(scheduler, security)
+    if scheduler is not None and scheduler != "":
+        cluster = connect(scheduler, security)
+        try:  # its workers may not see this machine's files
+            from .data.remote import ship_user_files
+
+            ship_user_files(cluster.client, [i.dataset for i in plan.trainers if i.dataset])
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
     specs = layout_workers(placements, inventory)
     workers = plan.preset.get("workers")
     if workers:
@@ -443,7 +454,7 @@ def _open_cluster(plan, inventory, placements, scheduler: str | None, security: 
 
 
 def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, runs_dir_: str | Path | None = None,
-              scheduler: str | None = None, security: Any = None, run_id: str | None = None, *,
+              scheduler: str | Client | None = None, security: Any = None, run_id: str | None = None, *,
               detach: bool = False, datasets: dict[str, Any] | None = None,
               replay: str | Path | None = None) -> Run:
     """Validate, plan, start a cluster and begin training.
@@ -460,6 +471,11 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
 
     Trainer and controller classes defined in a notebook cell or a script are shipped to
     the workers by value and kept in the run directory (``code/``) for resume.
+
+    ``scheduler``: None for a local cluster laid out from the plan, or an existing one: an
+    address (``tcp://host:8786``), a ``distributed.Client`` (left open at the end) or a
+    Dask cluster object (a detached driver gets its address). User data files missing on
+    its workers are sent to them.
 
     ``replay``: a run id or directory to re-run with its recorded live changes (the
     preset is the replayed run's: ``preset`` is ignored, ``overrides`` refused).
@@ -513,10 +529,10 @@ def _replayed_dir(replay: str | Path, runs_dir_: str | Path | None) -> Path:
 
 
 def _address(scheduler: Any) -> str | None:
-    """A scheduler address for another process (a ``distributed.Client`` gives its own)."""
+    """A scheduler address for another process (a ``distributed.Client`` or cluster gives its own)."""
     if scheduler is None or isinstance(scheduler, str):
         return scheduler
-    return scheduler.scheduler.address
+    return getattr(scheduler, "scheduler_address", None) or scheduler.scheduler.address
 
 
 def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, code: dict[str, bytes],
@@ -633,7 +649,7 @@ def attach(run_id: str, runs_dir_: str | Path | None = None) -> Run:
 
 
 def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict[str, Any] | None = None,
-               scheduler: str | None = None, security: Any = None, *, detach: bool = False) -> Run:
+               scheduler: str | Client | None = None, security: Any = None, *, detach: bool = False) -> Run:
     """Continue an interrupted or stopped run from its checkpoints, optionally with changes.
 
     ``overrides`` are preset overrides like ``{"models.digits_mlp.hyperparameters.lr": 0.01}``;
@@ -725,8 +741,13 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
 
 
 def list_runs(runs_dir_: str | Path | None = None):
-    """DataFrame of the runs in a runs directory: id, state, preset, models, started."""
+    """DataFrame of the runs in a runs directory: id, state, preset, models, started.
+
+    ``started`` is an aware datetime in this machine's zone (run ids use local time too).
+    """
     import pandas as pd
+
+    from .listing import local_time
 
     rows = []
     root = runs_dir(runs_dir_)
@@ -740,5 +761,5 @@ def list_runs(runs_dir_: str | Path | None = None):
             continue
         rows.append({"run": record.id, "state": _stored_state(info, path).value, "preset": info.get("preset"),
                      "models": len(models), "finished_models": int((models["state"] == "finished").sum()),
-                     "started": pd.to_datetime(info.get("started"), unit="s").floor("s") if info.get("started") else None})
+                     "started": local_time(info.get("started"))})
     return pd.DataFrame(rows, columns=["run", "state", "preset", "models", "finished_models", "started"])

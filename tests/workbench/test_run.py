@@ -269,3 +269,20 @@ def test_models_share_a_real_gpu_with_capped_memory(runs_dir):
     assert len(resources) >= 1 and resources["payload"].iloc[0]["gpu_fraction"] > 0.5
     memory = run.metrics(name="sys/gpu_memory_mb")  # and they computed there (was: placed, trained on CPU)
     assert set(memory["model"]) == {p["instance"] for p in placements} and (memory["value"] > 0).all()
+
+
+def test_a_client_is_accepted_as_scheduler_and_left_open(runs_dir, inprocess_scheduler):
+    import json
+
+    from distributed import Client
+
+    with Client(inprocess_scheduler) as client:
+        run = wb.start_run("digits_mutual", {"target_models": ["test_regressor"], "epochs": 2}, scheduler=client)
+        assert run.wait(timeout=300) == wb.RunState.FINISHED
+        assert client.status == "running"  # the caller's Client: theirs to close
+        assert client.submit(sum, [1, 2]).result() == 3
+        assert json.loads((run.dir / "environment.json").read_text())["scheduler"] == inprocess_scheduler
+    with pytest.raises(wb.WorkbenchError, match="scheduler: expected an address like 'tcp://host:8786', a "
+                                                "distributed.Client or a Dask cluster, got int"):
+        wb.start_run("digits_mutual", {"target_models": ["test_regressor"]}, scheduler=3)
+    assert [p.name for p in runs_dir.iterdir()] == [run.id]  # the refused start left nothing

@@ -43,7 +43,7 @@ _game("connect4", "Connect Four")
 def _sem(name: str, kind_of_sem: str, description: str) -> None:
     @register_dataset(name, "tabular", description)
     def _load(seed: int) -> Dataset:
-        from ..models.causal.sem import sem_dataset
+        from .sem import sem_dataset
 
         return sem_dataset(name=name, sem_type=kind_of_sem, seed=seed)
 

@@ -5,7 +5,7 @@ Importing this package registers the ``causal_reasoning_engine`` trainer.
 from ._effects import StructuralEquations, topological_order
 from ._graph import graph_metrics, is_dag, to_dag
 from ._trainer import CausalReasoningEngine
-from .sem import TrueSEM, sem_dataset
+from ...data.sem import TrueSEM, sem_dataset
 
 __all__ = ["CausalReasoningEngine", "StructuralEquations", "TrueSEM", "graph_metrics", "is_dag",
            "sem_dataset", "to_dag", "topological_order"]

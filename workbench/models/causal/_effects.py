@@ -12,48 +12,13 @@ noise cancels in the difference: for linear equations the answer is exact.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ...data.sem import Mechanism, interventional_effect, interventional_mean, topological_order
+
 __all__ = ["topological_order", "interventional_mean", "interventional_effect", "StructuralEquations"]
-
-Mechanism = Callable[[int, np.ndarray], np.ndarray]
-
-
-def topological_order(adjacency: np.ndarray) -> list[int]:
-    """Kahn's algorithm on ``adjacency[i, j] != 0`` (``i -> j``); raises ``ValueError`` on a cycle."""
-    a = np.asarray(adjacency) != 0
-    indegree = a.sum(axis=0).astype(int)
-    ready = sorted(int(j) for j in np.flatnonzero(indegree == 0))
-    order: list[int] = []
-    while ready:
-        i = ready.pop(0)
-        order.append(i)
-        for j in np.flatnonzero(a[i]):
-            indegree[j] -= 1
-            if indegree[j] == 0:
-                ready.append(int(j))
-    if len(order) != len(a):
-        raise ValueError("graph has a cycle: no topological order")
-    return order
-
-
-def interventional_mean(mechanism: Mechanism, order: Sequence[int], noise: np.ndarray,
-                        do: Mapping[int, float]) -> np.ndarray:
-    """Mean of every node under ``do`` by ancestral sampling with the given noise rows."""
-    x = np.zeros_like(noise, dtype=float)
-    for j in order:
-        x[:, j] = do[j] if j in do else mechanism(j, x) + noise[:, j]
-    return x.mean(axis=0)
-
-
-def interventional_effect(mechanism: Mechanism, order: Sequence[int], noise: np.ndarray,
-                          do: Mapping[int, float], target: int) -> float:
-    """``E[x_target | do] - E[x_target]`` with common random numbers."""
-    treated = interventional_mean(mechanism, order, noise, do)
-    baseline = interventional_mean(mechanism, order, noise, {})
-    return float(treated[target] - baseline[target])
 
 
 class StructuralEquations:

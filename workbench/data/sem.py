@@ -1,8 +1,10 @@
 """Structural equation models with known truth: random DAGs, linear and MLP mechanisms.
 
-These produce the built-in ``sem_linear`` and ``sem_nonlinear`` datasets. Because the
-true graph and mechanisms are kept in ``meta``, a fit can be scored (SHD, TPR, FDR) and
+These produce the built-in ``sem_linear`` and ``sem_nonlinear`` datasets. Because the true
+graph and mechanisms are kept in ``meta``, a fit can be scored (SHD, TPR, FDR) and
 interventional queries answered by the fitted equations can be compared with the truth.
+The data layer owns the sampler and the ancestral sampling it needs; the causal model
+imports them from here, never the reverse (the data layer imports no model package).
 
 The generators follow the NOTEARS / DAGMA benchmark protocol: an Erdos-Renyi DAG with
 ``k * d`` expected edges (ER``k``), edge weights drawn from ``U([-2, -0.5] u [0.5, 2])``,
@@ -11,13 +13,53 @@ SEM one random one-hidden-layer sigmoid MLP per node (100 hidden units).
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._effects import interventional_effect, interventional_mean, topological_order
+from .catalog import Dataset
 
-__all__ = ["random_dag", "random_weights", "TrueSEM", "sem_dataset"]
+__all__ = ["random_dag", "random_weights", "TrueSEM", "sem_dataset", "topological_order", "interventional_mean",
+           "interventional_effect"]
+
+Mechanism = Callable[[int, np.ndarray], np.ndarray]
+
+
+def topological_order(adjacency: np.ndarray) -> list[int]:
+    """Kahn's algorithm on ``adjacency[i, j] != 0`` (``i -> j``); raises ``ValueError`` on a cycle."""
+    a = np.asarray(adjacency) != 0
+    indegree = a.sum(axis=0).astype(int)
+    ready = sorted(int(j) for j in np.flatnonzero(indegree == 0))
+    order: list[int] = []
+    while ready:
+        i = ready.pop(0)
+        order.append(i)
+        for j in np.flatnonzero(a[i]):
+            indegree[j] -= 1
+            if indegree[j] == 0:
+                ready.append(int(j))
+    if len(order) != len(a):
+        raise ValueError("graph has a cycle: no topological order")
+    return order
+
+
+def interventional_mean(mechanism: Mechanism, order: Sequence[int], noise: np.ndarray,
+                        do: Mapping[int, float]) -> np.ndarray:
+    """Mean of every node under ``do`` by ancestral sampling with the given noise rows."""
+    x = np.zeros_like(noise, dtype=float)
+    for j in order:
+        x[:, j] = do[j] if j in do else mechanism(j, x) + noise[:, j]
+    return x.mean(axis=0)
+
+
+def interventional_effect(mechanism: Mechanism, order: Sequence[int], noise: np.ndarray,
+                          do: Mapping[int, float], target: int) -> float:
+    """``E[x_target | do] - E[x_target]`` with common random numbers."""
+    treated = interventional_mean(mechanism, order, noise, do)
+    baseline = interventional_mean(mechanism, order, noise, {})
+    return float(treated[target] - baseline[target])
+
 
 
 def random_dag(d: int, edges_per_node: float, rng: np.random.Generator) -> np.ndarray:
@@ -116,7 +158,7 @@ def _effect_queries(sem: TrueSEM, x: np.ndarray, rng: np.random.Generator, n_que
 
 
 def sem_dataset(name: str, sem_type: str, seed: int, d: int | None = None, n: int = 1000,
-                edges_per_node: float = 2.0, n_queries: int = 5, n_mc: int = 10000) -> Any:
+                edges_per_node: float = 2.0, n_queries: int = 5, n_mc: int = 10000) -> Dataset:
     """A tabular :class:`workbench.data.Dataset` sampled from a random SEM with known truth.
 
     ``meta`` holds ``adjacency`` and ``weights`` (lists of lists, ``[i][j]`` for ``i -> j``),
@@ -125,8 +167,6 @@ def sem_dataset(name: str, sem_type: str, seed: int, d: int | None = None, n: in
     the true SEM (Monte Carlo with common random numbers for the nonlinear one).
     """
     import pandas as pd
-
-    from ...data.catalog import Dataset
 
     if d is None:
         d = 20 if sem_type == "linear" else 10
