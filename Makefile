@@ -51,7 +51,6 @@ test: install
 
 # The shipped notebooks are copied into notebooks/ (kept when there: your edits survive).
 lab: install
-	$(VENV)/bin/workbench notebooks notebooks
 	$(VENV)/bin/jupyter lab notebooks/
 
 clean:

@@ -71,7 +71,7 @@ def lab(tmp_path):
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
-    nb = json.loads((ROOT / "workbench" / "notebooks" / "quickstart.ipynb").read_text())
+    nb = json.loads((ROOT / "notebooks" / "quickstart.ipynb").read_text())
     for cell in nb["cells"]:
         if "parameters" in cell.get("metadata", {}).get("tags", []):
             # Long enough that the run is still training when the slider moves.

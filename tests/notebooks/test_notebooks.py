@@ -14,7 +14,7 @@ papermill = pytest.importorskip("papermill")
 nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "workbench" / "notebooks"  # shipped as package data
+NOTEBOOKS = ROOT / "notebooks"  # shipped as package data (workbench/notebooks links to them)
 
 
 @pytest.fixture(scope="module", autouse=True)
