@@ -23,7 +23,9 @@ def local_time(timestamp: float | None) -> _dt.datetime | None:
 
 def format_time(value: _dt.datetime | None) -> str:
     """``2026-11-26 10:55:12 CET``: local time and the zone's name."""
-    return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value is not None else ""
+    if value is None or value != value:  # None, or NaT in a column where some runs have no time
+        return ""
+    return value.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def preset_records(user_file: str | None = None) -> list[dict[str, Any]]:
