@@ -1,4 +1,4 @@
-"""Engine benchmarks (DESIGN.md 9): prints five figures measured side by side in one run.
+"""Engine benchmarks (the bars are in docs/benchmarks.md): prints five figures measured side by side in one run.
 
     python benchmarks/engine.py [--epochs 8] [--trainers 4]
 

@@ -34,7 +34,7 @@ __all__ = ["ModelEntry", "Ledger", "FailureAction", "SEGMENT_SECONDS", "flow_of"
 # Which preset switch (``collaboration.*``) governs a knowledge kind.
 _FLOWS = {"soft_predictions/*": "mutual_learning", "causal_mask/*": "causal_mask",
           "transitions/*": "experience", "imagined_transitions/*": "experience"}
-SEGMENT_SECONDS = 1.0  # a multi-epoch segment's target length (DESIGN.md 3: a second or two)
+SEGMENT_SECONDS = 1.0  # a multi-epoch segment's target length (a second or two: docs/engine.md)
 
 
 @dataclasses.dataclass(frozen=True)

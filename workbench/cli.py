@@ -1,4 +1,4 @@
-"""``workbench`` command line (DESIGN.md 4.2, a contract).
+"""``workbench`` command line (a contract: docs/contracts.md).
 
 Bad input exits with status 2 and one clear message, never a traceback. Ctrl-C during a
 run stops it gracefully (checkpoints kept; ``workbench resume RUN`` continues it).

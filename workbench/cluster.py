@@ -1,6 +1,6 @@
 """The Dask cluster: a local one laid out from the placement plan, or an existing scheduler.
 
-Local workers are tuned for small torch models (measured on 2 cores, DEVELOPERS.md):
+Local workers are tuned for small torch models (measured on 2 cores, docs/engine.md):
 the nanny's ``MALLOC_TRIM_THRESHOLD_`` is removed (any glibc ``MALLOC_*`` variable
 disables the dynamic mmap threshold and costs ~50% per step), thread variables are set
 to the plan's threads, and torch is preloaded so the first segment does not pay for it.

@@ -7,7 +7,7 @@ them (CONVENTIONS 4). A handler that raises is logged and skipped: watching must
 training.
 
 The ``kind`` of an :class:`Event` is an :class:`EventKind`, a ``str`` enum whose values are
-what ``store.sqlite``'s ``events.kind`` column holds (a contract, DESIGN.md 4.3).
+what ``store.sqlite``'s ``events.kind`` column holds (a contract: docs/contracts.md).
 """
 from __future__ import annotations
 

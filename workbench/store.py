@@ -1,4 +1,4 @@
-"""The run store: ``store.sqlite`` in the run directory (DESIGN.md 4.3, a contract).
+"""The run store: ``store.sqlite`` in the run directory (a contract: docs/contracts.md).
 
 Contract:
 

@@ -43,7 +43,7 @@ def test_every_kind_the_engine_writes_is_an_event_kind():
     by_string = set(re.findall(r"add_event\([^,]+, \"(\w+)\"", source))  # written outside the driver (run.py)
     assert by_string and by_string <= {k.value for k in EventKind}
     assert {k.value for k in EventKind} >= {"started", "segment", "checkpoint", "hparam", "knowledge", "error",
-                                             "resumed", "finished"}  # DESIGN.md 4.3
+                                             "resumed", "finished"}  # docs/contracts.md
     assert Event(EventKind("knowledge_lost")).kind is EventKind.KNOWLEDGE_LOST
 
 
