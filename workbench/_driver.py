@@ -41,10 +41,10 @@ def _child_env() -> dict[str, str]:
 def spawn(run_dir: Path, action: str, scheduler: str | None = None, overrides: dict[str, Any] | None = None,
           replay: str | None = None):
     """Start the driver of a staged (``start``) or interrupted (``resume``) run; return the
-    attached :class:`~workbench.run.Run` once it trains, or raise its error."""
+    attached :class:`~workbench.handles.Run` once it trains, or raise its error."""
     import shutil
 
-    from .run import AttachedRun
+    from .handles import AttachedRun
 
     run_dir = Path(run_dir)
     spec = {"run_dir": str(run_dir), "action": action, "scheduler": scheduler, "overrides": overrides or {},
