@@ -150,41 +150,15 @@ def test_quick_preset_is_deterministic_uninterrupted_and_resumed(tmp_path):
 
 
 @pytest.mark.slow
-def test_existing_scheduler_with_two_worker_processes(tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    bindir = os.path.dirname(sys.executable)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    procs = [subprocess.Popen([os.path.join(bindir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)]
-    try:
-        time.sleep(0.5)
-        for i in range(2):
-            procs.append(subprocess.Popen([os.path.join(bindir, "dask"), "worker", address, "--nthreads", "1",
-                                           "--host", "127.0.0.1", "--no-dashboard", "--name", f"w{i}"], env=env,
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                          start_new_session=True))
-        from distributed import Client
-
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(2, timeout=120)
-        result = _cli("run", "--preset", "digits_mutual", "--set", "epochs=2", "--scheduler", address, "--quiet",
-                      "--run-id", "remote", runs_dir=tmp_path / "runs")
-        assert result.returncode == 0, result.stderr
-        env_json = (tmp_path / "runs" / "remote" / "environment.json").read_text()
-        assert f"127.0.0.1:{port}" in env_json
-        final = _final_eval(tmp_path / "runs" / "remote")
-        assert final[("digits_mlp@digits", "eval/test_accuracy")] > 0.5
-    finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=30)
+def test_existing_scheduler_with_two_worker_processes(tmp_path, external_dask):
+    address = external_dask(2)
+    result = _cli("run", "--preset", "digits_mutual", "--set", "epochs=2", "--scheduler", address, "--quiet",
+                  "--run-id", "remote", runs_dir=tmp_path / "runs")
+    assert result.returncode == 0, result.stderr
+    env_json = (tmp_path / "runs" / "remote" / "environment.json").read_text()
+    assert address.removeprefix("tcp://") in env_json
+    final = _final_eval(tmp_path / "runs" / "remote")
+    assert final[("digits_mlp@digits", "eval/test_accuracy")] > 0.5
 
 
 @pytest.mark.slow

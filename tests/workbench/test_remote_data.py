@@ -6,12 +6,9 @@ file system mounted over the data folder: the file exists for the client, not fo
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +28,7 @@ def _can_hide_a_folder(folder: Path) -> bool:
 
 
 @pytest.fixture
-def cluster_blind_to(tmp_path):
+def cluster_blind_to(tmp_path, external_dask):
     """(address, data folder): a scheduler and one worker that sees an empty data folder."""
     data = tmp_path / "data"
     data.mkdir()
@@ -39,31 +36,9 @@ def cluster_blind_to(tmp_path):
     if not _can_hide_a_folder(data):
         pytest.skip("needs unshare and mount (root in a mount namespace)")
     (data / "x").unlink()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    address = f"tcp://127.0.0.1:{port}"
-    bindir = os.path.dirname(sys.executable)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    procs = [subprocess.Popen([os.path.join(bindir, "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                               "--no-dashboard"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              start_new_session=True)]
-    worker = (f"mount -t tmpfs tmpfs {data} && exec {os.path.join(bindir, 'dask')} worker {address} --nthreads 1 "
-              "--host 127.0.0.1 --no-dashboard --name blind")
-    procs.append(subprocess.Popen(["unshare", "--mount", "sh", "-c", worker], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True))
-    try:
-        from distributed import Client
-
-        time.sleep(0.5)
-        with Client(address, timeout=60) as client:
-            client.wait_for_workers(1, timeout=120)
-        yield address, data
-    finally:
-        for p in procs:
-            os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait(timeout=30)
+    address = external_dask(1, wrap=lambda cmd: ["unshare", "--mount", "sh", "-c",
+                                                 f"mount -t tmpfs tmpfs {data} && exec {shlex.join(cmd)}"])
+    yield address, data
 
 
 def test_a_file_the_worker_lacks_is_shipped_and_trained_on(runs_dir, cluster_blind_to):
