@@ -12,6 +12,11 @@ Self-play and arena games run in a process pool (the engine runs the same tasks 
 tasks); the trainer itself uses one thread. Usage::
 
     PYTHONPATH=. python benchmarks/alpha.py [--game tictactoe|connect4|both] [--minutes M] [--workers 2]
+    PYTHONPATH=. python benchmarks/alpha.py --selfplay-rate [--games 32]
+
+``--selfplay-rate`` only times self-play with the default settings: positions per second
+with one game searched at a time (one position per network call) and with all of a task's
+games searched in lockstep (one batch of leaves per simulation). The games are the same.
 """
 from __future__ import annotations
 
@@ -109,6 +114,31 @@ def bench_connect4(ctx: StepContext, minutes: float, seed: int, eval_games: int)
                         "eval/loss_rate_vs_lookahead")))
 
 
+def selfplay_rates(games: int, devices: tuple[str, ...] = ("cpu",)) -> None:
+    """Print self-play positions per second per game, device and lockstep width."""
+    from workbench.models.alpha.games import get_game
+    from workbench.models.alpha.net import build_net
+    from workbench.models.alpha.selfplay import SETTING_KEYS, selfplay_task
+
+    hp = {k: v.default for k, v in AlphaTrainer.hyperparameters.items()}
+    for game in ("tictactoe", "connect4"):
+        settings = {"game": game, **{k: hp[k] for k in SETTING_KEYS if k != "game"}}
+        weights = build_net(get_game(game), hp["channels"], hp["blocks"], seed=0).state_dict()
+        for device in devices:
+            selfplay_task((weights, 1, 2, {**settings, "device": device}))  # warm-up (CUDA context, kernels)
+            rates = {}
+            for width in (1, games):
+                start = time.perf_counter()
+                out = selfplay_task((weights, 7, games, {**settings, "device": device, "lockstep": width}))
+                if device != "cpu":
+                    torch.cuda.synchronize()
+                rates[width] = (len(out["zs"]) / (time.perf_counter() - start), out["net_calls"])
+            (one, calls_one), (many, calls_many) = rates[1], rates[games]
+            print(f"self-play {game} on {device}, {games} games, {settings['simulations']} simulations a move: "
+                  f"one game at a time {one:.0f} positions/s ({calls_one} network calls), "
+                  f"{games} in lockstep {many:.0f} positions/s ({calls_many} calls) -> {many / one:.2f}x", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", choices=("tictactoe", "connect4", "both"), default="both")
@@ -117,8 +147,13 @@ def main() -> None:
     parser.add_argument("--c4-eval-games", type=int, default=50, help="Connect Four games per colour")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--selfplay-rate", action="store_true", help="only time self-play (see above)")
+    parser.add_argument("--games", type=int, default=32, help="games for --selfplay-rate")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.selfplay_rate:
+        selfplay_rates(args.games)
+        return
     with cf.ProcessPoolExecutor(args.workers, initializer=_one_thread) as pool:
         ctx = StepContext(parallel_map=lambda fn, items: list(pool.map(fn, items)))
         if args.game in ("tictactoe", "both"):

@@ -110,28 +110,10 @@ def sharing(root: Path, n: int, epochs: int) -> None:
 
 
 def selfplay_rate(games: int) -> None:
-    import torch
+    sys.path.insert(0, str(Path(__file__).parent))
+    from alpha import selfplay_rates
 
-    from workbench.models.alpha._trainer import AlphaTrainer
-    from workbench.models.alpha.games import get_game
-    from workbench.models.alpha.net import build_net
-    from workbench.models.alpha.selfplay import SETTING_KEYS, selfplay_task
-
-    hp = {k: v.default for k, v in AlphaTrainer.hyperparameters.items()}
-    for game in ("tictactoe", "connect4"):
-        settings = {"game": game, **{k: hp[k] for k in SETTING_KEYS if k != "game"}}
-        weights = build_net(get_game(game), hp["channels"], hp["blocks"], seed=0).state_dict()
-        rates = {}
-        for device in ("cpu", "cuda:0"):
-            selfplay_task((weights, 1, 1, {**settings, "device": device}))  # warm-up (CUDA context, kernels)
-            start = time.perf_counter()
-            out = selfplay_task((weights, 7, games, {**settings, "device": device}))
-            if device != "cpu":
-                torch.cuda.synchronize()
-            rates[device] = len(out["zs"]) / (time.perf_counter() - start)
-        print(f"[2] Alpha self-play, {game}, {games} games, {settings['simulations']} simulations a move: "
-              f"CPU {rates['cpu']:.0f} positions/s, GPU {rates['cuda:0']:.0f} positions/s "
-              f"-> GPU/CPU {rates['cuda:0'] / rates['cpu']:.2f}x (one position per network call)")
+    selfplay_rates(games, devices=("cpu", "cuda:0"))
 
 
 def main() -> int:

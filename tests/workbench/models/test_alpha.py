@@ -14,6 +14,7 @@ from workbench.models.alpha import (
     IllegalMoveError,
     LookaheadPlayer,
     MinimaxPlayer,
+    NetEvaluator,
     RandomPlayer,
     State,
     build_net,
@@ -21,6 +22,7 @@ from workbench.models.alpha import (
     match,
     minimax_all_lines,
     run_mcts,
+    run_mcts_many,
     selfplay_task,
     uniform_evaluator,
 )
@@ -167,6 +169,33 @@ def test_selfplay_task_is_picklable_and_deterministic():
     assert len(a["zs"]) == len(a["states"]) >= 15  # at least 5 plies a game
     assert np.allclose(a["pis"].sum(axis=1), 1.0)
     assert set(np.unique(a["zs"])) <= {-1.0, 0.0, 1.0}
+
+
+def test_lockstep_searches_give_each_root_what_a_search_alone_gives():
+    """Searches run together (one batch of leaves per simulation) match searches run one by one."""
+    net = NetEvaluator(build_net(C4, 8, 1, seed=3), C4)
+    roots = [C4.from_moves(m) for m in ([3], [3, 3], [0, 1, 2], [6, 5, 4, 3])]
+    alone = [run_mcts(C4, r, net, 40, rng=np.random.default_rng(i), noise_alpha=1.0, noise_frac=0.25)
+             for i, r in enumerate(roots)]
+    fresh = NetEvaluator(build_net(C4, 8, 1, seed=3), C4)
+    together = run_mcts_many(C4, roots, fresh.many, 40, rngs=[np.random.default_rng(i) for i in range(4)],
+                             noise_alpha=1.0, noise_frac=0.25)
+    for a, b in zip(alone, together):
+        assert np.array_equal(a, b)
+    assert fresh.calls < net.calls  # fewer, larger network calls
+
+
+def test_selfplay_games_do_not_depend_on_the_lockstep_width():
+    settings = {"game": "tictactoe", "channels": 8, "blocks": 1, "simulations": 8, "c_puct": 1.5,
+                "dirichlet_alpha": 1.0, "noise_frac": 0.25, "temp_moves": 4, "arena_temp_moves": 2}
+    weights = build_net(TTT, 8, 1, seed=0).state_dict()
+    one = selfplay_task((weights, 5, 6, {**settings, "lockstep": 1}))
+    all_ = selfplay_task((weights, 5, 6, {**settings, "lockstep": 0}))
+    three = selfplay_task((weights, 5, 6, {**settings, "lockstep": 3}))
+    for other in (all_, three):
+        assert np.array_equal(one["states"], other["states"]) and np.allclose(one["pis"], other["pis"])
+        assert np.array_equal(one["zs"], other["zs"])
+    assert all_["net_calls"] < one["net_calls"] and all_["net_positions"] == one["net_positions"]
 
 
 # -- trainer -------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ tasks (:mod:`.selfplay`).
 from ._trainer import AlphaTrainer
 from .arena import Record, match, minimax_all_lines
 from .games import ConnectFour, Game, IllegalMoveError, State, TicTacToe, get_game
-from .mcts import run_mcts, select_move, uniform_evaluator
+from .mcts import run_mcts, run_mcts_many, select_move, uniform_evaluator
 from .net import NetEvaluator, PolicyValueNet, build_net
 from .players import LookaheadPlayer, MCTSPlayer, MinimaxPlayer, RandomPlayer, play_game
 from .selfplay import arena_task, selfplay_task
@@ -34,6 +34,7 @@ __all__ = [
     "minimax_all_lines",
     "play_game",
     "run_mcts",
+    "run_mcts_many",
     "select_move",
     "selfplay_task",
     "uniform_evaluator",

@@ -68,6 +68,8 @@ class NetEvaluator:
 
     The weights are fixed while an evaluator lives, so a position's answer never changes;
     the cache saves most network calls in tic-tac-toe, where games revisit few positions.
+    :meth:`many` judges the uncached positions of a list in one batch (for
+    :func:`~.mcts.run_mcts_many`).
     """
 
     def __init__(self, net: PolicyValueNet, game: Game, cache_limit: int = 200_000):
@@ -76,22 +78,26 @@ class NetEvaluator:
         self.game = game
         self.cache: dict[bytes, tuple[np.ndarray, float]] = {}
         self.cache_limit = cache_limit
-        self.calls = 0
+        self.calls = 0  # network calls (batches)
+        self.positions = 0  # positions they judged
 
     def __call__(self, state: State) -> tuple[np.ndarray, float]:
-        hit = self.cache.get(state.key)
-        if hit is not None:
-            return hit
-        x = torch.from_numpy(self.game.encode(state)).unsqueeze(0).to(self.device)
-        with torch.inference_mode():
-            logits, value = self.net(x)
-        logits = logits[0].double().cpu().numpy()
-        legal = self.game.legal_mask(state)
-        logits = np.where(legal, logits, -np.inf)
-        priors = np.exp(logits - logits.max())
-        out = (priors / priors.sum(), float(value[0]))
-        self.calls += 1
-        if len(self.cache) >= self.cache_limit:
-            self.cache.clear()
-        self.cache[state.key] = out
-        return out
+        return self.many([state])[0]
+
+    def many(self, states: list[State]) -> list[tuple[np.ndarray, float]]:
+        """Answers for several positions: the ones not cached go through the network in one batch."""
+        missing = list({s.key: s for s in states if s.key not in self.cache}.values())
+        if missing:
+            x = torch.from_numpy(np.stack([self.game.encode(s) for s in missing])).to(self.device)
+            with torch.inference_mode():
+                logits, values = self.net(x)
+            logits, values = logits.double().cpu().numpy(), values.double().cpu().numpy()
+            if len(self.cache) + len(missing) > self.cache_limit:
+                self.cache.clear()
+            for s, row, value in zip(missing, logits, values):
+                row = np.where(self.game.legal_mask(s), row, -np.inf)
+                priors = np.exp(row - row.max())
+                self.cache[s.key] = (priors / priors.sum(), float(value))
+            self.calls += 1
+            self.positions += len(missing)
+        return [self.cache[s.key] for s in states]

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 
 from .games import Game, get_game
-from .mcts import run_mcts, select_move
+from .mcts import run_mcts, run_mcts_many, select_move
 from .net import NetEvaluator, build_net
 
 __all__ = ["SETTING_KEYS", "arena_task", "selfplay_task"]
 
 # What a task reads from ``settings`` (the trainer copies these from its hyperparameters).
 SETTING_KEYS = ("game", "channels", "blocks", "simulations", "c_puct", "dirichlet_alpha",
-                "noise_frac", "temp_moves", "arena_temp_moves")
+                "noise_frac", "temp_moves", "arena_temp_moves", "lockstep")
 
 Weights = Mapping[str, torch.Tensor]
 
@@ -36,39 +36,59 @@ def _evaluator(game: Game, weights: Weights, settings: Mapping[str, Any]) -> Net
 def selfplay_task(item: tuple[Weights, int, int, Mapping[str, Any]]) -> dict[str, Any]:
     """Play ``n_games`` games of the network against itself.
 
+    The games are played in lockstep, ``settings["lockstep"]`` at a time (all of them by
+    default), so every simulation round sends one leaf per game to the network in a single
+    batch. Game ``g`` draws its noise and moves from its own generator, seeded by
+    ``(seed, g)``: the games are the same whatever the lockstep width.
+
     Returns ``states`` (n, 2, rows, cols) int8 canonical planes, ``pis`` (n, actions) the
     search's visit distributions, ``zs`` (n,) the final result for the player to move,
-    and counts of results and positions.
+    and counts of results, positions and network calls.
     """
     weights, seed, n_games, settings = item
     game = get_game(settings["game"])
-    rng = np.random.default_rng(seed)
     evaluate = _evaluator(game, weights, settings)
-    states, pis, zs = [], [], []
-    results = {1: 0, 0: 0, -1: 0}
-    for _ in range(n_games):
-        state, players = game.initial(), []
-        ply = 0
-        while state.winner is None:
-            counts = run_mcts(game, state, evaluate, int(settings["simulations"]), float(settings["c_puct"]),
-                              rng=rng, noise_alpha=float(settings["dirichlet_alpha"]),
-                              noise_frac=float(settings["noise_frac"]))
-            states.append(game.encode(state).astype(np.int8))
-            pis.append((counts / counts.sum()).astype(np.float32))
-            players.append(state.to_play)
-            temperature = 1.0 if ply < int(settings["temp_moves"]) else 0.0
-            state = game.apply(state, select_move(counts, temperature, rng))
-            ply += 1
-        results[state.winner] += 1
-        zs.extend(float(state.winner * p) for p in players)
+    width = max(1, int(settings.get("lockstep") or n_games or 1))
+    games = [_Game(game, np.random.default_rng([seed, g])) for g in range(n_games)]
+    for start in range(0, n_games, width):
+        playing = games[start:start + width]
+        while playing:
+            counts = run_mcts_many(game, [g.state for g in playing], evaluate.many, int(settings["simulations"]),
+                                   float(settings["c_puct"]), [g.rng for g in playing],
+                                   float(settings["dirichlet_alpha"]), float(settings["noise_frac"]))
+            for g, c in zip(playing, counts):
+                g.play(c, int(settings["temp_moves"]))
+            playing = [g for g in playing if g.state.winner is None]
+    states = [s for g in games for s in g.states]
+    pis = [p for g in games for p in g.pis]
+    zs = [float(g.state.winner * p) for g in games for p in g.players]
+    winners = [g.state.winner for g in games]
     shape = (0, 2, game.rows, game.cols)
     return {
         "states": np.stack(states) if states else np.zeros(shape, dtype=np.int8),
         "pis": np.stack(pis) if pis else np.zeros((0, game.action_size), dtype=np.float32),
         "zs": np.asarray(zs, dtype=np.float32),
-        "first_wins": results[1], "draws": results[0], "second_wins": results[-1],
-        "net_calls": evaluate.calls,
+        "first_wins": winners.count(1), "draws": winners.count(0), "second_wins": winners.count(-1),
+        "net_calls": evaluate.calls, "net_positions": evaluate.positions,
     }
+
+
+class _Game:
+    """One self-play game in progress: its position, its generator and what it recorded."""
+
+    def __init__(self, game: Game, rng: np.random.Generator):
+        self.game, self.rng, self.state = game, rng, game.initial()
+        self.states: list[np.ndarray] = []
+        self.pis: list[np.ndarray] = []
+        self.players: list[int] = []
+
+    def play(self, counts: np.ndarray, temp_moves: int) -> None:
+        """Record the search's visit distribution here and make the move it picks."""
+        self.states.append(self.game.encode(self.state).astype(np.int8))
+        self.pis.append((counts / counts.sum()).astype(np.float32))
+        self.players.append(self.state.to_play)
+        temperature = 1.0 if len(self.players) <= temp_moves else 0.0
+        self.state = self.game.apply(self.state, select_move(counts, temperature, self.rng))
 
 
 def arena_task(item: tuple[Weights, Weights, int, int, Mapping[str, Any]]) -> dict[str, int]:
