@@ -132,7 +132,9 @@ class DiskSaver:
 
 
 class CheckpointWriter:
-    """Writes checkpoints in one background thread, so the driver never waits on a disk.
+    """Writes checkpoints in background threads (one per model, so files of a model are
+    written in order), so the driver never waits on a disk, and a state stuck on a dying
+    worker never holds up another model's checkpoints.
 
     Trainer states arrive as futures (:meth:`add`) and are written once computed
     (:meth:`poll`); controller states arrive as values (:meth:`save`). Each write is
@@ -141,34 +143,40 @@ class CheckpointWriter:
     """
 
     def __init__(self, saver: DiskSaver, run_dir: Path, emit: Any):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.saver = saver
         self.run_dir = Path(run_dir)
         self.emit = emit
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-ckpt")
+        self._pools: dict[str, Any] = {}
         self._pending: list[tuple[Any, str, int, int, dict[str, Any]]] = []
 
     def add(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
         """A trainer's state future for ``epoch``; ``extra`` is the driver's part (hparams, pins)."""
         self._pending.append((future, name, epoch, step, extra))
 
+    def _pool(self, name: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        if name not in self._pools:
+            self._pools[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"workbench-ckpt-{name}")
+        return self._pools[name]
+
     def save(self, name: str, epoch: int, state: dict[str, Any]) -> None:
-        self._pool.submit(self.saver.save, name, epoch, state)
+        self._pool(name).submit(self.saver.save, name, epoch, state)
 
     def poll(self, wait: bool = False) -> None:
         """Hand computed states (all of them when ``wait``) to the writer thread."""
         keep = []
         for item in self._pending:
             if wait or item[0].done():
-                self._pool.submit(self._write, *item)
+                self._pool(item[1]).submit(self._write, *item)
             else:
                 keep.append(item)
         self._pending = keep
 
     def close(self) -> None:
         self.poll(wait=True)
-        self._pool.shutdown(wait=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
 
     def _write(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
         import time

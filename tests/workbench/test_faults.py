@@ -1,0 +1,217 @@
+"""Injected faults on ``digits_mutual``-sized runs: each runs the real CLI in a subprocess
+(``python -m workbench``, or a script that defines a misbehaving model, as a notebook
+would, and then calls the CLI's ``main``) with a real local Dask cluster, and checks the
+exit code, the one-line message, no traceback, nothing half-made and nothing kept lost.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench import _faults
+from workbench.checkpoint import DiskSaver
+from workbench.presets import validate_preset
+from workbench.store import read_store
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Misbehaving models, defined in the script's __main__ (shipped to the workers by value).
+MODELS = '''
+import os, sys, time, torch
+import workbench as wb
+
+
+class _Linear(wb.Trainer):
+    accepts = ("images",)
+    hyperparameters = {"lr": wb.HParam(float, 0.05, low=1e-6, high=1.0, log=True, live=True),
+                       "steps": wb.HParam(int, 20, low=1, high=100_000),
+                       "batch_size": wb.HParam(int, 32, low=1, high=4096)}
+    metrics = ("train/loss", "eval/loss")
+
+    def __init__(self, hparams, data, resources, seed):
+        super().__init__(hparams, data, resources, seed)
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(64, 8, generator=g)
+        self.y = self.x.sum(1)
+        self.w = torch.zeros(8)
+
+    @property
+    def steps_per_epoch(self):
+        return self.hparams["steps"]
+
+    def train_step(self, ctx):
+        self.misbehave(ctx)
+        grad = 2 * self.x.T @ (self.x @ self.w - self.y) / len(self.x)
+        self.w = self.w - self.hparams["lr"] * grad
+        return {"train/loss": float(((self.x @ self.w - self.y) ** 2).mean())}
+
+    def misbehave(self, ctx):
+        pass
+
+    def evaluate(self):
+        return {"eval/loss": float(((self.x @ self.w - self.y) ** 2).mean())}
+
+    def state_dict(self):
+        return {"w": self.w.clone()}
+
+    def load_state_dict(self, state):
+        self.w = state["w"].clone()
+
+
+@wb.register_model("fault_killer")
+class Killer(_Linear):
+    """From epoch 2 on, its step kills the worker process it runs in."""
+
+    def misbehave(self, ctx):
+        if ctx.epoch >= 2:
+            os._exit(1)
+
+
+@wb.register_model("fault_hang")
+class Hang(_Linear):
+    """From epoch 2 on, its step never returns."""
+
+    def misbehave(self, ctx):
+        while ctx.epoch >= 2:
+            time.sleep(0.1)
+
+
+from workbench.cli import main
+sys.exit(main(sys.argv[1:]))
+'''
+
+
+def _preset(tmp_path: Path, models: list[str], **extra) -> Path:
+    preset = {"description": "a fault", "datasets": ["digits"], "target_models": models, "epochs": 4,
+              "batch_size": 32, "checkpoint_interval": 1, "enable_collaborative_training": True, **extra}
+    path = tmp_path / "fault.json"
+    path.write_text(json.dumps({"fault": preset}))
+    return path
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+            "OMP_NUM_THREADS": "1"}
+
+
+def _script(tmp_path: Path) -> Path:
+    path = tmp_path / "faulty_models.py"
+    path.write_text(MODELS)
+    return path
+
+
+def _cli(tmp_path: Path, *args: str, script: bool = False, timeout: float = 400, **popen) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess: ``python -m workbench`` or the script defining the faulty models."""
+    head = [sys.executable, str(_script(tmp_path))] if script else [sys.executable, "-m", "workbench"]
+    return subprocess.run([*head, *args, "--quiet", "--no-report"], capture_output=True, text=True,
+                          timeout=timeout, env=_env(), cwd=tmp_path, **popen)
+
+
+def _no_traceback(proc) -> None:
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+
+
+def _only_run(runs: Path) -> Path:
+    (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
+    return run_dir
+
+
+def _valid_checkpoints(run_dir: Path, model: str) -> list[int]:
+    saver = DiskSaver(run_dir / "checkpoints")
+    epochs = saver.valid_epochs(model)
+    for epoch in epochs:  # they load, not only match their checksum
+        saver.load(saver.root / model / f"epoch_{epoch:06d}.pt")
+    return epochs
+
+
+def test_segment_timeout_default_and_validation():
+    assert _faults.segment_timeout(None, None) == 600  # nothing seen yet: the floor
+    assert _faults.segment_timeout(None, 50.0, epochs=2) == 2000  # 20 x a slow model's segment
+    assert _faults.segment_timeout(30, 50.0) == 30  # the preset wins
+    assert not _faults.progressed(1, lost_at=2) and _faults.progressed(2, lost_at=2)
+    base = {"description": "d", "datasets": ["digits"], "epochs": 1, "batch_size": 8, "target_models": ["digits_mlp"],
+            "checkpoint_interval": 1, "enable_collaborative_training": False}
+    assert validate_preset("p", {**base, "segment_timeout": 5}) == []
+    for bad in (0, -1, float("inf"), 10**9, "10", True):
+        (problem,) = validate_preset("p", {**base, "segment_timeout": bad})
+        assert problem.startswith("presets.p.segment_timeout: must be")
+
+
+@pytest.mark.slow
+def test_a_model_that_kills_its_worker_fails_alone_and_the_healthy_model_finishes(tmp_path):
+    """Every replacement worker the killer gets dies too: after max_failures+1 deaths it is
+    marked failed, the healthy model (on its own worker, never handed the killer) finishes
+    with all its checkpoints, and the run ends with failures instead of hanging."""
+    runs = tmp_path / "runs"
+    preset = _preset(tmp_path, ["digits_mlp", "fault_killer"], max_failures=2)
+    t0 = time.monotonic()
+    proc = _cli(tmp_path, "run", "--preset", str(preset), "--runs-dir", str(runs), script=True)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    _no_traceback(proc)
+    assert "fault_killer@digits failed: lost its worker 3 times" in proc.stderr
+    assert time.monotonic() - t0 < 300
+    run_dir = _only_run(runs)
+    store = read_store(run_dir / "store.sqlite")
+    states = store.models().set_index("model")["state"].to_dict()
+    assert states == {"digits_mlp@digits": "finished", "fault_killer@digits": "failed"}
+    deaths = store.events(kind="error", model="fault_killer@digits")
+    assert sum(p.get("kind") == "worker" for p in deaths["payload"]) == 3
+    assert store.events(kind="error", model="digits_mlp@digits").empty  # never lost a worker or a state
+    assert _valid_checkpoints(run_dir, "digits_mlp@digits") == [2, 3, 4]
+    assert store.metrics(model="digits_mlp@digits", name="eval/test_accuracy")["epoch"].max() == 4
+
+
+@pytest.mark.slow
+def test_a_hung_step_fails_its_model_after_segment_timeout(tmp_path):
+    runs = tmp_path / "runs"
+    preset = _preset(tmp_path, ["digits_mlp", "fault_hang"], segment_timeout=8)
+    proc = _cli(tmp_path, "run", "--preset", str(preset), "--runs-dir", str(runs), script=True)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    _no_traceback(proc)
+    assert "fault_hang@digits failed: segment hung: no result after 8 s" in proc.stderr
+    run_dir = _only_run(runs)
+    store = read_store(run_dir / "store.sqlite")
+    assert store.models().set_index("model")["state"].to_dict() == {"digits_mlp@digits": "finished",
+                                                                    "fault_hang@digits": "failed"}
+    assert _valid_checkpoints(run_dir, "digits_mlp@digits") == [2, 3, 4]
+    assert _valid_checkpoints(run_dir, "fault_hang@digits") == [1]
+
+
+@pytest.mark.slow
+def test_the_first_sigterm_during_a_hung_step_stops_the_run_promptly(tmp_path):
+    runs = tmp_path / "runs"
+    preset = _preset(tmp_path, ["fault_hang"], epochs=3)  # the default timeout: minutes
+    proc = subprocess.Popen([sys.executable, str(_script(tmp_path)), "run", "--preset", str(preset), "--runs-dir",
+                             str(runs), "--no-report"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # epoch 1 checkpointed: epoch 2 hangs now
+            found = list(runs.glob("*/checkpoints/fault_hang@digits/epoch_000001.pt"))
+            if found:
+                break
+            time.sleep(0.5)
+        assert found, "the hung model never finished its first epoch"
+        time.sleep(2)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+        stopped_in = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "SIGTERM: stopping" in err
+    assert "Traceback" not in out + err, err[-3000:]
+    assert "stopped" in out and "workbench resume" in out
+    assert stopped_in < 60
+    run_dir = _only_run(runs)
+    assert read_store(run_dir / "store.sqlite").run_info()["state"] == "stopped"
+    assert _valid_checkpoints(run_dir, "fault_hang@digits") == [1]
