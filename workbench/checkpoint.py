@@ -106,16 +106,20 @@ class DiskSaver:
 
         return torch.load(io.BytesIO(self._verified(path)), weights_only=True, map_location=map_location)
 
-    def load_latest(self, name: str, max_epoch: int | None = None,
-                    map_location: Any = "cpu") -> tuple[int, dict[str, Any]] | None:
-        """Newest valid checkpoint at or before ``max_epoch``; corrupt ones are skipped."""
+    def load_latest(self, name: str, max_epoch: int | None = None, map_location: Any = "cpu",
+                    skipped: dict[int, str] | None = None) -> tuple[int, dict[str, Any]] | None:
+        """Newest valid checkpoint at or before ``max_epoch``; corrupt ones are skipped (and
+        put in ``skipped``, epoch -> why, for the caller to report)."""
         for path in reversed(self.list(name)):
             epoch = int(_FILE.match(path.name).group(1))
             if max_epoch is not None and epoch > max_epoch:
                 continue
             try:
                 return epoch, self.load(path, map_location)
-            except Exception:  # corrupt or truncated: fall back to the previous one
+            except Exception as exc:  # corrupt or truncated: fall back to the previous one
+                if skipped is not None:
+                    skipped[epoch] = ("checksum mismatch" if isinstance(exc, CheckpointError)
+                                      else f"cannot be loaded: {type(exc).__name__}")
                 continue
         return None
 

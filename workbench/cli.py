@@ -215,7 +215,8 @@ def _cmd_run(args) -> int:
 def _cmd_resume(args) -> int:
     from .run import resume_run
 
-    run = resume_run(args.run, args.runs_dir, _overrides(args.set), args.scheduler, detach=args.detach)
+    run = resume_run(args.run, args.runs_dir, _overrides(args.set), args.scheduler, detach=args.detach,
+                     allow_restart=args.allow_restart or ())
     return _drive(run, args)
 
 
@@ -406,6 +407,8 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_run)
     s = sub.add_parser("resume", help="continue an interrupted run from its checkpoints")
     s.add_argument("run")
+    s.add_argument("--allow-restart", action="append", metavar="MODEL",
+                   help="let MODEL start over at epoch 0 when it has no loadable checkpoint (repeatable)")
     common(s)
     s.set_defaults(func=_cmd_resume)
     def steering(name: str, help_: str, model: str | None = "?"):

@@ -489,7 +489,11 @@ class Coordinator(Steering):
             m.worker = dead
             self._fail(m, f"lost its worker and no worker is left to rebuild it on ({exc})")
             return
-        loaded = self.saver.load_latest(m.name)
+        skipped: dict[int, str] = {}
+        loaded = self.saver.load_latest(m.name, skipped=skipped)
+        if skipped:
+            self._event(m.name, K.CHECKPOINT_FALLBACK, {"epoch": loaded[0] if loaded else 0, "restart": False,
+                                                        "skipped": {str(e): r for e, r in skipped.items()}})
         checkpoint = None
         m.completed, m.step, m.exports, m.deps = 0, 0, {}, []
         self._lost_inputs = True
@@ -560,16 +564,14 @@ class Coordinator(Steering):
         models coupled by knowledge or a controller resume from one epoch)."""
         if not self._resume:
             return {}
-        links: list[tuple[str, str]] = []
-        if self.collab and not self.controllers:  # who exchanged knowledge, as recorded
-            from .store import read_store
+        from ._restore import knowledge_links, plan_restore
 
-            used = read_store(self.run_dir / "store.sqlite").events(kind="knowledge")
-            links = [(row.model, src) for row in used.itertuples()
-                     for sources in row.payload.get("kinds", {}).values() for src in sources]
-        starts = policy.resume_epochs({name: (self.saver.valid_epochs(name), m.spec.epochs)
-                                       for name, m in self.models.items()},
-                                      {name: self.saver.valid_epochs(name) for name in self.controllers}, links)
+        restore = self._resume.get("restore") or plan_restore(  # resume_run plans it before the cluster
+            self.saver, {n: m.spec.epochs for n, m in self.models.items()}, self.controllers,
+            knowledge_links(self.run_dir) if self.collab and not self.controllers else [])
+        starts = dict(restore.starts)
+        for fallback in restore.fallbacks:
+            self._event(fallback["model"], K.CHECKPOINT_FALLBACK, fallback)
         checkpoints = {}
         for name, m in self.models.items():
             loaded = self.saver.load_latest(name, max_epoch=starts[name]) if starts[name] else None

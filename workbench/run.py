@@ -27,6 +27,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .checkpoint import check_name
@@ -308,8 +309,15 @@ def attach(run_id: str, runs_dir_: str | Path | None = None) -> Run:
 
 
 def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict[str, Any] | None = None,
-               scheduler: str | Client | None = None, security: Any = None, *, detach: bool = False) -> Run:
+               scheduler: str | Client | None = None, security: Any = None, *, detach: bool = False,
+               allow_restart: Iterable[str] = ()) -> Run:
     """Continue an interrupted or stopped run from its checkpoints, optionally with changes.
+
+    Models coupled by knowledge or a controller resume from one common epoch. A model that
+    would start over at epoch 0 (every checkpoint corrupt, or none at an epoch its peers
+    share) is refused with a :class:`~workbench.errors.CheckpointError` naming it, unless
+    listed in ``allow_restart``; a model resumed from an older checkpoint than its newest
+    file is reported as a warning and a ``checkpoint_fallback`` event.
 
     ``overrides`` are preset overrides like ``{"models.digits_mlp.hyperparameters.lr": 0.01}``;
     changes to live hyperparameters are recorded as ``hparam`` events. A run another live
@@ -361,10 +369,12 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
             for inst in plan.trainers:
                 if inst.model == parts[1]:
                     hp_changes[(inst.instance, parts[3])] = value
+    restore = _plan_restore(record.dir, plan, allow_restart)  # refuses before any worker starts
     if detach:
         from ._driver import spawn
 
-        return spawn(record.dir, "resume", scheduler=_address(scheduler), overrides=overrides)
+        return spawn(record.dir, "resume", scheduler=_address(scheduler), overrides=overrides,
+                     allow_restart=sorted(set(allow_restart)))
     lease = Lease(store_path, record.id, "resume").acquire()  # before the cluster: two resumes, one wins
     try:
         if scheduler:  # an external cluster: place on its workers, GPUs included
@@ -387,7 +397,7 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
         store = RunStore(store_path)
         store.set_run(state=RunState.RUNNING.value, resumed=time.time(), **_driver())
         coordinator = Coordinator(record.id, record.dir, plan, {p.instance: p for p in placements}, cluster, store,
-                                  resume={"overrides": hp_changes}, code=code)
+                                  resume={"overrides": hp_changes, "restore": restore}, code=code)
     except BaseException:
         lease.release()
         if store is not None:
@@ -397,6 +407,25 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
     from . import _live
 
     return _live.add(DrivenRun(record.dir, coordinator, cluster, store, lease)._start())
+
+
+def _plan_restore(run_dir: Path, plan, allow_restart: Iterable[str]):
+    """Where each model resumes (see :mod:`workbench._restore`); each fallback is warned."""
+    import warnings
+
+    from ._restore import knowledge_links, plan_restore
+    from .checkpoint import DiskSaver
+
+    collab = plan.preset.get("enable_collaborative_training", False)
+    controllers = [i.instance for i in plan.controllers]
+    if not plan.preset.get("collaboration", {}).get("controller", True) or not collab:
+        controllers = []
+    links = knowledge_links(run_dir) if collab and not controllers else []
+    restore = plan_restore(DiskSaver(run_dir / "checkpoints"), {i.instance: i.epochs for i in plan.trainers},
+                           controllers, links, allow_restart)
+    for line in restore.lines():
+        warnings.warn(line, stacklevel=3)
+    return restore
 
 
 def list_runs(runs_dir_: str | Path | None = None):

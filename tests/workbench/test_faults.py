@@ -215,3 +215,74 @@ def test_the_first_sigterm_during_a_hung_step_stops_the_run_promptly(tmp_path):
     run_dir = _only_run(runs)
     assert read_store(run_dir / "store.sqlite").run_info()["state"] == "stopped"
     assert _valid_checkpoints(run_dir, "fault_hang@digits") == [1]
+
+
+def _stopped_run(tmp_path: Path, runs: Path, run_id: str, epochs_checkpointed: int, *extra: str) -> Path:
+    """A digits_mutual run stopped by SIGTERM once both models checkpointed some epochs."""
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "run", "--preset", "digits_mutual", "--runs-dir",
+                             str(runs), "--run-id", run_id, "--quiet", "--no-report", "--set", "epochs=8",
+                             "--set", "checkpoint_interval=1",
+                             "--set", "models.digits_mlp.hyperparameters.batch_size=4", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    run_dir = runs / run_id
+    try:
+        deadline = time.monotonic() + 300
+        want = f"epoch_{epochs_checkpointed:06d}.pt"
+        while time.monotonic() < deadline and not all(
+                (run_dir / "checkpoints" / m / want).exists() for m in ("digits_mlp@digits", "digits_cnn@digits")):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and "stopped" in out, err[-3000:]
+    return run_dir
+
+
+def _digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_model_without_a_loadable_checkpoint_and_reports_every_fallback(tmp_path):
+    import hashlib
+
+    runs = tmp_path / "runs"
+    run_dir = _stopped_run(tmp_path, runs, "r", 3)
+    mlp, cnn = (DiskSaver(run_dir / "checkpoints").list(m) for m in ("digits_mlp@digits", "digits_cnn@digits"))
+    newest_mlp = int(mlp[-1].stem.split("_")[1])
+    mlp[-1].write_bytes(mlp[-1].read_bytes()[:100])  # truncated newest: falls back to the one before
+    cnn[-1].write_bytes(b"not a torch file")  # its checksum matches, yet it cannot be loaded
+    cnn[-1].with_suffix(".sha256").write_text(hashlib.sha256(b"not a torch file").hexdigest())
+    for path in cnn[:-1]:
+        path.write_bytes(path.read_bytes()[:50])
+    before = _digest(run_dir)
+
+    refused = _cli(tmp_path, "resume", "r", "--runs-dir", str(runs))
+    assert refused.returncode == 2
+    _no_traceback(refused)
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("workbench: error: cannot resume consistently: digits_cnn@digits has no loadable checkpoint")
+    assert "cannot be loaded" in line and "checksum mismatch" in line
+    assert "--allow-restart digits_cnn@digits" in line
+    assert _digest(run_dir) == before  # nothing touched, no cluster started
+
+    unknown = _cli(tmp_path, "resume", "r", "--runs-dir", str(runs), "--allow-restart", "nope")
+    assert unknown.returncode == 2 and "--allow-restart nope: no such model" in unknown.stderr
+
+    resumed = _cli(tmp_path, "resume", "r", "--runs-dir", str(runs), "--allow-restart", "digits_cnn@digits")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _no_traceback(resumed)
+    warnings = [x for x in resumed.stderr.splitlines() if x.startswith("workbench: warning:")]
+    assert f"workbench: warning: digits_mlp@digits resumes from epoch {newest_mlp - 1}; passed over: " \
+           f"epoch {newest_mlp} (checksum mismatch)" in warnings
+    assert any(w.startswith("workbench: warning: digits_cnn@digits restarts from epoch 0 (--allow-restart)")
+               for w in warnings)
+    store = read_store(run_dir / "store.sqlite")
+    fallbacks = {row.model: row.payload for row in store.events(kind="checkpoint_fallback").itertuples()}
+    assert fallbacks["digits_mlp@digits"]["epoch"] == newest_mlp - 1
+    assert fallbacks["digits_cnn@digits"] == {**fallbacks["digits_cnn@digits"], "epoch": 0, "restart": True}
+    started = store.events(kind="resumed")["payload"].iloc[-1]["from_epoch"]
+    assert started == {"digits_mlp@digits": newest_mlp - 1, "digits_cnn@digits": 0}
+    assert set(store.models()["state"]) == {"finished"}
