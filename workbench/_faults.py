@@ -21,7 +21,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESTART_WAIT", "STOP_GRACE", "worker_names", "restart_workers", "replacement_worker", "result_unless_lost", "segment_timeout",
+__all__ = ["RESTART_WAIT", "STOP_GRACE", "worker_names", "restart_workers", "write_failure", "replacement_worker", "result_unless_lost", "segment_timeout",
            "overdue", "progressed"]
 
 STOP_GRACE = 10.0  # seconds a stop waits for a step boundary before abandoning the segment
@@ -103,3 +103,24 @@ def progressed(epoch: int, lost_at: int) -> bool:
     """The model finished ``epoch``, at or past the epoch it last lost its worker in:
     only then does a finished epoch forgive a failure."""
     return epoch >= lost_at
+
+
+_ERRNO_WHY = {"ENOSPC": "no space left on device (disk full)", "EDQUOT": "disk quota exceeded",
+              "EFBIG": "file too large (a file size limit such as `ulimit -f`)", "EACCES": "permission denied",
+              "EPERM": "permission denied", "EROFS": "read-only file system"}
+_SQLITE_WHY = {"SQLITE_FULL": "disk full", "SQLITE_READONLY": "read-only (permission denied)",
+               "SQLITE_CANTOPEN": "cannot open it (permission denied, or its folder is gone)",
+               "SQLITE_IOERR": "disk I/O error (disk full, a file size limit such as `ulimit -f`, or a failing disk)"}
+
+
+def write_failure(what: str, exc: BaseException) -> str:
+    """One line saying which write failed and the likely cause: disk full, file too large,
+    permission (what the user can fix), from an ``OSError``'s errno or SQLite's error name."""
+    import errno as errno_
+
+    code = getattr(exc, "errno", None)
+    name = errno_.errorcode.get(code, "") if isinstance(code, int) else ""
+    sqlite = str(getattr(exc, "sqlite_errorname", "") or "")
+    why = _ERRNO_WHY.get(name) or next((v for k, v in _SQLITE_WHY.items() if sqlite.startswith(k)), None)
+    detail = getattr(exc, "strerror", None) or str(exc)
+    return f"writing {what} failed: {why or detail}" + (f" [{name or sqlite}]" if name or sqlite else "")

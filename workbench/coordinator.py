@@ -134,6 +134,7 @@ class Coordinator(Steering):
         self._names: dict[str, str] = {}  # worker address -> name (a nanny restarts a worker by name)
         self._since: dict[str, float] = {}  # segment key -> when the driver first saw it in flight
         self._stop_seen: float | None = None  # when the driver first saw the run stopping
+        self.fatal: str | None = None  # why the run failed as a whole (a store or checkpoint write)
         self.started = time.time()
 
     # -- public (any thread) ----------------------------------------------------------------
@@ -412,6 +413,7 @@ class Coordinator(Steering):
         if now - self._last_worker_check < every:
             return False
         self._last_worker_check = now
+        self._check_writes()
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         self._names.update({addr: str(w.get("name", addr)) for addr, w in info.items()})
         alive = set(info)
@@ -428,6 +430,16 @@ class Coordinator(Steering):
         if self._lost_inputs:  # from the first lost worker on, once a second
             recovered |= self._unblock_consumers()
         return self._check_hung(now) or recovered
+
+    def _check_writes(self) -> None:
+        """A store or checkpoint write failed (disk full, file too large, permission): what
+        the run does from now on cannot be kept, so it stops as failed, with the reason."""
+        reason = self.checkpoints.failure or self.store.failure
+        if reason is None or self.fatal is not None:
+            return
+        self.fatal = reason
+        self._event(None, K.ERROR, {"error": reason, "kind": "write"})
+        self.submit(Command(CommandOp.STOP, source="engine", client="engine"))
 
     def _check_hung(self, now: float) -> bool:
         """A segment past its ``segment_timeout`` fails its model; a segment that has not
@@ -566,6 +578,8 @@ class Coordinator(Steering):
             return {}
         from ._restore import knowledge_links, plan_restore
 
+        self.saver.sweep()  # what an interrupted write left behind
+
         restore = self._resume.get("restore") or plan_restore(  # resume_run plans it before the cluster
             self.saver, {n: m.spec.epochs for n, m in self.models.items()}, self.controllers,
             knowledge_links(self.run_dir) if self.collab and not self.controllers else [])
@@ -623,6 +637,9 @@ class Coordinator(Steering):
                 self.checkpoints.save(cname, self.round + 1, {"controller": controller.state_dict(),
                                                               "round": self.round + 1})
         self.checkpoints.close()
+        self._check_writes()  # the last checkpoints, written just now
+        if self.fatal is not None:
+            self.state = RunState.FAILED
         try:
             self.client.unsubscribe_topic(self.topic)
         except Exception:
@@ -635,7 +652,8 @@ class Coordinator(Steering):
         except Exception:
             pass
         self._event(None, K(self.state.value), {"models": {n: m.state.value for n, m in self.models.items()},
-                                                "seconds": time.time() - self.started})
+                                                "seconds": time.time() - self.started,
+                                                **({"reason": self.fatal} if self.fatal else {})})
         self.store.set_run(state=self.state.value, finished=time.time())
 
 

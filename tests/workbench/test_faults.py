@@ -111,7 +111,8 @@ def _script(tmp_path: Path) -> Path:
 def _cli(tmp_path: Path, *args: str, script: bool = False, timeout: float = 400, **popen) -> subprocess.CompletedProcess:
     """The CLI in a subprocess: ``python -m workbench`` or the script defining the faulty models."""
     head = [sys.executable, str(_script(tmp_path))] if script else [sys.executable, "-m", "workbench"]
-    return subprocess.run([*head, *args, "--quiet", "--no-report"], capture_output=True, text=True,
+    quiet = ["--quiet", "--no-report"] if args[0] in ("run", "resume") else []
+    return subprocess.run([*head, *args, *quiet], capture_output=True, text=True,
                           timeout=timeout, env=_env(), cwd=tmp_path, **popen)
 
 
@@ -286,3 +287,60 @@ def test_resume_refuses_a_model_without_a_loadable_checkpoint_and_reports_every_
     started = store.events(kind="resumed")["payload"].iloc[-1]["from_epoch"]
     assert started == {"digits_mlp@digits": newest_mlp - 1, "digits_cnn@digits": 0}
     assert set(store.models()["state"]) == {"finished"}
+
+
+def _file_size_limit(limit: int):
+    """For the child: files may grow to ``limit`` bytes; past it a write fails with EFBIG
+    (SIGXFSZ ignored), as on a full disk; the Dask workers it starts inherit the limit."""
+    import resource
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("where, limit, extra", [
+    ("store.sqlite", 300 * 1024, ["--set", "epochs=6"]),
+    ("checkpoint digits_", 250 * 1024, ["--set", "epochs=3", "--set", "checkpoint_interval=1"]),
+], ids=["store", "checkpoint"])
+def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_what_was_written_valid(tmp_path, where, limit, extra):
+    runs = tmp_path / "runs"
+    earlier = runs / "earlier"  # something already there, which must come out untouched
+    earlier.mkdir(parents=True)
+    (earlier / "notes.txt").write_text("keep me")
+    proc = _cli(tmp_path, "run", "--preset", "digits_mutual", "--runs-dir", str(runs), "--run-id", "full", *extra,
+                preexec_fn=_file_size_limit(limit))
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-3000:]
+    _no_traceback(proc)
+    assert "full finished" not in proc.stdout and "run full failed" in proc.stdout
+    (line,) = [x for x in proc.stderr.splitlines() if x.startswith("workbench: run failed:")]
+    assert f"workbench: run failed: writing {runs / 'full' / where if where == 'store.sqlite' else where}" in line
+    assert "file size limit" in line
+    run_dir = runs / "full"
+    leftovers = [p for p in run_dir.rglob("*") if p.name.endswith(".tmp") or
+                 (p.suffix == ".sha256" and not p.with_suffix(".pt").exists())]
+    assert leftovers == []
+    for model in ("digits_mlp@digits", "digits_cnn@digits"):
+        _valid_checkpoints(run_dir, model)  # whatever was written loads
+    store = read_store(run_dir / "store.sqlite")  # readable, not corrupt
+    assert len(store.models()) == 2 and not store.events().empty
+    # Where the store still had room it says failed, else (its last writes refused) the run
+    # shows as interrupted, resumable once there is space: never as finished.
+    assert store.run_info()["state"] in ("failed", "running")
+    status = _cli(tmp_path, "status", "--runs-dir", str(runs))
+    assert status.returncode == 0, status.stderr
+    assert any(row.split()[:2] in (["full", "failed"], ["full", "interrupted"]) for row in status.stdout.splitlines())
+    assert (earlier / "notes.txt").read_text() == "keep me"
+
+
+def test_an_epoch_count_that_would_never_end_is_refused_before_anything_starts(tmp_path):
+    runs = tmp_path / "runs"
+    proc = _cli(tmp_path, "run", "--preset", "digits_mutual", "--runs-dir", str(runs),
+                "--set", "epochs=100000000000000000000", timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "workbench: error: --set: presets.digits_mutual.epochs: must be at most 100,000, got 100,000,000,000,000,000,000"]
+    assert not runs.exists() or not any(runs.iterdir())
