@@ -110,7 +110,7 @@ def _open_cluster(plan, inventory, placements, scheduler: str | Client | None, s
     preload = sorted({f"model={i.model}" for i in plan.trainers} |
                      {f"data={i.dataset['name']}:{i.data_seed}" for i in plan.trainers
                       if i.dataset and not i.dataset.get("path")})
-    return start_local_cluster(specs, preload=preload)
+    return start_local_cluster(specs, preload=preload, security=security)
 
 
 def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, runs_dir_: str | Path | None = None,
@@ -143,8 +143,13 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     Bad input raises a :class:`~workbench.errors.WorkbenchError` before anything is
     written. Returns the :class:`Run` once training has started.
     """
+    from ._security import load_security, security_path
     from ._staging import code_for_plan, load_code, save_code, stage_datasets
     from .replay import replay_plan
+
+    given, security = security, load_security(security)  # a bad path: one line, nothing made
+    if detach and security is not None and security_path(given) is None:
+        raise WorkbenchError("a detached run takes security as a path (a folder or YAML file), not an object")
 
     if replay is not None and (overrides or datasets):
         raise WorkbenchError("a replay runs the replayed run's own preset: leave out overrides")
@@ -179,7 +184,7 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
         from ._driver import spawn
 
         replayed = str(_replayed_dir(replay, runs_dir_)) if replay is not None else None
-        return spawn(run_dir, "start", scheduler=_address(scheduler), replay=replayed)
+        return spawn(run_dir, "start", scheduler=_address(scheduler), replay=replayed, security=security_path(given))
     return _drive_new(run_dir, plan, inventory, placements, scheduler, security, code, schedule)
 
 
@@ -323,9 +328,14 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
     changes to live hyperparameters are recorded as ``hparam`` events. A run another live
     process drives is refused (one driver per run); ``detach`` as in :func:`start_run`.
     """
+    from ._security import load_security, security_path
     from ._staging import load_code
     from .coordinator import Coordinator
     from .lease import LeaseHeldError
+
+    given, security = security, load_security(security)
+    if detach and security is not None and security_path(given) is None:
+        raise WorkbenchError("a detached run takes security as a path (a folder or YAML file), not an object")
     from .plan import make_plan
     from .presets import validate_preset
 
@@ -374,7 +384,7 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
         from ._driver import spawn
 
         return spawn(record.dir, "resume", scheduler=_address(scheduler), overrides=overrides,
-                     allow_restart=sorted(set(allow_restart)))
+                     allow_restart=sorted(set(allow_restart)), security=security_path(given))
     lease = Lease(store_path, record.id, "resume").acquire()  # before the cluster: two resumes, one wins
     try:
         if scheduler:  # an external cluster: place on its workers, GPUs included

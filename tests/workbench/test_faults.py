@@ -344,3 +344,101 @@ def test_an_epoch_count_that_would_never_end_is_refused_before_anything_starts(t
     assert proc.stderr.strip().splitlines() == [
         "workbench: error: --set: presets.digits_mutual.epochs: must be at most 100,000, got 100,000,000,000,000,000,000"]
     assert not runs.exists() or not any(runs.iterdir())
+
+
+def _certificate(folder: Path) -> Path:
+    """A self-signed certificate (its own CA) for every role, as ca.pem, cert.pem, key.pem."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "workbench-test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder.mkdir()
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    (folder / "ca.pem").write_bytes(pem)
+    (folder / "cert.pem").write_bytes(pem)
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return folder
+
+
+def _tls_without_certificate(address: str, ca: Path) -> str:
+    """Open TLS to ``address`` trusting its CA but showing no certificate of our own, and
+    send a byte: a scheduler that checks clients closes the connection."""
+    import socket
+    import ssl
+
+    host, port = address.removeprefix("tls://").rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(ca))
+    context.check_hostname = False
+    try:
+        with socket.create_connection((host, int(port)), timeout=10) as raw, \
+                context.wrap_socket(raw, server_hostname=host) as conn:
+            conn.sendall(b"\0" * 8)
+            return "refused" if conn.recv(1) == b"" else "accepted"
+    except (ssl.SSLError, ConnectionError):
+        return "refused"
+
+
+def test_a_bad_security_path_is_one_line(tmp_path):
+    runs = tmp_path / "runs"
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "ca.pem").write_text("x")
+    (tmp_path / "tls.yaml").write_text("ca: ca.pem\ncert: cert.pem\n")
+    for path, words in ((tmp_path / "nowhere", "no such file or folder"), (tmp_path / "half", "missing"),
+                        (tmp_path / "tls.yaml", "expected exactly the keys ca, cert and key")):
+        proc = _cli(tmp_path, "run", "--preset", "digits_mutual", "--runs-dir", str(runs), "--security", str(path),
+                    timeout=120)
+        assert proc.returncode == 2
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith(f"workbench: error: --security {path}: {words}")
+        assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.slow
+def test_with_security_the_local_scheduler_refuses_a_client_without_the_certificate(tmp_path):
+    from distributed import Client
+
+    from workbench._security import load_security
+
+    certs = _certificate(tmp_path / "certs")
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "workbench", "run", "--preset", "digits_mutual", "--runs-dir",
+                             str(runs), "--run-id", "tls", "--security", str(certs), "--quiet", "--no-report",
+                             "--set", "epochs=50", "--set", "models.digits_mlp.hyperparameters.batch_size=4"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(), cwd=tmp_path)
+    try:
+        environment = runs / "tls" / "environment.json"
+        deadline = time.monotonic() + 240
+        while not environment.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.5)
+        assert environment.exists(), proc.stderr.read() if proc.poll() is not None else "no environment.json"
+        address = json.loads(environment.read_text())["scheduler"]
+        assert address.startswith("tls://127.0.0.1:")
+        from distributed.security import Security
+
+        other = _certificate(tmp_path / "other")  # a certificate the run's CA never signed
+        for where, security in ((address.replace("tls://", "tcp://"), None),  # no TLS at all
+                                (address, load_security(other))):
+            with pytest.raises((OSError, TimeoutError)):
+                Client(where, security=security, timeout=5)
+        assert _tls_without_certificate(address, certs / "ca.pem") == "refused"
+        with Client(address, security=load_security(certs), timeout=30) as client:  # the certificate: let in
+            assert len(client.scheduler_info(n_workers=-1)["workers"]) >= 1
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "Traceback" not in out + err
