@@ -5,8 +5,8 @@ Resume restores models coupled by knowledge (or a controller) from one common ep
 checkpoint really *loads* (a file can match its checksum and still not unpickle), and
 refuses what would change results without a word:
 
-* a model that has checkpoint files but would start over at epoch 0 (every file corrupt,
-  or none at an epoch its peers share) is refused, naming the model and the way out,
+* a model that has checkpoint files, none of which loads, would start over at epoch 0 (and
+  drag its coupled peers back with it): it is refused, naming the model and the way out,
   ``--allow-restart MODEL`` (``resume_run(..., allow_restart=[...])``); an allowed model
   leaves the common epoch to the others and starts at 0, and an event says so;
 * every model resumed from an epoch older than its newest checkpoint file gets a
@@ -89,14 +89,14 @@ def plan_restore(saver: DiskSaver, models: Mapping[str, int], controllers: Itera
     starts = resume_epochs({n: (seen[n][0], t) for n, t in kept.items()},
                            {c: seen[c][0] for c in controllers}, list(links))
     starts.update({n: 0 for n in allowed})
-    lost = [n for n in kept if starts[n] == 0 and (seen[n][0] or seen[n][1])]
-    if lost:
-        # Propose the models without any loadable file: allowing them frees the others'
-        # common epoch. Only when every one has some, the ones that would start over.
-        culprits = [n for n in kept if not seen[n][0]] or lost
-        why = "; ".join(_why(n, *seen[n]) for n in culprits)
-        flags = " ".join(f"--allow-restart {n}" for n in culprits)
-        raise CheckpointError(f"cannot resume consistently: {why}; restart {'it' if len(culprits) == 1 else 'them'} "
+    # Every file unusable: resuming would silently start it over (and, coupled, its peers).
+    # A model that never reached a checkpoint is no loss: coupled peers start over with it,
+    # reported below as fallbacks, as the uninterrupted run would have it.
+    broken = [n for n in kept if seen[n][1] and not seen[n][0]]
+    if broken:
+        why = "; ".join(_why(n, *seen[n]) for n in broken)
+        flags = " ".join(f"--allow-restart {n}" for n in broken)
+        raise CheckpointError(f"cannot resume consistently: {why}; restart {'it' if len(broken) == 1 else 'them'} "
                               f"from epoch 0 with {flags}, or put back valid checkpoint files")
     fallbacks = []
     for name in [*models, *controllers]:
@@ -110,9 +110,5 @@ def plan_restore(saver: DiskSaver, models: Mapping[str, int], controllers: Itera
 
 
 def _why(name: str, good: list[int], bad: dict[int, str]) -> str:
-    if not good and not bad:
-        return f"{name} has no checkpoint"
-    if not good:
-        files = ", ".join(f"epoch {e}: {why}" for e, why in sorted(bad.items()))
-        return f"{name} has no loadable checkpoint ({files})"
-    return f"{name} has no loadable checkpoint at an epoch its peers share (it has epochs {sorted(good)})"
+    files = ", ".join(f"epoch {e}: {why}" for e, why in sorted(bad.items()))
+    return f"{name} has no loadable checkpoint ({files})"

@@ -146,6 +146,38 @@ def test_segment_timeout_default_and_validation():
         assert problem.startswith("presets.p.segment_timeout: must be")
 
 
+def test_plan_restore_refuses_unusable_checkpoints_and_reports_fallbacks(tmp_path):
+    import torch
+
+    from workbench._restore import plan_restore
+    from workbench.errors import CheckpointError, WorkbenchError
+
+    saver = DiskSaver(tmp_path)
+    for name, epochs in (("a", (2, 4)), ("b", (2, 4)), ("c", (2,))):
+        for epoch in epochs:
+            saver.save(name, epoch, {"w": torch.zeros(2), "epoch": epoch})
+    (tmp_path / "b" / "epoch_000004.pt").write_bytes(b"truncated")
+    models, links = {"a": 6, "b": 6, "c": 6, "lonely": 6}, [("a", "b")]
+    plan = plan_restore(saver, models, [], links)
+    assert plan.starts == {"a": 2, "b": 2, "c": 2, "lonely": 0}  # a waits for b's newest valid epoch
+    assert plan.lines() == ["a resumes from epoch 2; passed over: epoch 4 (kept back to a common epoch with its peers)",
+                            "b resumes from epoch 2; passed over: epoch 4 (checksum mismatch)"]
+    (tmp_path / "b" / "epoch_000002.pt").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=r"b has no loadable checkpoint \(epoch 2: checksum mismatch, "
+                                              r"epoch 4: checksum mismatch\); restart it from epoch 0 with "
+                                              r"--allow-restart b"):
+        plan_restore(saver, models, [], links)
+    allowed = plan_restore(saver, models, [], links, allow_restart=["b"])
+    assert allowed.starts == {"a": 4, "b": 0, "c": 2, "lonely": 0}
+    assert [f["model"] for f in allowed.fallbacks if f["restart"]] == ["b"]
+    with pytest.raises(WorkbenchError, match="--allow-restart z: no such model"):
+        plan_restore(saver, models, [], links, allow_restart=["z"])
+    # A peer that never reached a checkpoint is no loss: the coupled ones start over with it, said so.
+    fresh = plan_restore(saver, {"c": 6, "lonely": 6}, [], [("c", "lonely")])
+    assert fresh.starts == {"c": 0, "lonely": 0} and fresh.lines() == [
+        "c resumes from epoch 0; passed over: epoch 2 (kept back to a common epoch with its peers)"]
+
+
 @pytest.mark.slow
 def test_a_model_that_kills_its_worker_fails_alone_and_the_healthy_model_finishes(tmp_path):
     """Every replacement worker the killer gets dies too: after max_failures+1 deaths it is
