@@ -39,7 +39,7 @@ def _child_env() -> dict[str, str]:
 
 
 def spawn(run_dir: Path, action: str, scheduler: str | None = None, overrides: dict[str, Any] | None = None,
-          replay: str | None = None):
+          replay: str | None = None, allow_restart: list[str] | None = None, security: str | None = None):
     """Start the driver of a staged (``start``) or interrupted (``resume``) run; return the
     attached :class:`~workbench.handles.Run` once it trains, or raise its error."""
     import shutil
@@ -48,7 +48,7 @@ def spawn(run_dir: Path, action: str, scheduler: str | None = None, overrides: d
 
     run_dir = Path(run_dir)
     spec = {"run_dir": str(run_dir), "action": action, "scheduler": scheduler, "overrides": overrides or {},
-            "replay": replay}
+            "replay": replay, "allow_restart": allow_restart or [], "security": security}
     proc = subprocess.Popen([sys.executable, "-m", "workbench._driver", json.dumps(spec)], cwd=os.getcwd(),
                             env=_child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, start_new_session=True, text=True)
@@ -130,7 +130,10 @@ def _start(spec: dict[str, Any]):
     plan = make_plan(name, stored)
     # On an external cluster, placement waits for its workers (run._drive_new).
     inventory, placements = (None, None) if spec.get("scheduler") else _place(plan)
-    return _drive_new(run_dir, plan, inventory, placements, spec.get("scheduler"), None, code, schedule)
+    from ._security import load_security
+
+    return _drive_new(run_dir, plan, inventory, placements, spec.get("scheduler"), load_security(spec.get("security")),
+                      code, schedule)
 
 
 def _built(run, timeout: float = START_TIMEOUT_S) -> None:
@@ -159,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from .run import resume_run
 
-            run = resume_run(run_dir.name, run_dir.parent, spec.get("overrides") or None, spec.get("scheduler"))
+            run = resume_run(run_dir.name, run_dir.parent, spec.get("overrides") or None, spec.get("scheduler"),
+                             spec.get("security"), allow_restart=spec.get("allow_restart") or ())
     except WorkbenchError as exc:
         _report({"ok": False, "error": str(exc)})
         return 2

@@ -62,16 +62,35 @@ class DiskSaver:
         data = buffer.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         final = folder / f"epoch_{epoch:06d}.pt"
-        for target, payload in ((final.with_suffix(".sha256"), digest.encode()), (final, data)):
-            tmp = target.with_name(f".{target.name}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        _fsync_dir(folder)
+        pairs = [(final, data), (final.with_suffix(".sha256"), digest.encode())]
+        tmps = [target.with_name(f".{target.name}.tmp") for target, _ in pairs]
+        try:  # both written in full before either is renamed: a failed write leaves no file behind
+            for tmp, (_, payload) in zip(tmps, pairs):
+                with open(tmp, "wb") as fh:
+                    fh.write(payload)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+            for tmp, (target, _) in zip(tmps, pairs):
+                os.replace(tmp, target)
+            _fsync_dir(folder)
+        except BaseException:
+            for path in (*tmps, final, final.with_suffix(".sha256")):
+                path.unlink(missing_ok=True)
+            raise
         self._prune(folder)
         return final
+
+    def sweep(self) -> list[Path]:
+        """Remove what an interrupted write left (``.tmp`` files, a checksum without its
+        checkpoint); returns the paths removed."""
+        removed = []
+        for folder in self.root.iterdir() if self.root.is_dir() else []:
+            for path in folder.iterdir() if folder.is_dir() else []:
+                orphan = path.suffix == ".sha256" and not path.with_suffix(".pt").exists()
+                if (path.name.startswith(".") and path.name.endswith(".tmp")) or orphan:
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        return removed
 
     def _prune(self, folder: Path) -> None:
         for path in self.list(folder.name)[:-self.keep]:
@@ -106,16 +125,20 @@ class DiskSaver:
 
         return torch.load(io.BytesIO(self._verified(path)), weights_only=True, map_location=map_location)
 
-    def load_latest(self, name: str, max_epoch: int | None = None,
-                    map_location: Any = "cpu") -> tuple[int, dict[str, Any]] | None:
-        """Newest valid checkpoint at or before ``max_epoch``; corrupt ones are skipped."""
+    def load_latest(self, name: str, max_epoch: int | None = None, map_location: Any = "cpu",
+                    skipped: dict[int, str] | None = None) -> tuple[int, dict[str, Any]] | None:
+        """Newest valid checkpoint at or before ``max_epoch``; corrupt ones are skipped (and
+        put in ``skipped``, epoch -> why, for the caller to report)."""
         for path in reversed(self.list(name)):
             epoch = int(_FILE.match(path.name).group(1))
             if max_epoch is not None and epoch > max_epoch:
                 continue
             try:
                 return epoch, self.load(path, map_location)
-            except Exception:  # corrupt or truncated: fall back to the previous one
+            except Exception as exc:  # corrupt or truncated: fall back to the previous one
+                if skipped is not None:
+                    skipped[epoch] = ("checksum mismatch" if isinstance(exc, CheckpointError)
+                                      else f"cannot be loaded: {type(exc).__name__}")
                 continue
         return None
 
@@ -132,7 +155,9 @@ class DiskSaver:
 
 
 class CheckpointWriter:
-    """Writes checkpoints in one background thread, so the driver never waits on a disk.
+    """Writes checkpoints in background threads (one per model, so files of a model are
+    written in order), so the driver never waits on a disk, and a state stuck on a dying
+    worker never holds up another model's checkpoints.
 
     Trainer states arrive as futures (:meth:`add`) and are written once computed
     (:meth:`poll`); controller states arrive as values (:meth:`save`). Each write is
@@ -141,34 +166,55 @@ class CheckpointWriter:
     """
 
     def __init__(self, saver: DiskSaver, run_dir: Path, emit: Any):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.saver = saver
         self.run_dir = Path(run_dir)
         self.emit = emit
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="workbench-ckpt")
+        self._pools: dict[str, Any] = {}
+        self.failure: str | None = None  # the first write that failed (disk full, permission): the run stops
         self._pending: list[tuple[Any, str, int, int, dict[str, Any]]] = []
 
     def add(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
         """A trainer's state future for ``epoch``; ``extra`` is the driver's part (hparams, pins)."""
         self._pending.append((future, name, epoch, step, extra))
 
+    def _pool(self, name: str):
+        from concurrent.futures import ThreadPoolExecutor
+
+        if name not in self._pools:
+            self._pools[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"workbench-ckpt-{name}")
+        return self._pools[name]
+
     def save(self, name: str, epoch: int, state: dict[str, Any]) -> None:
-        self._pool.submit(self.saver.save, name, epoch, state)
+        self._pool(name).submit(self._save, name, epoch, state)
+
+    def _save(self, name: str, epoch: int, state: dict[str, Any]) -> None:
+        try:
+            self.saver.save(name, epoch, state)
+        except OSError as exc:
+            self._failed(name, epoch, exc)
+
+    def _failed(self, name: str, epoch: int, exc: OSError) -> None:
+        from ._faults import write_failure
+        from .events import Event, EventKind
+
+        reason = write_failure(f"checkpoint {name} epoch {epoch}", exc)
+        self.failure = self.failure or reason
+        self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": reason, "kind": "write"}))
 
     def poll(self, wait: bool = False) -> None:
         """Hand computed states (all of them when ``wait``) to the writer thread."""
         keep = []
         for item in self._pending:
             if wait or item[0].done():
-                self._pool.submit(self._write, *item)
+                self._pool(item[1]).submit(self._write, *item)
             else:
                 keep.append(item)
         self._pending = keep
 
     def close(self) -> None:
         self.poll(wait=True)
-        self._pool.shutdown(wait=True)
+        for pool in self._pools.values():
+            pool.shutdown(wait=True)
 
     def _write(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
         import time
@@ -182,9 +228,13 @@ class CheckpointWriter:
         try:
             payload = future.result(timeout=60)
             payload["coordinator"] = extra
-            path = self.saver.save(name, epoch, payload)
-        except Exception as exc:
+        except Exception as exc:  # the state never came (its worker died on the way): that model's loss
             self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint failed: {exc}"}))
+            return
+        try:
+            path = self.saver.save(name, epoch, payload)
+        except OSError as exc:  # disk full, file too large, permission: the run cannot keep its work
+            self._failed(name, epoch, exc)
             return
         seconds = time.perf_counter() - t0
         now = time.time()

@@ -207,15 +207,16 @@ def _cmd_run(args) -> int:
 
     if args.replay and (args.preset or args.set):
         raise WorkbenchError("--replay re-runs the replayed run's own preset: leave out --preset and --set")
-    run = start_run(args.preset or "quick", _overrides(args.set), args.runs_dir, args.scheduler, run_id=args.run_id,
-                    detach=args.detach, replay=args.replay)
+    run = start_run(args.preset or "quick", _overrides(args.set), args.runs_dir, args.scheduler, args.security,
+                    run_id=args.run_id, detach=args.detach, replay=args.replay)
     return _drive(run, args)
 
 
 def _cmd_resume(args) -> int:
     from .run import resume_run
 
-    run = resume_run(args.run, args.runs_dir, _overrides(args.set), args.scheduler, detach=args.detach)
+    run = resume_run(args.run, args.runs_dir, _overrides(args.set), args.scheduler, args.security, detach=args.detach,
+                     allow_restart=args.allow_restart or ())
     return _drive(run, args)
 
 
@@ -389,6 +390,9 @@ def _parser() -> argparse.ArgumentParser:
     def common(sp, with_set=True):
         sp.add_argument("--runs-dir", help="default: $WORKBENCH_RUNS_DIR or ./runs")
         sp.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a local cluster)")
+        sp.add_argument("--security", metavar="PATH",
+                        help="TLS for the scheduler: a folder with ca.pem, cert.pem and key.pem, or a YAML file "
+                             "{ca, cert, key}")
         if with_set:
             sp.add_argument("--set", action="append", metavar="KEY=VALUE",
                             help="override a preset value (dotted keys), e.g. --set epochs=3")
@@ -406,6 +410,8 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_cmd_run)
     s = sub.add_parser("resume", help="continue an interrupted run from its checkpoints")
     s.add_argument("run")
+    s.add_argument("--allow-restart", action="append", metavar="MODEL",
+                   help="let MODEL start over at epoch 0 when it has no loadable checkpoint (repeatable)")
     common(s)
     s.set_defaults(func=_cmd_resume)
     def steering(name: str, help_: str, model: str | None = "?"):

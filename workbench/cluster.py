@@ -89,9 +89,12 @@ def _nanny_process_class():
     return NannyProcess
 
 
-def _nanny_environ() -> dict[str, str]:
-    """The nanny process's environment: ours, plus the Dask settings it must start with."""
+def _nanny_environ(security: Any = None) -> dict[str, str]:
+    """The nanny process's environment: ours, plus the Dask settings it must start with
+    (TLS included: the nanny and its worker read their certificates from them)."""
     import dask.config
+
+    from ._security import tls_config
 
     inherited = os.environ.get("DASK_INTERNAL_INHERIT_CONFIG")
     config = dask.config.deserialize(inherited) if inherited else {}
@@ -100,17 +103,19 @@ def _nanny_environ() -> dict[str, str]:
         "nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}},
         "worker": {"daemon": False},  # trainers may start processes of their own
         "admin": {"system-monitor": {"gil": {"enabled": False}}},
+        **tls_config(security),
     }})
     return {**os.environ, "DASK_INTERNAL_INHERIT_CONFIG": dask.config.serialize(config)}
 
 
 def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
-                        dashboard: bool = True, preload: Sequence[str] = ()) -> ClusterHandle:
-    """``preload``: ``model=NAME`` and ``data=NAME:SEED`` items each worker loads at start."""
+                        dashboard: bool = True, preload: Sequence[str] = (), security: Any = None) -> ClusterHandle:
+    """``preload``: ``model=NAME`` and ``data=NAME:SEED`` items each worker loads at start;
+    ``security``: a ``distributed.security.Security`` for TLS between every process."""
     import dask
     from distributed import Client, Scheduler, SpecCluster
 
-    nanny_process, environ = _nanny_process_class(), _nanny_environ()
+    nanny_process, environ = _nanny_process_class(), _nanny_environ(security)
     workers = {}
     for spec in specs:
         workers[spec.name] = {
@@ -127,9 +132,11 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
             }},
         }
     scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard_address": f"{host}:0" if dashboard else None}}
+    if security is not None:
+        scheduler["options"].update(protocol="tls://", security=security)
     with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
-        cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR)
-        client = Client(cluster)
+        cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR, security=security)
+        client = Client(cluster, security=security)
     client.wait_for_workers(len(specs), timeout=120)
     by_name = {s.name: s for s in specs}
     info = client.scheduler_info(n_workers=-1)["workers"]

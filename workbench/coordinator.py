@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from . import _faults
 from . import _policy as policy
 from . import _worker
 from ._policy import flow_of
@@ -64,6 +65,7 @@ class _Model:
     produces: set[str] = dataclasses.field(default_factory=set)
     consumes: set[str] = dataclasses.field(default_factory=set)
     failures: int = 0
+    lost_at: int = 0  # the epoch it last lost its worker in (failures are forgiven only past it)
     future: Any = None
     deps: list[Any] = dataclasses.field(default_factory=list)
     exports: dict[int, Any] = dataclasses.field(default_factory=dict)  # epoch -> export future
@@ -129,6 +131,10 @@ class Coordinator(Steering):
         self._acknowledged: set[int] = set()  # set commands a trainer reported applied
         self._lost_inputs = False  # a worker died: look for segments stuck on its knowledge
         self._last_worker_check = 0.0
+        self._names: dict[str, str] = {}  # worker address -> name (a nanny restarts a worker by name)
+        self._since: dict[str, float] = {}  # segment key -> when the driver first saw it in flight
+        self._stop_seen: float | None = None  # when the driver first saw the run stopping
+        self.fatal: str | None = None  # why the run failed as a whole (a store or checkpoint write)
         self.started = time.time()
 
     # -- public (any thread) ----------------------------------------------------------------
@@ -196,7 +202,7 @@ class Coordinator(Steering):
         for name, fut in futures.items():
             m = self.models[name]
             try:
-                info = fut.result()
+                info = _faults.result_unless_lost(self.client, fut, m.worker)
             except Exception as exc:
                 self._fail(m, f"could not build: {exc}", "".join(traceback.format_exception(exc)))
                 continue
@@ -339,7 +345,8 @@ class Coordinator(Steering):
         name = m.name
         m.completed += 1
         e = m.completed
-        m.failures = policy.forgive(m.failures)
+        if _faults.progressed(e, m.lost_at):
+            m.failures = policy.forgive(m.failures)
         m.step = result["step"]
         m.epoch_seconds = result["seconds"]
         m.steps_per_s = result["sys"]["sys/steps_per_s"]
@@ -406,7 +413,10 @@ class Coordinator(Steering):
         if now - self._last_worker_check < every:
             return False
         self._last_worker_check = now
-        alive = set(self.client.scheduler_info(n_workers=-1)["workers"])
+        self._check_writes()
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        self._names.update({addr: str(w.get("name", addr)) for addr, w in info.items()})
+        alive = set(info)
         suspects = [m for m in self.models.values() if m.future is not None and m.worker not in alive]
         if suspects:  # the client's copy of the worker list can lag under load: ask the scheduler itself
             alive = set(self.client.run_on_scheduler(_worker_addresses))
@@ -419,7 +429,45 @@ class Coordinator(Steering):
                 recovered = True
         if self._lost_inputs:  # from the first lost worker on, once a second
             recovered |= self._unblock_consumers()
-        return recovered
+        return self._check_hung(now) or recovered
+
+    def _check_writes(self) -> None:
+        """A store or checkpoint write failed (disk full, file too large, permission): what
+        the run does from now on cannot be kept, so it stops as failed, with the reason."""
+        reason = self.checkpoints.failure or self.store.failure
+        if reason is None or self.fatal is not None:
+            return
+        self.fatal = reason
+        self._event(None, K.ERROR, {"error": reason, "kind": "write"})
+        self.submit(Command(CommandOp.STOP, source="engine", client="engine"))
+
+    def _check_hung(self, now: float) -> bool:
+        """A segment past its ``segment_timeout`` fails its model; a segment that has not
+        reached a step boundary ``STOP_GRACE`` seconds after a stop was asked is abandoned
+        (its model stops at its last finished epoch). Either way its worker is restarted: a
+        hung step holds the worker's only thread."""
+        flying = {m.future.key: m for m in self.models.values() if m.future is not None}
+        self._since = {k: self._since.get(k, now) for k in flying}
+        if self.state == RunState.STOPPING and self._stop_seen is None:
+            self._stop_seen = now
+        stuck = []
+        for key, m in flying.items():
+            limit = _faults.segment_timeout(self.plan.preset.get("segment_timeout"), m.epoch_seconds,
+                                            policy.segment_epochs(self._ledger(), m.name))
+            if _faults.overdue(self._since[key], limit, now):
+                stuck.append(m)
+                self._fail(m, f"segment hung: no result after {limit:g} s (preset key segment_timeout)")
+            elif self._stop_seen is not None and _faults.overdue(self._stop_seen, _faults.STOP_GRACE, now):
+                stuck.append(m)
+                self._event(m.name, K.ERROR, {"epoch": m.completed + 1, "kind": "stop",
+                                              "error": f"no step boundary within {_faults.STOP_GRACE:g} s of the "
+                                                       f"stop: segment abandoned, epoch {m.completed} kept"})
+        for m in stuck:
+            fut, m.future = m.future, None
+            fut.cancel()
+        if stuck and not (self._stop_seen is not None and not self.cluster.external):  # a local cluster closes now
+            _faults.restart_workers(self.client, sorted({m.worker for m in stuck if m.worker}))
+        return bool(stuck)
 
     def _unblock_consumers(self) -> bool:
         """Segments that never started because a peer's knowledge died with its worker wait
@@ -437,19 +485,27 @@ class Coordinator(Steering):
     def _recover(self, m: _Model, exc: BaseException) -> None:
         """The worker died (or the task was lost): rebuild from the last checkpoint elsewhere."""
         m.failures += 1
+        m.lost_at = max(m.lost_at, m.completed + 1)
         self.bus.emit(LogLine(m.name, "".join(traceback.format_exception(exc))))
         self._event(m.name, K.ERROR, {"epoch": m.completed + 1, "error": f"{type(exc).__name__}: {exc}",
                                       "kind": "worker", "failures": m.failures})
         if policy.after_failure(m.failures, self.max_failures) == policy.FailureAction.FAIL:
             self._fail(m, f"lost its worker {m.failures} times")
             return
-        deadline = time.time() + 60  # a nanny restarts a dead worker within seconds
-        alive = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
-        while not alive and time.time() < deadline:
-            time.sleep(0.5)
-            alive = sorted(self.client.scheduler_info(n_workers=-1)["workers"])
-        m.worker = policy.choose_worker(self._ledger(), m.name, alive) or m.worker
-        loaded = self.saver.load_latest(m.name)
+        # Its own worker's replacement, never a healthy model's worker while one may come:
+        # a model that kills its worker would take the healthy one (and its states) with it.
+        dead = m.worker
+        back, alive = _faults.replacement_worker(self.client, self._names.get(dead), dead)
+        m.worker = back or policy.choose_worker(self._ledger(), m.name, alive)
+        if m.worker is None or m.worker == dead:  # no worker left: fail now, never wait on zero workers
+            m.worker = dead
+            self._fail(m, f"lost its worker and no worker is left to rebuild it on ({exc})")
+            return
+        skipped: dict[int, str] = {}
+        loaded = self.saver.load_latest(m.name, skipped=skipped)
+        if skipped:
+            self._event(m.name, K.CHECKPOINT_FALLBACK, {"epoch": loaded[0] if loaded else 0, "restart": False,
+                                                        "skipped": {str(e): r for e, r in skipped.items()}})
         checkpoint = None
         m.completed, m.step, m.exports, m.deps = 0, 0, {}, []
         self._lost_inputs = True
@@ -520,16 +576,16 @@ class Coordinator(Steering):
         models coupled by knowledge or a controller resume from one epoch)."""
         if not self._resume:
             return {}
-        links: list[tuple[str, str]] = []
-        if self.collab and not self.controllers:  # who exchanged knowledge, as recorded
-            from .store import read_store
+        from ._restore import knowledge_links, plan_restore
 
-            used = read_store(self.run_dir / "store.sqlite").events(kind="knowledge")
-            links = [(row.model, src) for row in used.itertuples()
-                     for sources in row.payload.get("kinds", {}).values() for src in sources]
-        starts = policy.resume_epochs({name: (self.saver.valid_epochs(name), m.spec.epochs)
-                                       for name, m in self.models.items()},
-                                      {name: self.saver.valid_epochs(name) for name in self.controllers}, links)
+        self.saver.sweep()  # what an interrupted write left behind
+
+        restore = self._resume.get("restore") or plan_restore(  # resume_run plans it before the cluster
+            self.saver, {n: m.spec.epochs for n, m in self.models.items()}, self.controllers,
+            knowledge_links(self.run_dir) if self.collab and not self.controllers else [])
+        starts = dict(restore.starts)
+        for fallback in restore.fallbacks:
+            self._event(fallback["model"], K.CHECKPOINT_FALLBACK, fallback)
         checkpoints = {}
         for name, m in self.models.items():
             loaded = self.saver.load_latest(name, max_epoch=starts[name]) if starts[name] else None
@@ -581,18 +637,23 @@ class Coordinator(Steering):
                 self.checkpoints.save(cname, self.round + 1, {"controller": controller.state_dict(),
                                                               "round": self.round + 1})
         self.checkpoints.close()
+        self._check_writes()  # the last checkpoints, written just now
+        if self.fatal is not None:
+            self.state = RunState.FAILED
         try:
             self.client.unsubscribe_topic(self.topic)
         except Exception:
             pass
         try:
+            alive = set(_faults.worker_names(self.client))  # a dead worker's address costs a 30 s timeout
             for m in self.models.values():
-                if m.worker:
+                if m.worker in alive:
                     self.client.run(_worker.drop, self.run_id, m.name, workers=[m.worker])
         except Exception:
             pass
         self._event(None, K(self.state.value), {"models": {n: m.state.value for n, m in self.models.items()},
-                                                "seconds": time.time() - self.started})
+                                                "seconds": time.time() - self.started,
+                                                **({"reason": self.fatal} if self.fatal else {})})
         self.store.set_run(state=self.state.value, finished=time.time())
 
 

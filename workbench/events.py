@@ -54,6 +54,9 @@ class EventKind(str, enum.Enum):
     STOPPED = "stopped"  # the run stopped (model None)
     OOM_RETRY = "oom_retry"  # CUDA out of memory: the step is retried with a smaller batch
     FINISHED_WITH_FAILURES = "finished_with_failures"  # the run ended, at least one model failed (model None)
+    # A model (or controller) resumed or was rebuilt from an older checkpoint than its newest
+    # file (payload: epoch used, skipped {epoch: why}, restart: true for --allow-restart).
+    CHECKPOINT_FALLBACK = "checkpoint_fallback"
 
     def __str__(self) -> str:
         return self.value

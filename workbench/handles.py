@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import os
 import platform
 import threading
@@ -24,6 +25,8 @@ from .states import ModelSnapshot, ModelState, RunSnapshot, RunState
 from .store import RunStore, read_store
 
 __all__ = ["RunRecord", "Run", "DrivenRun", "AttachedRun"]
+
+log = logging.getLogger(__name__)
 
 
 def _driver() -> dict[str, Any]:
@@ -238,11 +241,18 @@ class DrivenRun(Run):
                 self._inbox.stop()
                 self._publish()
                 self._store.flush()
+            except RuntimeError:  # the store cannot be written (disk full): the coordinator said why
+                log.debug("run %s: %s", self.id, self._store.failure)
             finally:
                 self._lease.release()
                 self._store.close()
                 self._cluster.close()  # our client always; the cluster only when we started it
                 self._done.set()
+
+    def failures(self) -> list[str]:
+        """As :meth:`RunRecord.failures`, led by why the run failed as a whole (a write)."""
+        fatal = self._coordinator.fatal
+        return ([f"run failed: {fatal}"] if fatal else []) + super().failures()
 
     def wait(self, timeout: float | None = None) -> RunState:
         """Block until the run ends; returns its state (raises what crashed the engine)."""

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import WorkbenchError
 
 __all__ = ["MAX_EPOCHS", "MAX_POPULATION", "MAX_TRAINERS", "MAX_WORKERS", "MAX_PARALLEL_JOBS", "MAX_BATCH_SIZE",
-           "MAX_FAILURES", "MAX_SEED", "MAX_KEY_LENGTH", "MAX_DEPTH", "MIN_ROWS", "structure_problems",
+           "MAX_FAILURES", "MAX_SEGMENT_TIMEOUT", "MAX_SEED", "MAX_KEY_LENGTH", "MAX_DEPTH", "MIN_ROWS", "structure_problems",
            "check_writable_dir"]
 
 MAX_EPOCHS = 100_000
@@ -25,6 +25,7 @@ MAX_WORKERS = 256  # local Dask workers
 MAX_PARALLEL_JOBS = 64  # notebooks `workbench batch` executes at once
 MAX_BATCH_SIZE = 1_000_000
 MAX_FAILURES = 1_000
+MAX_SEGMENT_TIMEOUT = 7 * 24 * 3600  # seconds: a week
 MAX_SEED = 2**32 - 1  # numpy and scikit-learn take seeds in [0, 2**32)
 MAX_KEY_LENGTH = 100  # characters of a preset key or a --set key
 MAX_DEPTH = 16  # objects and lists nested in a preset (the built-in ones use 5)

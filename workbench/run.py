@@ -27,6 +27,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from .checkpoint import check_name
@@ -109,7 +110,7 @@ def _open_cluster(plan, inventory, placements, scheduler: str | Client | None, s
     preload = sorted({f"model={i.model}" for i in plan.trainers} |
                      {f"data={i.dataset['name']}:{i.data_seed}" for i in plan.trainers
                       if i.dataset and not i.dataset.get("path")})
-    return start_local_cluster(specs, preload=preload)
+    return start_local_cluster(specs, preload=preload, security=security)
 
 
 def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, runs_dir_: str | Path | None = None,
@@ -142,8 +143,13 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     Bad input raises a :class:`~workbench.errors.WorkbenchError` before anything is
     written. Returns the :class:`Run` once training has started.
     """
+    from ._security import load_security, security_path
     from ._staging import code_for_plan, load_code, save_code, stage_datasets
     from .replay import replay_plan
+
+    given, security = security, load_security(security)  # a bad path: one line, nothing made
+    if detach and security is not None and security_path(given) is None:
+        raise WorkbenchError("a detached run takes security as a path (a folder or YAML file), not an object")
 
     if replay is not None and (overrides or datasets):
         raise WorkbenchError("a replay runs the replayed run's own preset: leave out overrides")
@@ -178,7 +184,7 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
         from ._driver import spawn
 
         replayed = str(_replayed_dir(replay, runs_dir_)) if replay is not None else None
-        return spawn(run_dir, "start", scheduler=_address(scheduler), replay=replayed)
+        return spawn(run_dir, "start", scheduler=_address(scheduler), replay=replayed, security=security_path(given))
     return _drive_new(run_dir, plan, inventory, placements, scheduler, security, code, schedule)
 
 
@@ -308,16 +314,28 @@ def attach(run_id: str, runs_dir_: str | Path | None = None) -> Run:
 
 
 def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict[str, Any] | None = None,
-               scheduler: str | Client | None = None, security: Any = None, *, detach: bool = False) -> Run:
+               scheduler: str | Client | None = None, security: Any = None, *, detach: bool = False,
+               allow_restart: Iterable[str] = ()) -> Run:
     """Continue an interrupted or stopped run from its checkpoints, optionally with changes.
+
+    Models coupled by knowledge or a controller resume from one common epoch. A model that
+    would start over at epoch 0 (every checkpoint corrupt, or none at an epoch its peers
+    share) is refused with a :class:`~workbench.errors.CheckpointError` naming it, unless
+    listed in ``allow_restart``; a model resumed from an older checkpoint than its newest
+    file is reported as a warning and a ``checkpoint_fallback`` event.
 
     ``overrides`` are preset overrides like ``{"models.digits_mlp.hyperparameters.lr": 0.01}``;
     changes to live hyperparameters are recorded as ``hparam`` events. A run another live
     process drives is refused (one driver per run); ``detach`` as in :func:`start_run`.
     """
+    from ._security import load_security, security_path
     from ._staging import load_code
     from .coordinator import Coordinator
     from .lease import LeaseHeldError
+
+    given, security = security, load_security(security)
+    if detach and security is not None and security_path(given) is None:
+        raise WorkbenchError("a detached run takes security as a path (a folder or YAML file), not an object")
     from .plan import make_plan
     from .presets import validate_preset
 
@@ -361,10 +379,12 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
             for inst in plan.trainers:
                 if inst.model == parts[1]:
                     hp_changes[(inst.instance, parts[3])] = value
+    restore = _plan_restore(record.dir, plan, allow_restart)  # refuses before any worker starts
     if detach:
         from ._driver import spawn
 
-        return spawn(record.dir, "resume", scheduler=_address(scheduler), overrides=overrides)
+        return spawn(record.dir, "resume", scheduler=_address(scheduler), overrides=overrides,
+                     allow_restart=sorted(set(allow_restart)), security=security_path(given))
     lease = Lease(store_path, record.id, "resume").acquire()  # before the cluster: two resumes, one wins
     try:
         if scheduler:  # an external cluster: place on its workers, GPUs included
@@ -387,7 +407,7 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
         store = RunStore(store_path)
         store.set_run(state=RunState.RUNNING.value, resumed=time.time(), **_driver())
         coordinator = Coordinator(record.id, record.dir, plan, {p.instance: p for p in placements}, cluster, store,
-                                  resume={"overrides": hp_changes}, code=code)
+                                  resume={"overrides": hp_changes, "restore": restore}, code=code)
     except BaseException:
         lease.release()
         if store is not None:
@@ -397,6 +417,25 @@ def resume_run(run_id: str, runs_dir_: str | Path | None = None, overrides: dict
     from . import _live
 
     return _live.add(DrivenRun(record.dir, coordinator, cluster, store, lease)._start())
+
+
+def _plan_restore(run_dir: Path, plan, allow_restart: Iterable[str]):
+    """Where each model resumes (see :mod:`workbench._restore`); each fallback is warned."""
+    import warnings
+
+    from ._restore import knowledge_links, plan_restore
+    from .checkpoint import DiskSaver
+
+    collab = plan.preset.get("enable_collaborative_training", False)
+    controllers = [i.instance for i in plan.controllers]
+    if not plan.preset.get("collaboration", {}).get("controller", True) or not collab:
+        controllers = []
+    links = knowledge_links(run_dir) if collab and not controllers else []
+    restore = plan_restore(DiskSaver(run_dir / "checkpoints"), {i.instance: i.epochs for i in plan.trainers},
+                           controllers, links, allow_restart)
+    for line in restore.lines():
+        warnings.warn(line, stacklevel=3)
+    return restore
 
 
 def list_runs(runs_dir_: str | Path | None = None):

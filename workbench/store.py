@@ -90,6 +90,15 @@ class RunStore:
     def set_run(self, **values: Any) -> None:
         self._queue.put(("r", values))
 
+    @property
+    def failure(self) -> str | None:
+        """One line naming why writes fail (disk full, file too large, permission), or None."""
+        if self._error is None:
+            return None
+        from ._faults import write_failure
+
+        return write_failure(str(self.path), self._error)
+
     def flush(self, timeout: float = 30.0) -> None:
         done = threading.Event()
         self._queue.put(("f", done))

@@ -5,7 +5,8 @@ import difflib
 import re
 from typing import Any
 
-from ..limits import MAX_BATCH_SIZE, MAX_EPOCHS, MAX_FAILURES, MAX_POPULATION, MAX_SEED, MAX_WORKERS
+from ..limits import (MAX_BATCH_SIZE, MAX_EPOCHS, MAX_FAILURES, MAX_POPULATION, MAX_SEED, MAX_SEGMENT_TIMEOUT,
+                      MAX_WORKERS)
 
 __all__ = ["DEFAULTS", "REQUIRED", "validate_preset"]
 
@@ -20,6 +21,7 @@ DEFAULTS: dict[str, Any] = {
     "workers": None,  # Dask workers of the local cluster; None = one per core
     "max_failures": 3,  # NaN roll-backs and crashed segments before a model is marked failed
     "profile_epoch": None,  # run this epoch of every model under torch.profiler (RUN/profiles/)
+    "segment_timeout": None,  # seconds before a segment that never returns fails its model; None = automatic
 }
 
 _MODEL_KEYS = {"hyperparameters": dict, "population": int, "epochs": int, "resources": dict, "datasets": list}
@@ -91,6 +93,10 @@ def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str
     for key in ("workers", "profile_epoch"):
         if preset.get(key) is not None:
             _positive_int(f"{path}.{key}", preset[key], problems, _MOST[key])
+    timeout = preset.get("segment_timeout")
+    if timeout is not None and _check_type(f"{path}.segment_timeout", timeout, (int, float), problems):
+        if not 1 <= timeout <= MAX_SEGMENT_TIMEOUT:  # also refuses nan and inf
+            problems.append(f"{path}.segment_timeout: must be seconds in 1..{MAX_SEGMENT_TIMEOUT:,}, got {timeout}")
     if "collaboration" in preset and _check_type(f"{path}.collaboration", preset["collaboration"], dict, problems):
         for key, value in preset["collaboration"].items():
             if key not in _COLLAB_KEYS:
