@@ -154,7 +154,7 @@ def _follow(run, args, progress) -> Any:
 def _summary(run) -> None:
     from .report import summary_table
 
-    table = summary_table(run.metrics())
+    table = summary_table(run.metrics(name="eval/%"))  # the eval rows only, not every per-step point
     if not table.empty:
         print("\nfinal evaluation (eval/ metrics):")
         for row in table.to_dict("records"):

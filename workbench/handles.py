@@ -78,6 +78,14 @@ class RunRecord:
         """Tidy DataFrame: model, epoch, step, name, value, wall_time."""
         return self._reader.metrics(model, name)
 
+    def metric_names(self) -> list[str]:
+        """The names of the metrics recorded so far, sorted."""
+        return self._reader.metric_names()
+
+    def epoch_series(self, name: str, model: str | None = None):
+        """``name``'s last value in each model's epoch (what charts plot), columns as :meth:`metrics`."""
+        return self._reader.epoch_series(name, model)
+
     def events(self, kind: str | None = None, model: str | None = None):
         return self._reader.events(kind, model)
 
