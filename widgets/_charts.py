@@ -66,20 +66,24 @@ class ChartsLogic(t.HasTraits):
 
         if self.run is None:
             return
-        try:
-            metrics = self.run.metrics()
+        try:  # names, then one metric's per-epoch series: a narrow read however large the store
+            present = self.run.metric_names()
         except Exception:  # the store of a run made elsewhere may be mid-creation
             return
-        if metrics.empty:
+        if not present:
             return
-        names = chart_metrics(metrics)
-        extra = sorted(n for n in metrics["name"].unique() if n.startswith("train/") and n not in names)
+        names = chart_metrics(present)
+        extra = sorted(n for n in present if n.startswith("train/") and n not in names)
         available = names + extra
         if available != self.available:
             self.available = available
         if self.metric not in available:
             preferred = [n for n in ("eval/accuracy", "train/loss_epoch") if n in available]
             self.metric = (preferred or available)[0]  # observing "metric" schedules a redraw
+        try:
+            metrics = self.run.epoch_series(self.metric)
+        except Exception:
+            return
         self.png = render_png(metrics, self.metric, self.smoothing)
         self.renders += 1
 

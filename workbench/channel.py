@@ -129,6 +129,7 @@ class Inbox:
         self.tick_every = tick_every
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._seen = 0  # the highest command id taken
 
     def start(self) -> "Inbox":
         self._conn = _connect(self.path)
@@ -139,9 +140,12 @@ class Inbox:
     def poll(self) -> int:
         """Take every queued command (oldest first); returns how many were delivered."""
         conn = self._conn
+        # Ids only grow (one writer at a time commits them in order): reading past the last id
+        # seen is a primary-key range, not a scan of every command the run ever took.
         rows = conn.execute("SELECT id, wall_time, client, op, model, name, value, pin, status FROM commands "
-                            "WHERE status = 'queued' ORDER BY id").fetchall()
+                            "WHERE id > ? AND status = 'queued' ORDER BY id", (self._seen,)).fetchall()
         for row in rows:
+            self._seen = max(self._seen, row[0])
             conn.execute("UPDATE commands SET status = 'accepted' WHERE id = ?", (row[0],))
             record = CommandRecord(row[0], row[1], row[2], row[3], row[4], row[5], json.loads(row[6]), bool(row[7]),
                                    "accepted")

@@ -80,6 +80,7 @@ class _Progress:
         self.stream = stream
         self.tty = stream.isatty()
         self.lines = 0
+        self.drawn: list[str] = []  # the rows on screen, to rewrite only those that changed
         self.seen: dict[str, int] = {}
 
     def _line(self, snap, columns: int = 200) -> str:
@@ -109,9 +110,13 @@ class _Progress:
             columns = shutil.get_terminal_size().columns  # read each time: the window may be resized
             if self.lines:
                 self.stream.write(f"\x1b[{self.lines}F")
-            for snap in snaps.values():
-                self.stream.write("\x1b[2K" + self._line(snap, columns) + "\n")
-            self.lines = len(snaps)
+            lines = [self._line(snap, columns) for snap in snaps.values()]
+            for i, line in enumerate(lines):
+                # An unchanged row is stepped over, not rewritten: with 64 models most rows
+                # are the same from one redraw to the next.
+                same = i < len(self.drawn) and self.drawn[i] == line
+                self.stream.write("\x1b[1E" if same else "\x1b[2K" + line + "\n")
+            self.drawn, self.lines = lines, len(lines)
         else:
             for name, snap in snaps.items():
                 if self.seen.get(name) != (snap.epoch, snap.state):
@@ -154,7 +159,7 @@ def _follow(run, args, progress) -> Any:
 def _summary(run) -> None:
     from .report import summary_table
 
-    table = summary_table(run.metrics())
+    table = summary_table(run.metrics(name="eval/%"))  # the eval rows only, not every per-step point
     if not table.empty:
         print("\nfinal evaluation (eval/ metrics):")
         for row in table.to_dict("records"):

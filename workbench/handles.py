@@ -81,6 +81,14 @@ class RunRecord:
         """Tidy DataFrame: model, epoch, step, name, value, wall_time."""
         return self._reader.metrics(model, name)
 
+    def metric_names(self) -> list[str]:
+        """The names of the metrics recorded so far, sorted."""
+        return self._reader.metric_names()
+
+    def epoch_series(self, name: str, model: str | None = None):
+        """``name``'s last value in each model's epoch (what charts plot), columns as :meth:`metrics`."""
+        return self._reader.epoch_series(name, model)
+
     def events(self, kind: str | None = None, model: str | None = None):
         return self._reader.events(kind, model)
 
@@ -218,6 +226,7 @@ class DrivenRun(Run):
         self._error: BaseException | None = None
         self._done = threading.Event()
         self._client = client_name(self.client_kind)
+        self._published: dict[str, dict[str, Any]] = {}  # model -> the live row last written
         from .channel import Inbox
 
         self._inbox = Inbox(run_dir / "store.sqlite", self._deliver, tick=self._publish)
@@ -297,11 +306,18 @@ class DrivenRun(Run):
         self._submit(record.op, record.model, record.name, record.value, record.pin, record.id, record.client)
 
     def _publish(self) -> None:
-        """Live progress for readers in other processes (steps/s, ETA, last evaluation)."""
+        """Live progress for readers in other processes (steps/s, ETA, last evaluation).
+
+        Only the rows that changed since the last call are written: with 64 models of which a
+        few finished a segment this second, rewriting all 64 rows every second was most of the
+        store's work."""
         for name, snap in self._coordinator.snapshot().items():
-            self._store.set_model(name, registry_name=snap.model, dataset=snap.dataset, total_epochs=snap.total_epochs,
-                                  step=snap.step, steps_per_epoch=snap.steps_per_epoch,
-                                  steps_per_s=snap.steps_per_s, eta_s=snap.eta_s, last_eval=dict(snap.last_eval))
+            row = dict(registry_name=snap.model, dataset=snap.dataset, total_epochs=snap.total_epochs,
+                       step=snap.step, steps_per_epoch=snap.steps_per_epoch, steps_per_s=snap.steps_per_s,
+                       eta_s=snap.eta_s, last_eval=dict(snap.last_eval))
+            if self._published.get(name) != row:
+                self._published[name] = row
+                self._store.set_model(name, **row)
 
     def subscribe(self, callback) -> Any:
         """Call ``callback(message)`` for every event, metric batch and finished epoch.

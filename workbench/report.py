@@ -13,7 +13,9 @@ from typing import Any
 
 from .limits import check_writable_dir
 
-__all__ = ["summary_table", "metric_figure", "write_report", "chart_metrics"]
+__all__ = ["summary_table", "metric_figure", "write_report", "chart_metrics", "downsample"]
+
+MAX_POINTS = 1000  # per model and chart: more than a chart's width in pixels shows nothing more
 
 
 def summary_table(metrics) -> Any:
@@ -30,11 +32,38 @@ def summary_table(metrics) -> Any:
 
 
 def chart_metrics(metrics) -> list[str]:
-    """The metric names worth a chart: every ``eval/`` one, plus the per-epoch train loss."""
-    names = sorted(n for n in metrics["name"].unique() if n.startswith("eval/"))
-    if "train/loss_epoch" in set(metrics["name"]):
+    """The metric names worth a chart: every ``eval/`` one, plus the per-epoch train loss.
+
+    ``metrics``: a metrics frame, or the names themselves (``read_store.metric_names()``,
+    which a large store answers without reading its rows)."""
+    present = set(metrics["name"].unique() if hasattr(metrics, "columns") else metrics)
+    names = sorted(n for n in present if n.startswith("eval/"))
+    if "train/loss_epoch" in present:
         names.insert(0, "train/loss_epoch")
     return names
+
+
+def downsample(x, y, buckets: int = MAX_POINTS // 2) -> tuple[Any, Any]:
+    """At most ``2 * buckets + 2`` points of a long series, for drawing: the first and the last
+    point, and the minimum and the maximum of each of ``buckets`` equal runs of points, in
+    their order. Unlike every k-th point, a spike or a divergence stays on the chart."""
+    import numpy as np
+
+    x, y = np.asarray(x), np.asarray(y, dtype=float)
+    n = len(y)
+    if n <= 2 * buckets + 2:
+        return x, y
+    inner = np.arange(1, n - 1)
+    bucket = (inner - 1) * buckets // (n - 2)  # equal runs of the points between first and last
+    # Within each bucket, order by value (NaN last for the minimum, first for the maximum):
+    # the first of a bucket is its minimum, the last its maximum. Vectorised: no loop over buckets.
+    low = np.lexsort((np.where(np.isnan(y[inner]), np.inf, y[inner]), bucket))
+    high = np.lexsort((np.where(np.isnan(y[inner]), -np.inf, y[inner]), bucket))
+    ids = np.arange(buckets)
+    first = np.searchsorted(bucket[low], ids)
+    last = np.searchsorted(bucket[high], ids, side="right") - 1
+    index = np.unique(np.concatenate(([0, n - 1], inner[low[first]], inner[high[last]])))
+    return x[index], y[index]
 
 
 def metric_figure(metrics, name: str, smoothing: int = 1, ax=None):
@@ -53,7 +82,8 @@ def metric_figure(metrics, name: str, smoothing: int = 1, ax=None):
         series = group.groupby(x_name)["value"].last()
         if smoothing > 1:
             series = series.rolling(smoothing, min_periods=1).mean()
-        ax.plot(series.index, series.values, marker="o" if len(series) < 30 else None, ms=3, label=model)
+        xs, ys = downsample(series.index, series.values)
+        ax.plot(xs, ys, marker="o" if len(series) < 30 else None, ms=3, label=model)
     ax.set_title(name)
     ax.set_xlabel(x_name)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -72,13 +102,19 @@ def _png(fig) -> bytes:
 
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write charts, ``summary.csv`` and ``report.html``; return their paths by name."""
+    import pandas as pd
+
     from .store import read_store
 
     run_dir = Path(run_dir)
     out = Path(out_dir) if out_dir else run_dir / "report"
     check_writable_dir(out, "report folder")
     reader = read_store(run_dir / "store.sqlite")
-    metrics = reader.metrics()
+    # Only what the report shows (per-epoch values of the charted metrics), reduced in SQLite:
+    # a run with a million per-step points is reported from a few thousand rows.
+    charted = chart_metrics(reader.metric_names())
+    frames = [reader.epoch_series(name) for name in charted]
+    metrics = pd.concat(frames, ignore_index=True) if frames else reader.metrics(name="eval/%")
     events = reader.events()
     out.mkdir(parents=True, exist_ok=True)  # after the reads: an unreadable store leaves no report/ behind
     paths: dict[str, Path] = {}
@@ -86,7 +122,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     table.to_csv(out / "summary.csv", index=False)
     paths["summary.csv"] = out / "summary.csv"
     images = []
-    for name in chart_metrics(metrics):
+    for name in charted:
         fig = metric_figure(metrics, name)
         data = _png(fig)
         file = out / (name.replace("/", "_") + ".png")

@@ -19,7 +19,7 @@ def test_throttle_runs_at_most_once_per_interval_and_keeps_the_last_call():
 
 
 class _Record:
-    """The two things the chart reads from a run: a store and an id."""
+    """What the chart reads from a run: its metric names and one metric's per-epoch series."""
 
     def __init__(self, path):
         from workbench.store import read_store
@@ -27,8 +27,11 @@ class _Record:
         self.reader = read_store(path)
         self.id = "hand-written"
 
-    def metrics(self):
-        return self.reader.metrics()
+    def metric_names(self):
+        return self.reader.metric_names()
+
+    def epoch_series(self, name):
+        return self.reader.epoch_series(name)
 
 
 def test_chart_renders_every_model_and_switches_metric(tmp_path):

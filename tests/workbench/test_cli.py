@@ -192,3 +192,31 @@ def test_sigterm_stops_a_run_like_ctrl_c(tmp_path):
     assert "run term stopped" in out and "workbench resume term" in out
     info = read_store(store).run_info()
     assert info["state"] == "stopped"
+
+
+def test_watch_on_a_terminal_rewrites_only_the_rows_that_changed():
+    import io
+    import types
+
+    from workbench.cli import _Progress
+    from workbench.states import ModelSnapshot, ModelState
+
+    def snap(i, epoch):
+        return ModelSnapshot(f"m{i}", "digits_mlp", "digits", ModelState.RUNNING, epoch, 10, epoch * 45, 45, {},
+                             frozenset(), 100.0, 5.0, None, {"eval/accuracy": 0.5})
+
+    models = {f"m{i}": snap(i, 1) for i in range(64)}
+    run = types.SimpleNamespace(snapshot=lambda: types.SimpleNamespace(models=dict(models)))
+    screen = io.StringIO()
+    screen.isatty = lambda: True
+    progress = _Progress(run, screen)
+    progress.update()
+    assert screen.getvalue().count("\x1b[2K") == 64  # the first draw writes every row
+    models["m7"] = snap(7, 2)
+    screen.seek(0)
+    screen.truncate()
+    progress.update()
+    out = screen.getvalue()
+    assert out.startswith("\x1b[64F")  # back to the first row...
+    assert out.count("\x1b[2K") == 1 and "m7 " in out and "m8 " not in out  # ...and only m7 rewritten
+    assert out.count("\x1b[1E") == 63

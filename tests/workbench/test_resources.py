@@ -32,8 +32,14 @@ def test_no_gpu_auto_goes_to_cpu_and_explicit_gpu_is_refused():
 def test_threads_never_exceed_cores():
     with pytest.raises(PlacementError, match="asks for 4 threads but the machine has 2 cores"):
         plan_placement([Request("a", "cpu", threads=4)], NO_GPU)
-    placements = plan_placement([Request("a", "cpu")], NO_GPU)
-    assert placements[0].threads == 2
+    assert plan_placement([Request("a", "cpu", threads=2)], NO_GPU)[0].threads == 2
+
+
+def test_a_lone_model_gets_one_thread_unless_it_asks_for_more():
+    # small models step in ms: a second torch thread only adds synchronisation
+    [placement] = plan_placement([Request("a", "cpu")], NO_GPU)
+    assert placement.threads == 1
+    assert layout_workers([placement], NO_GPU)[0].threads == 1
     workers = layout_workers(plan_placement([Request(f"m{i}") for i in range(7)], NO_GPU), NO_GPU)
     assert sum(w.threads for w in workers) <= NO_GPU.cpus
 

@@ -47,3 +47,72 @@ def test_filters(tmp_path):
     assert list(reader.metrics(model="a")["name"]) == ["eval/x", "train/z"]
     assert list(reader.metrics(name="eval/%")["model"]) == ["a", "b"]
     store.close()
+
+
+def _plan(path, sql: str, params: tuple) -> str:
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    try:
+        return " | ".join(row[-1] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    finally:
+        conn.close()
+
+
+def _population(path, models: int = 3, epochs: int = 4, steps: int = 5) -> None:
+    store = RunStore(path)
+    for m in range(models):
+        rows = []
+        for e in range(1, epochs + 1):
+            rows += [(f"m{m}", e, (e - 1) * steps + s, "train/loss", float(100 * m + 10 * e + s), float(e))
+                     for s in range(steps)]
+            rows.append((f"m{m}", e, e * steps, "eval/acc", e / 10 + m, float(e)))
+        store.add_metrics(rows)
+    store.add_event("m0", "segment", {"epoch": 1})
+    store.flush()
+    store.close()
+
+
+def test_reads_by_name_kind_and_model_use_an_index_without_sorting(tmp_path):
+    path = tmp_path / "s.sqlite"
+    _population(path)
+    reader = read_store(path)
+    by_name = _plan(path, *reader._metrics_sql(["value"], None, "train/loss"))
+    assert "USING INDEX metrics_name" in by_name and "TEMP B-TREE" not in by_name  # write order for free
+    assert "USING INDEX" in _plan(path, *reader._metrics_sql(["value"], "m1", "train/loss"))
+    assert "USING INDEX metrics_name" in _plan(path, *reader._metrics_sql(["value"], None, "eval/%"))
+    assert "USING INDEX metrics_name" in _plan(path, *reader._epoch_series_sql("train/loss", None))
+    assert "events_kind" in _plan(path, "SELECT * FROM events WHERE kind = ? ORDER BY rowid", ("segment",))
+
+
+def test_narrow_reads_return_what_a_full_read_filtered_would(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "s.sqlite"
+    _population(path)
+    reader = read_store(path)
+    everything = reader.metrics()
+    for model, name in ((None, "train/loss"), ("m2", "eval/acc"), ("m1", None), (None, "eval/%")):
+        mask = pd.Series(True, index=everything.index)
+        if model:
+            mask &= everything["model"] == model
+        if name:
+            mask &= everything["name"].str.startswith(name.rstrip("%")) if "%" in name else everything["name"] == name
+        expected = everything[mask].reset_index(drop=True)
+        got = reader.metrics(model=model, name=name)
+        assert list(got.columns) == list(expected.columns)
+        assert got.astype(str).equals(expected.astype(str)), (model, name)
+    assert reader.metrics(name="nothing").empty
+    assert reader.metric_names() == ["eval/acc", "train/loss"]
+
+
+def test_epoch_series_keeps_the_last_point_of_each_epoch(tmp_path):
+    path = tmp_path / "s.sqlite"
+    _population(path, models=2, epochs=3, steps=5)
+    series = read_store(path).epoch_series("train/loss")
+    assert list(series.columns) == ["model", "epoch", "step", "name", "value", "wall_time"]
+    assert len(series) == 6
+    m1 = series[series["model"] == "m1"]
+    assert list(m1["epoch"]) == [1, 2, 3]
+    assert list(m1["step"]) == [4, 9, 14]  # the last step of each epoch
+    assert list(m1["value"]) == [114.0, 124.0, 134.0]

@@ -1,0 +1,167 @@
+"""The workbench next to its peers on the same trainer loops, in one run.
+
+    python benchmarks/peers.py [--quick] [--only short long] [--trainers 4] [--long-epochs 700]
+
+Every system runs N digits MLP trainers (batch 32, one torch thread each, as many at once
+as there are cores), each for the same epochs with an evaluation after every epoch:
+
+(a) a plain ``concurrent.futures`` process pool (the loop and nothing else);
+(b) the workbench, with metrics streaming (a train/loss point every step), control and
+    checkpoints at the default interval (5) on;
+(c) Ray Tune trials (``pip install "ray[tune]"``, the ``bench`` extra), each reporting its
+    metrics once per epoch; skipped with a line saying so when ray is not installed.
+
+Printed per workload: wall time end to end (start of the call to every result back, start
+and shutdown included), the training phase alone (first trainer's first step to the last
+trainer's last step, as each system's trainers report it) and the ratios to the pool.
+Workloads: ``short`` = 30 epochs per trainer (about 1,350 steps); ``long`` = ``--long-epochs``
+(default 700, about 31,000 steps: over 60 s of compute per trainer); ``--quick`` makes the
+long one 150 epochs. Bars (docs/benchmarks.md): long <= 1.05x the pool end to end; short
+<= 1.30x end to end and <= 1.10x in training; Ray Tune >= 2.5x the workbench's wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def train_loop(seed: int, epochs: int, threads: int = 1, report=None) -> tuple[float, float]:
+    """The trainer loop every system runs: returns when training started and ended (after
+    imports and data loading: each system's start-up is in its end-to-end time)."""
+    import torch
+
+    from workbench.data import load_dataset, prepare
+    from workbench.models.digits import DigitsMLP
+    from workbench.trainer import Resources, StepContext
+
+    torch.set_num_threads(threads)
+    data, _ = prepare(load_dataset("digits"), 0)
+    hp = {k: v.default for k, v in DigitsMLP.hyperparameters.items()}
+    hp["batch_size"] = 32
+    trainer = DigitsMLP(hp, data, Resources(threads=threads), seed)
+    ctx = StepContext()
+    start = time.time()
+    for epoch in range(1, epochs + 1):
+        for _ in range(trainer.steps_per_epoch):
+            trainer.train_step(ctx)
+        evaluation = trainer.evaluate()
+        if report is not None:
+            report(epoch, evaluation)
+    return start, time.time()
+
+
+def _pool_task(args: tuple[int, int]) -> tuple[float, float]:
+    return train_loop(*args)
+
+
+def run_pool(n: int, epochs: int, cores: int) -> tuple[float, float]:
+    t0 = time.perf_counter()
+    with cf.ProcessPoolExecutor(max_workers=min(n, cores)) as pool:
+        spans = list(pool.map(_pool_task, [(seed, epochs) for seed in range(n)]))
+    return time.perf_counter() - t0, max(e for _, e in spans) - min(s for s, _ in spans)
+
+
+def run_workbench(root: Path, n: int, epochs: int) -> tuple[float, float]:
+    import workbench as wb
+
+    preset = {"description": "peers benchmark", "datasets": ["digits"], "epochs": epochs, "batch_size": 32,
+              "target_models": ["digits_mlp"], "checkpoint_interval": 5,
+              "enable_collaborative_training": False, "models": {"digits_mlp": {"population": n}}}
+    path = root / f"peers_{n}_{epochs}_{time.time_ns()}.json"
+    path.write_text(json.dumps({"peers": preset}))
+    t0 = time.perf_counter()
+    run = wb.start_run(str(path), runs_dir_=root)
+    state = run.wait()
+    wall = time.perf_counter() - t0
+    if state != wb.RunState.FINISHED:
+        raise SystemExit(f"the workbench run ended {state.value}")
+    started = run.events(kind="started")["wall_time"].iloc[0]
+    return wall, run.events(kind="segment")["wall_time"].max() - started
+
+
+def _ray_trial(config: dict) -> None:
+    from ray import tune
+
+    def report(epoch: int, evaluation: dict) -> None:
+        tune.report({"epoch": epoch, **{k: float(v) for k, v in evaluation.items()}})
+
+    start, end = train_loop(config["seed"], config["epochs"], 1, report)
+    tune.report({"epoch": config["epochs"], "train_start": start, "train_end": end})
+
+
+def run_ray(root: Path, n: int, epochs: int, cores: int) -> tuple[float, float] | None:
+    try:
+        import ray
+        from ray import tune
+    except ImportError:
+        return None
+    run_config = getattr(tune, "RunConfig", None)
+    if run_config is None:  # ray < 2.41
+        from ray.train import RunConfig as run_config
+    # On a loaded machine Ray's agents start slower than the raylet waits by default (it then
+    # aborts with "The current node timed out during startup"): wait longer rather than fail.
+    os.environ.setdefault("RAY_agent_register_timeout_ms", "300000")
+    os.environ.setdefault("RAY_raylet_start_wait_time_s", "300")
+    t0 = time.perf_counter()
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.environ.get("PYTHONPATH", "")}})
+    try:
+        tuner = tune.Tuner(tune.with_resources(_ray_trial, {"cpu": 1}),
+                           param_space={"seed": tune.grid_search(list(range(n))), "epochs": epochs},
+                           tune_config=tune.TuneConfig(max_concurrent_trials=cores),
+                           run_config=run_config(storage_path=str(root / "ray"), name=f"peers-{time.time_ns()}",
+                                                 verbose=0))
+        results = tuner.fit()
+    finally:
+        ray.shutdown()
+    wall = time.perf_counter() - t0
+    frames = [r.metrics for r in results]
+    if any(r.error for r in results):
+        raise SystemExit(f"a Ray Tune trial failed: {[str(r.error) for r in results if r.error][0]}")
+    return wall, max(m["train_end"] for m in frames) - min(m["train_start"] for m in frames)
+
+
+def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: bool) -> None:
+    print(f"{label}: {n} digits MLP trainers x {epochs} epochs on {cores} cores", flush=True)
+    pool = run_pool(n, epochs, cores)
+    print(f"  (a) process pool:  end to end {pool[0]:7.1f} s, training {pool[1]:7.1f} s", flush=True)
+    bench = run_workbench(root, n, epochs)
+    print(f"  (b) workbench:     end to end {bench[0]:7.1f} s, training {bench[1]:7.1f} s -> "
+          f"{bench[0] / pool[0]:.2f}x / {bench[1] / pool[1]:.2f}x the pool", flush=True)
+    ray_times = None if skip_ray else run_ray(root, n, epochs, cores)
+    if ray_times is None:
+        print("  (c) Ray Tune:      skipped (ray is not installed: pip install 'ray[tune]', the bench extra)"
+              if not skip_ray else "  (c) Ray Tune:      skipped (--no-ray)")
+    else:
+        print(f"  (c) Ray Tune:      end to end {ray_times[0]:7.1f} s, training {ray_times[1]:7.1f} s -> "
+              f"{ray_times[0] / pool[0]:.2f}x the pool; the workbench is {ray_times[0] / bench[0]:.2f}x faster "
+              f"end to end", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="long trainers of 150 epochs (about 15 s each)")
+    parser.add_argument("--only", nargs="*", choices=["short", "long"])
+    parser.add_argument("--trainers", type=int, default=4)
+    parser.add_argument("--short-epochs", type=int, default=30)
+    parser.add_argument("--long-epochs", type=int, default=700)
+    parser.add_argument("--no-ray", action="store_true")
+    args = parser.parse_args()
+    cores = len(os.sched_getaffinity(0))
+    load = os.getloadavg()[0]
+    print(f"load average at the start: {load:.1f} on {cores} cores")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for name in args.only or ["short", "long"]:
+            epochs = args.short_epochs if name == "short" else (150 if args.quick else args.long_epochs)
+            workload(name, root, args.trainers, epochs, cores, args.no_ray)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()

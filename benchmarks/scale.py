@@ -1,0 +1,183 @@
+"""How the engine's own cost grows with the number of models.
+
+    python benchmarks/scale.py [--models 8 32 64 128] [--epochs 3] [--only local external] [--quick]
+
+Runs a population of N digits MLP trainers (batch 32, one torch thread each) for
+``--epochs`` epochs, first on a local cluster laid out by the workbench, then on an external
+scheduler (``dask scheduler`` and 4 ``dask worker --nthreads 1`` processes started here), and
+prints, over the training phase (the ``started`` event to the last ``segment`` event):
+
+- driver CPU per model-epoch: this process (coordinator, store writer, inbox; on a local
+  cluster the scheduler runs in this process too, so it is counted here);
+- scheduler CPU per model-epoch (external: the scheduler process);
+- nanny CPU (local) and training CPU (the worker processes) in total;
+- (driver + scheduler + nannies) as a share of the training CPU (bar at 64 models: <= 10%);
+- wall time per epoch of the whole population, and the store's size per model-epoch.
+
+"At most linear" means the per-model-epoch figures stay flat as N grows. ``--quick``: 8, 32
+and 64 models for 2 epochs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def _cpu(proc) -> float:
+    try:
+        t = proc.cpu_times()
+        return t.user + t.system
+    except Exception:  # the process ended: its time is no longer counted (nor needed)
+        return 0.0
+
+
+def _processes(pids: dict[str, list[int]]) -> dict[str, float]:
+    import psutil
+
+    out = {}
+    for role, ids in pids.items():
+        total = 0.0
+        for pid in ids:
+            try:
+                total += _cpu(psutil.Process(pid))
+            except psutil.Error:
+                pass
+        out[role] = total
+    return out
+
+
+def _local_roles() -> dict[str, list[int]]:
+    """This process's children are the nannies; their children are the workers."""
+    import psutil
+
+    me = psutil.Process()
+    nannies = me.children()
+    workers = [c.pid for n in nannies for c in n.children(recursive=True)]
+    return {"driver": [me.pid], "nanny": [n.pid for n in nannies], "workers": workers}
+
+
+def _preset(n: int, epochs: int) -> dict:
+    return {"description": "scale benchmark", "datasets": ["digits"], "epochs": epochs, "batch_size": 32,
+            "target_models": ["digits_mlp"], "checkpoint_interval": 5,
+            "enable_collaborative_training": False, "models": {"digits_mlp": {"population": n}}}
+
+
+def measure(root: Path, n: int, epochs: int, scheduler: str | None = None,
+            roles=None) -> dict[str, float]:
+    import workbench as wb
+
+    path = root / f"scale_{n}_{time.time_ns()}.json"
+    path.write_text(json.dumps({"scale": _preset(n, epochs)}))
+    marks: dict[str, tuple[float, dict[str, float]]] = {}
+    lock = threading.Lock()
+    pids: dict[str, list[int]] = {}
+
+    def on_message(message: dict) -> None:
+        if message.get("type") != "event" or message.get("kind") not in ("started", "segment"):
+            return
+        with lock:
+            if message["kind"] == "started":
+                pids.update(roles() if roles else _local_roles())
+                marks["start"] = (time.time(), _processes(pids))
+            else:
+                marks["end"] = (time.time(), _processes(pids))
+
+    run = wb.start_run(str(path), runs_dir_=root, **({"scheduler": scheduler} if scheduler else {}))
+    run.subscribe(on_message)
+    state = run.wait()
+    if state != wb.RunState.FINISHED or "start" not in marks:
+        raise SystemExit(f"{n} models: the run ended {state.value}")
+    (t0, c0), (t1, c1) = marks["start"], marks["end"]
+    units = n * epochs
+    used = {role: c1[role] - c0.get(role, 0.0) for role in c1}
+    store = (run.dir / "store.sqlite").stat().st_size
+    return {"wall_epoch": (t1 - t0) / epochs, "units": units, "store_kib_unit": store / 1024 / units,
+            "store_mib": store / 2**20, **{f"cpu_{k}": v for k, v in used.items()}}
+
+
+def _print(label: str, n: int, r: dict[str, float]) -> None:
+    units = r["units"]
+    overhead = r.get("cpu_driver", 0) + r.get("cpu_scheduler", 0) + r.get("cpu_nanny", 0)
+    training = r.get("cpu_workers", 0) or float("nan")
+    sched = f"{1000 * r['cpu_scheduler'] / units:6.1f}" if "cpu_scheduler" in r else "  (in driver)"
+    print(f"  {label:8s} {n:4d} models | driver {1000 * r['cpu_driver'] / units:6.1f} ms | scheduler {sched} ms | "
+          f"nannies {r.get('cpu_nanny', 0):5.1f} s | training {training:6.1f} s | overhead "
+          f"{100 * overhead / training:5.1f}% of training | {r['wall_epoch']:6.2f} s per population epoch | "
+          f"store {r['store_kib_unit']:5.1f} KiB per model-epoch ({r['store_mib']:.1f} MiB)", flush=True)
+
+
+class External:
+    """A `dask scheduler` and ``workers`` `dask worker --nthreads 1` processes on this machine."""
+
+    def __init__(self, root: Path, workers: int = 4):
+        self.file = root / "scheduler.json"
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        self.scheduler = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host",
+                                           "127.0.0.1", "--port", "0", "--dashboard-address", ":0",
+                                           "--scheduler-file", str(self.file)], env=env,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while not self.file.exists() and time.time() < deadline:
+            time.sleep(0.2)
+        self.address = json.loads(self.file.read_text())["address"]
+        # No nanny: nothing sets MALLOC_TRIM_THRESHOLD_ in the workers (see workbench/cluster.py)
+        self.workers = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", self.address,
+                                          "--nthreads", "1", "--no-nanny", "--memory-limit", "0", "--name", f"w{i}"],
+                                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                        for i in range(workers)]
+        from distributed import Client
+
+        with Client(self.address, timeout=60) as client:
+            client.wait_for_workers(workers, timeout=120)
+
+    def roles(self) -> dict[str, list[int]]:
+        import psutil
+
+        return {"driver": [psutil.Process().pid], "scheduler": [self.scheduler.pid],
+                "workers": [w.pid for w in self.workers]}
+
+    def close(self) -> None:
+        for p in [*self.workers, self.scheduler]:
+            p.terminate()
+        for p in [*self.workers, self.scheduler]:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="*", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--only", nargs="*", choices=["local", "external"])
+    parser.add_argument("--quick", action="store_true", help="8, 32 and 64 models for 2 epochs")
+    args = parser.parse_args()
+    models = args.models or ([8, 32, 64] if args.quick else [8, 32, 64, 128])
+    epochs = args.epochs or (2 if args.quick else 3)
+    print(f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}; per model-epoch "
+          f"figures over the training phase, {epochs} epochs")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        if not args.only or "local" in args.only:
+            for n in models:
+                _print("local", n, measure(root, n, epochs))
+        if not args.only or "external" in args.only:
+            cluster = External(root)
+            try:
+                for n in models:
+                    _print("external", n, measure(root, n, epochs, cluster.address, cluster.roles))
+            finally:
+                cluster.close()
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
