@@ -9,6 +9,7 @@ next to the field their path names.
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import re
 import tempfile
@@ -18,7 +19,7 @@ from typing import Any
 import ipywidgets as w
 import traitlets as t
 
-__all__ = ["PresetsLogic", "Presets", "flatten", "unflatten", "problems_by_field"]
+__all__ = ["PresetsLogic", "Presets", "flatten", "unflatten", "problems_by_field", "unknown_preset"]
 
 
 def flatten(preset: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -61,6 +62,13 @@ def problems_by_field(problems: list[str], name: str, fields: list[str]) -> tupl
     return by_field, general
 
 
+def unknown_preset(name: str, known: list[str]) -> str:
+    """The one line for a preset name that does not exist: the closest names first, then all."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"unknown preset '{name}'; {hint}known presets: {', '.join(known)}"
+
+
 def _with_defaults(preset: dict[str, Any]) -> dict[str, Any]:
     from workbench.presets import DEFAULTS
 
@@ -90,7 +98,7 @@ class PresetsLogic(t.HasTraits):
         self._presets: dict[str, dict[str, Any]] = {}
         self._user_names: set[str] = set()
         self.load(user_file)
-        self.select(name if name in self._presets else next(iter(self._presets)))
+        self.select(name)  # an unknown name raises: a typo never silently picks another preset
 
     def load(self, user_file: str | None = None) -> None:
         """(Re)read the built-in presets and, if given, a user file; PresetError propagates."""
@@ -108,7 +116,7 @@ class PresetsLogic(t.HasTraits):
         if name not in self._presets:
             from workbench.errors import PresetError
 
-            raise PresetError([f"unknown preset '{name}'; available: {', '.join(self.names)}"])
+            raise PresetError([unknown_preset(name, self.names)])
         leaves = flatten(_with_defaults(self._presets[name]))
         self.original = leaves
         self.values = dict(leaves)
