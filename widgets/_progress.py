@@ -17,6 +17,7 @@ _STATE_COLOURS = {"running": "#27a", "paused": "#c80", "failed": "#c22", "finish
                   "finished_with_failures": "#c60",
                   "interrupted": "#a50",
                   "pending": "#999"}
+STARTING = "starting workers... (the first run of a session takes up to a minute)"
 
 
 def format_eta(seconds: float | None) -> str:
@@ -39,6 +40,9 @@ class ProgressLogic(t.HasTraits):
     past_runs = t.List()  # ids of runs in runs_dir that are not finished: candidates for resume
     runs_dir = t.Unicode("")
     error = t.Unicode("")
+    live = t.Bool(False)  # the bound run is going: Stop all on, Start off
+    starting = t.Bool(False)  # Start was pressed and the run is not there yet (the cluster starts)
+    status = t.Unicode("")  # what is happening now, shown at once ("starting workers...")
 
     def __init__(self, starter: Callable[[], Any] | None = None, runs_dir: str | None = None,
                  scheduler: str | None = None, detach: bool = False, **kwargs: Any):
@@ -66,6 +70,7 @@ class ProgressLogic(t.HasTraits):
             self.run_state = self.run.state.value
         except Exception:  # the store of a run made elsewhere may be mid-creation
             self.run_state = "unknown"
+        self.live = is_live(self.run)
 
     # -- behaviour ---------------------------------------------------------------------------
     def _steerable(self) -> bool:
@@ -81,11 +86,17 @@ class ProgressLogic(t.HasTraits):
         if self.starter is None:
             self.error = "nothing to start: this panel was given no preset"
             return None
+        if self.starting or self.live:  # a second click while the first one's run starts, or runs
+            return None
+        # Shown before the cluster starts (tens of seconds): the frontend gets these at once.
+        self.error, self.status, self.starting = "", STARTING, True
         try:
             run = self.starter()
         except WorkbenchError as exc:
             self.error = str(exc)
             return None
+        finally:
+            self.starting, self.status = False, ""
         self._started(run)
         return run
 
@@ -115,11 +126,16 @@ class ProgressLogic(t.HasTraits):
         """Continue a stopped (or crashed) run from its checkpoints."""
         from workbench import WorkbenchError, resume_run
 
+        if self.starting or self.live:
+            return None
+        self.error, self.status, self.starting = "", STARTING, True
         try:
             run = resume_run(run_id, self.runs_dir or None, scheduler=self.scheduler, detach=self.detach)
         except WorkbenchError as exc:
             self.error = str(exc)
             return None
+        finally:
+            self.starting, self.status = False, ""
         self._started(run)
         return run
 
@@ -148,7 +164,7 @@ class Progress(w.VBox):
         self.stop_button.on_click(lambda _: self.logic.on_stop())
         self.refresh_past_button.on_click(lambda _: self.logic.list_past())
         self.resume_run_button.on_click(lambda _: self.past.value and self.logic.on_resume_run(self.past.value))
-        self.logic.observe(lambda _: self._show(), ["models", "run_state", "error"])
+        self.logic.observe(lambda _: self._show(), ["models", "run_state", "error", "live", "starting", "status"])
         self.logic.observe(lambda change: setattr(self.past, "options", change["new"]), "past_runs")
         self._show()
 
@@ -174,7 +190,7 @@ class Progress(w.VBox):
         if set(logic.models) != set(self.widgets):
             self.widgets = {name: self._row(name) for name in logic.models}
             self.rows.children = [r["box"] for r in self.widgets.values()]
-        live = is_live(logic.run)
+        live = logic.live
         for name, m in logic.models.items():
             r = self.widgets[name]
             r["bar"].value = m["progress"]
@@ -192,5 +208,9 @@ class Progress(w.VBox):
         self.title.value = (f"run <code>{html.escape(run.id)}</code>: {logic.run_state}" if run is not None
                             else "<i>no run yet</i>")
         self.stop_button.disabled = not live
-        self.start_button.disabled = live or logic.starter is None
-        self.message.value = f"<span style='color:#c22'>{html.escape(logic.error)}</span>" if logic.error else ""
+        self.start_button.disabled = live or logic.starting or logic.starter is None
+        self.resume_run_button.disabled = live or logic.starting
+        if logic.error:
+            self.message.value = f"<span style='color:#c22'>{html.escape(logic.error)}</span>"
+        else:
+            self.message.value = f"<i>{html.escape(logic.status)}</i>" if logic.status else ""

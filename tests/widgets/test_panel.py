@@ -103,3 +103,44 @@ def test_stop_all_then_resume_the_past_run(tmp_path, inprocess_scheduler, detach
     assert resumed.wait(300) == wb.RunState.FINISHED
     assert _kinds(resumed, "resumed")
     _until(lambda: {m["epoch"] for m in panel.progress.logic.models.values()} == {3}, 30, "all epochs")
+
+
+def test_after_a_run_ends_the_panel_starts_a_second_one(tmp_path, inprocess_scheduler):
+    panel = ControlPanel(preset="digits_mutual", overrides={"epochs": 2}, runs_dir=tmp_path,
+                         scheduler=inprocess_scheduler, chart_interval=0.3, detach=False)
+    first = panel.start()
+    progress = panel.progress
+    assert progress.start_button.disabled and not progress.stop_button.disabled
+    panel.tuning.controls[(MLP, "lr")].value = 0.01  # pinned: its Release button is on while the run goes
+    assert not panel.tuning.release_buttons[(MLP, "lr")].disabled
+    assert first.wait(300) == wb.RunState.FINISHED
+    _until(lambda: panel.results.logic.charts, 60, "the results")
+    assert not progress.start_button.disabled, "Start must be usable again once the run has ended"
+    assert progress.stop_button.disabled and all(b.disabled for b in panel.tuning.release_buttons.values())
+
+    progress.start_button.click()
+    second = panel.run
+    assert second.id != first.id and progress.start_button.disabled
+    assert second.wait(300) == wb.RunState.FINISHED
+    _until(lambda: panel.results.logic.run is second, 60, "the second run's results")
+    assert not progress.start_button.disabled and progress.stop_button.disabled
+    assert sorted(p.name for p in tmp_path.iterdir() if (p / "store.sqlite").exists()) == sorted([first.id, second.id])
+
+
+def test_start_shows_it_is_starting_at_once_and_a_double_click_starts_one_run(tmp_path, inprocess_scheduler):
+    panel = ControlPanel(preset="digits_mutual", overrides={"epochs": 1}, runs_dir=tmp_path,
+                         scheduler=inprocess_scheduler, detach=False)
+    progress = panel.progress
+    start, seen = progress.logic.starter, []
+
+    def starter():  # the real starter, with a look at the panel while the cluster starts
+        seen.append((progress.start_button.disabled, progress.message.value))
+        progress.start_button.click()  # the second click of a double click arrives mid-start
+        return start()
+
+    progress.logic.starter = starter
+    progress.start_button.click()
+    assert seen == [(True, seen[0][1])] and "starting workers" in seen[0][1]
+    assert panel.run.wait(300) == wb.RunState.FINISHED
+    assert [p.name for p in tmp_path.iterdir() if (p / "store.sqlite").exists()] == [panel.run.id]
+    assert "starting workers" not in progress.message.value
