@@ -100,7 +100,8 @@ class RunRecord:
                 row["model"], row["registry_name"], row["dataset"], ModelState(row["state"] or "pending"),
                 _int(row["epoch"]), _int(row["total_epochs"]), num("step", int) or 0,
                 num("steps_per_epoch", int) or 0, row["hparams"] or {}, frozenset(row["pinned"] or ()),
-                num("steps_per_s"), num("eta_s"), row["last_error"], row.get("last_eval") or {})
+                num("steps_per_s"), num("eta_s"), row["last_error"], row.get("last_eval") or {},
+                row.get("waiting") if isinstance(row.get("waiting"), str) else None)
         return RunSnapshot(self.id, self.state, models, time.time())
 
     def report(self, out_dir: str | Path | None = None) -> dict[str, Path]:
@@ -287,11 +288,12 @@ class DrivenRun(Run):
         self._submit(record.op, record.model, record.name, record.value, record.pin, record.id, record.client)
 
     def _publish(self) -> None:
-        """Live progress for readers in other processes (steps/s, ETA, last evaluation)."""
+        """Live progress for readers in other processes (steps/s, ETA, last evaluation, what it waits for)."""
         for name, snap in self._coordinator.snapshot().items():
             self._store.set_model(name, registry_name=snap.model, dataset=snap.dataset, total_epochs=snap.total_epochs,
                                   step=snap.step, steps_per_epoch=snap.steps_per_epoch,
-                                  steps_per_s=snap.steps_per_s, eta_s=snap.eta_s, last_eval=dict(snap.last_eval))
+                                  steps_per_s=snap.steps_per_s, eta_s=snap.eta_s, last_eval=dict(snap.last_eval),
+                                  waiting=snap.waiting)
 
     def subscribe(self, callback) -> Any:
         """Call ``callback(message)`` for every event, metric batch and finished epoch.

@@ -42,7 +42,7 @@ CREATE INDEX IF NOT EXISTS metrics_model_name ON metrics(model, name);
 # Live progress of each model, published by the driver for readers in other processes
 # (added after the first stores were written: added to older stores when they are opened).
 _LIVE_COLUMNS = {"step": "INTEGER", "steps_per_epoch": "INTEGER", "steps_per_s": "REAL", "eta_s": "REAL",
-                 "last_eval": "TEXT"}
+                 "last_eval": "TEXT", "waiting": "TEXT"}
 _JSON_COLUMNS = ("hparams", "pinned", "last_eval")
 
 _STOP = object()
