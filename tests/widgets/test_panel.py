@@ -144,3 +144,40 @@ def test_start_shows_it_is_starting_at_once_and_a_double_click_starts_one_run(tm
     assert panel.run.wait(300) == wb.RunState.FINISHED
     assert [p.name for p in tmp_path.iterdir() if (p / "store.sqlite").exists()] == [panel.run.id]
     assert "starting workers" not in progress.message.value
+
+
+def test_a_panel_attached_in_the_first_seconds_gets_its_tuning_controls(tmp_path, inprocess_scheduler):
+    run = wb.start_run("digits_mutual", {"epochs": 3}, tmp_path, inprocess_scheduler, detach=True)
+    panel = ControlPanel(runs_dir=tmp_path)
+    panel.attach(run.id)  # at once: the driver may not have built a model yet
+    try:
+        _until(lambda: set(panel.tuning.logic.schemas) == {MLP, CNN}, 120, "the tuning controls")
+        assert (MLP, "lr") in panel.tuning.controls and not panel.tuning.controls[(MLP, "lr")].disabled
+    finally:
+        run.stop()
+    assert run.wait(120).is_finished()
+
+
+@pytest.mark.parametrize("detach", [True, False], ids=["own-driver", "kernel-driver"])
+def test_a_paused_models_partner_reads_waiting_for_it(tmp_path, inprocess_scheduler, detach):
+    panel = ControlPanel(preset="digits_mutual", overrides={"epochs": 30}, runs_dir=tmp_path,
+                         scheduler=inprocess_scheduler, chart_interval=0.3, detach=detach)
+    run = panel.start()
+    try:
+        _until(lambda: panel.progress.logic.models.get(MLP, {}).get("epoch", 0) >= 1, 120, "the first epoch")
+        panel.progress.widgets[CNN]["toggle"].click()  # pause the CNN: the MLP must wait for it
+        mlp = panel.progress.widgets[MLP]
+        _until(lambda: panel.progress.logic.models[MLP].get("waiting") == f"peer {CNN} (paused)", 60,
+               "the MLP waiting for its paused peer")
+        _until(lambda: "waiting for peer" in mlp["state"].value, 10, "the waiting row")
+        assert f"waiting for peer {CNN} (paused)" in mlp["state"].value and "running" not in mlp["state"].value
+        assert mlp["rate"].value == "" and mlp["eta"].value == ""
+        assert panel.progress.logic.run_eta_s is None and panel.progress.logic.elapsed_s > 0
+        # Any reader of the store sees it too: the driver publishes it in the models table.
+        _until(lambda: wb.open_run(run.id, tmp_path).snapshot().models[MLP].waiting == f"peer {CNN} (paused)", 10,
+               "the waiting reason in the store")
+        panel.progress.widgets[CNN]["toggle"].click()  # resume: the MLP trains again
+        _until(lambda: panel.progress.logic.models[MLP]["epoch"] >= 3, 120, "training after the resume")
+    finally:
+        run.stop()
+    assert run.wait(120) == wb.RunState.STOPPED
