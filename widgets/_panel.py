@@ -17,10 +17,11 @@ import traitlets as t
 
 from ._binding import Throttle, is_live
 from ._charts import ChartsLogic, LiveChart
-from ._presets import Presets, PresetsLogic
+from ._presets import PresetsLogic
 from ._progress import Progress, ProgressLogic
 from ._resources import Resources, ResourcesLogic
 from ._results import Results, ResultsLogic
+from ._setup import Presets
 from ._tuning import Tuning, TuningLogic
 
 __all__ = ["ControlPanel"]
@@ -80,7 +81,8 @@ class ControlPanel(w.VBox):
         self.attach_id = w.Text(placeholder="run id", description="attach", layout=w.Layout(width="380px"))
         self.attach_button = w.Button(description="Attach", icon="link")
         self.message = w.HTML()
-        setup = w.VBox([self.presets, w.HTML("<hr>"), self.resources])
+        self.presets.add_to_section("resources", self.resources)
+        setup = self.presets
         # Wrapping, not squeezing: on a narrow page the chart goes below the sliders.
         live = w.VBox([self.progress, w.HBox([self.tuning, self.charts],
                                              layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))])

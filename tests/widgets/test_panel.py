@@ -181,3 +181,17 @@ def test_a_paused_models_partner_reads_waiting_for_it(tmp_path, inprocess_schedu
     finally:
         run.stop()
     assert run.wait(120) == wb.RunState.STOPPED
+
+
+def test_a_learning_rate_set_in_the_setup_form_is_the_runs(tmp_path, inprocess_scheduler):
+    import json
+
+    panel = ControlPanel(preset="digits_mutual", overrides={"epochs": 1}, runs_dir=tmp_path,
+                         scheduler=inprocess_scheduler, detach=False)
+    panel.presets.hparam_controls[("digits_mlp", "lr")].value = 0.01  # as if dragged in the Setup tab
+    run = panel.start()
+    assert run.wait(300) == wb.RunState.FINISHED
+    preset = json.loads((run.dir / "preset.json").read_text())
+    assert preset["models"]["digits_mlp"]["hyperparameters"]["lr"] == pytest.approx(0.01)
+    hparams = wb.open_run(run.id, tmp_path).models().set_index("model")["hparams"]
+    assert hparams[MLP]["lr"] == pytest.approx(0.01) and hparams[CNN]["lr"] == pytest.approx(0.003)
