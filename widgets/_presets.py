@@ -132,17 +132,17 @@ class PresetsLogic(t.HasTraits):
         self.validate()
 
     def set_value(self, path: str, value: Any) -> bool:
-        """Edit one field and re-validate at once (eager: problems show while typing)."""
-        self.values = {**self.values, path: value}
-        return self.validate()
+        """Edit one field and re-validate at once (eager: problems show while typing).
 
-    def set_hparam(self, model: str, name: str, value: Any) -> bool:
-        """Set one hyperparameter of one model (``models.<model>.hyperparameters.<name>``)."""
-        path = hparam_path(model, name)
+        ``path`` may be a new dotted path (``models.digits_mlp.hyperparameters.lr``)."""
         # An empty object on the way ("models": {}) is a leaf of its own: the new leaf replaces it.
         values = {k: v for k, v in self.values.items() if not path.startswith(k + ".")}
         self.values = {**values, path: value}
         return self.validate()
+
+    def set_hparam(self, model: str, name: str, value: Any) -> bool:
+        """Set one hyperparameter of one model (``models.<model>.hyperparameters.<name>``)."""
+        return self.set_value(hparam_path(model, name), value)
 
     @property
     def preset(self) -> dict[str, Any]:

@@ -106,7 +106,7 @@ class Presets(w.VBox):
         self.load_button.on_click(lambda _: self.on_load_file())
         self.description.observe(lambda change: self._on_description(change["new"]), "value")
         self.logic.observe(lambda _: self._show_problems(), ["problems", "general_problems", "valid"])
-        self.logic.observe(lambda _: self._show_json(), "values")
+        self.logic.observe(lambda _: self._on_values(), "values")
         self.logic.observe(lambda change: self._on_hparams(change["old"], change["new"]), "hparams")
         self._build_form()
 
@@ -209,6 +209,17 @@ class Presets(w.VBox):
     def _on_description(self, text: str) -> None:
         if not self._syncing and text != self.logic.values.get("description"):
             self.logic.set_value("description", text)
+
+    def _on_values(self) -> None:
+        """Edits made through the logic (the panel's ``overrides``) show in the form too."""
+        text = str(self.logic.values.get("description", ""))
+        if self.description.value != text:
+            self._syncing = True
+            try:
+                self.description.value = text
+            finally:
+                self._syncing = False
+        self._show_json()
 
     def _show_json(self) -> None:
         self.json.value = f"<pre style='margin:0'>{html.escape(json.dumps(self.logic.preset, indent=2), quote=False)}</pre>"

@@ -66,3 +66,13 @@ def _unescape(html_text: str) -> str:
     import re
 
     return html.unescape(re.sub(r"</?pre[^>]*>", "", html_text))
+
+
+def test_a_panel_override_of_a_hyperparameter_moves_its_control():
+    from widgets import ControlPanel
+
+    panel = ControlPanel(preset="digits_mutual", overrides={"models.digits_cnn.hyperparameters.lr": 0.02,
+                                                            "description": "mine"})
+    assert panel.presets.hparam_controls[("digits_cnn", "lr")].value == pytest.approx(0.02)
+    assert panel.presets.description.value == "mine"
+    assert panel.presets.logic.overrides() == {"models.digits_cnn.hyperparameters.lr": 0.02, "description": "mine"}
