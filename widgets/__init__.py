@@ -8,10 +8,11 @@ panels use only the engine's public API (:mod:`workbench`).
 from ._binding import Throttle
 from ._charts import ChartsLogic, LiveChart
 from ._panel import ControlPanel
-from ._presets import Presets, PresetsLogic
+from ._presets import PresetsLogic
 from ._progress import Progress, ProgressLogic
 from ._resources import Resources, ResourcesLogic
 from ._results import Results, ResultsLogic
+from ._setup import Presets
 from ._tuning import Tuning, TuningLogic
 
 __all__ = ["ControlPanel", "Presets", "PresetsLogic", "Resources", "ResourcesLogic", "Tuning", "TuningLogic",

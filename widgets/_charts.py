@@ -16,22 +16,43 @@ import traitlets as t
 
 from ._binding import Throttle
 
-__all__ = ["ChartsLogic", "LiveChart", "render_png"]
+__all__ = ["ChartsLogic", "LiveChart", "render_png", "chart_figure", "default_metric"]
+
+# The metric a chart opens on, best first; the same every run, whatever reaches the store first.
+PREFERRED_METRICS = ("eval/accuracy", "eval/loss", "train/loss_epoch")
 
 PLACEHOLDER = ("<div style='box-sizing:border-box;height:100%;border:1px dashed #bbb;display:flex;"
                "align-items:center;justify-content:center;color:#888'>"
                "the chart appears when the first metrics arrive</div>")
 
 
-def render_png(metrics: Any, name: str, smoothing: int = 1) -> bytes:
-    """The report's chart of ``name`` (every model on shared axes) as PNG bytes."""
+def default_metric(available: list[str]) -> str:
+    """The metric shown until the user picks one: the first of :data:`PREFERRED_METRICS`
+    present, else the first name alphabetically."""
+    for name in PREFERRED_METRICS:
+        if name in available:
+            return name
+    return min(available)
+
+
+def chart_figure(metrics: Any, name: str, smoothing: int = 1) -> Any:
+    """The report's chart of ``name`` (every model on shared axes), epochs as whole numbers."""
+    from matplotlib.ticker import MaxNLocator
     from workbench.report import metric_figure
 
-    from matplotlib.ticker import MaxNLocator
-
     fig = metric_figure(metrics, name, smoothing=smoothing)
+    epochs = metrics.loc[metrics["name"] == name, "epoch"]
     for ax in fig.axes:  # epochs are whole numbers: no 1.5 on the axis of a young run
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if not epochs.empty and epochs.max() - epochs.min() < 2:
+            # Under two epochs wide the locator gives up on integers (0.945 ... 1.050): widen the view.
+            ax.set_xlim(epochs.min() - 1, epochs.max() + 1)
+    return fig
+
+
+def render_png(metrics: Any, name: str, smoothing: int = 1) -> bytes:
+    """:func:`chart_figure` as PNG bytes."""
+    fig = chart_figure(metrics, name, smoothing)
     buffer = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buffer, format="png")
@@ -45,6 +66,7 @@ class ChartsLogic(t.HasTraits):
     available = t.List(t.Unicode())
     png = t.Bytes(b"")
     renders = t.Int(0)  # how many times the chart was drawn
+    chosen = t.Bool(False)  # the user picked the metric: keep it; until then follow default_metric
 
     def __init__(self, interval: float = 1.0, **kwargs: Any):
         super().__init__(**kwargs)
@@ -53,7 +75,13 @@ class ChartsLogic(t.HasTraits):
 
     def bind(self, run: Any) -> None:
         self.run = run
+        self.chosen = False  # a new run opens on its default metric
         self.throttle.flush()
+
+    def choose(self, name: str) -> None:
+        """The user's pick of metric: kept for the rest of the run."""
+        self.chosen = True
+        self.metric = name
 
     def on_message(self, message: Mapping[str, Any]) -> None:
         """Epoch ends redraw; step batches redraw only for a per-step metric."""
@@ -77,9 +105,12 @@ class ChartsLogic(t.HasTraits):
         available = names + extra
         if available != self.available:
             self.available = available
-        if self.metric not in available:
-            preferred = [n for n in ("eval/accuracy", "train/loss_epoch") if n in available]
-            self.metric = (preferred or available)[0]  # observing "metric" schedules a redraw
+        if not (self.chosen and self.metric in available):
+            # Re-picked as metrics arrive, so the eval metric that lands a moment after the
+            # train loss still wins: the opening chart does not depend on arrival order.
+            metric = default_metric(available)
+            if metric != self.metric:
+                self.metric = metric  # observing "metric" schedules a redraw
         try:
             metrics = self.run.epoch_series(self.metric)
         except Exception:
@@ -101,14 +132,24 @@ class LiveChart(w.VBox):
         super().__init__([w.HBox([self.metric, self.smoothing]), self.placeholder, self.image], **kwargs)
         self.metric.observe(lambda change: self.on_metric(change["new"]), "value")
         self.smoothing.observe(lambda change: self.on_smoothing(change["new"]), "value")
-        self.logic.observe(lambda change: setattr(self.metric, "options", change["new"]), "available")
-        self.logic.observe(lambda change: setattr(self.metric, "value", change["new"] or None), "metric")
+        self._syncing = False  # the dropdown follows the logic: only a person's pick is a choice
+        self.logic.observe(lambda change: self._sync("options", change["new"]), "available")
+        self.logic.observe(lambda change: self._sync("value", change["new"] or None), "metric")
         self.logic.observe(lambda change: self._show_png(change["new"]), "png")
         self._show_png(self.logic.png)
 
+    def _sync(self, trait: str, value: Any) -> None:
+        self._syncing = True
+        try:
+            setattr(self.metric, trait, value)
+            if trait == "options" and self.logic.metric in value:
+                self.metric.value = self.logic.metric  # new options can reset the dropdown's value
+        finally:
+            self._syncing = False
+
     def on_metric(self, name: str | None) -> None:
-        if name:
-            self.logic.metric = name
+        if name and name != self.logic.metric and not self._syncing:
+            self.logic.choose(name)
 
     def on_smoothing(self, window: int) -> None:
         self.logic.smoothing = window

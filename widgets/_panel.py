@@ -17,15 +17,17 @@ import traitlets as t
 
 from ._binding import Throttle, is_live
 from ._charts import ChartsLogic, LiveChart
-from ._presets import Presets, PresetsLogic
+from ._presets import PresetsLogic
 from ._progress import Progress, ProgressLogic
 from ._resources import Resources, ResourcesLogic
 from ._results import Results, ResultsLogic
+from ._setup import Presets
 from ._tuning import Tuning, TuningLogic
 
 __all__ = ["ControlPanel"]
 
 POLL_S = 2.0  # how often a run written by another process is re-read
+TICK_S = 1.0  # how often a going run's progress is re-read when no message comes (elapsed, ETA, waits)
 # The summary and change tables come unstyled from pandas and plain HTML: spaced, ruled,
 # numbers right-aligned under their headings. Scoped to the panel, so the notebook is untouched.
 TABLE_STYLE = """<style>
@@ -79,7 +81,8 @@ class ControlPanel(w.VBox):
         self.attach_id = w.Text(placeholder="run id", description="attach", layout=w.Layout(width="380px"))
         self.attach_button = w.Button(description="Attach", icon="link")
         self.message = w.HTML()
-        setup = w.VBox([self.presets, w.HTML("<hr>"), self.resources])
+        self.presets.add_to_section("resources", self.resources)
+        setup = self.presets
         # Wrapping, not squeezing: on a narrow page the chart goes below the sliders.
         live = w.VBox([self.progress, w.HBox([self.tuning, self.charts],
                                              layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))])
@@ -130,6 +133,7 @@ class ControlPanel(w.VBox):
         if is_live(run):
             self._unsubscribe = run.subscribe(self._on_message)
             threading.Thread(target=self._watch, args=(run,), daemon=True, name="panel-watch").start()
+            self._poll(run, live=True)
             self.tabs.selected_index = 1
         elif run.state.is_finished():
             self._finished(run)
@@ -162,8 +166,7 @@ class ControlPanel(w.VBox):
             self.resources.logic.set_preset(self.presets.logic.name, self.presets.logic.preset)
 
     def _on_message(self, message: dict[str, Any]) -> None:
-        if not self.tuning.logic.schemas and message.get("type") == "event" and self.run is not None:
-            self.tuning.logic.bind(self.run)  # attached before the models were built: their sliders now
+        self._bind_tuning()
         self.tuning.logic.on_message(message)
         self.charts.logic.on_message(message)
         self.resources.logic.on_message(message)
@@ -177,11 +180,32 @@ class ControlPanel(w.VBox):
         if self.run is run:
             self._finished(run)
 
-    def _poll(self, run: Any) -> None:
+    def _bind_tuning(self) -> None:
+        """Attached before the models were built (the first seconds of a run): their
+        controls as soon as the run has models, whatever message or tick comes first."""
+        from workbench import WorkbenchError
+
+        run = self.run
+        if run is None or self.tuning.logic.schemas or not is_live(run):
+            return
+        try:
+            self.tuning.logic.bind(run)
+        except WorkbenchError:  # models listed but not all registered yet: the next tick
+            pass
+
+    def _poll(self, run: Any, live: bool = False) -> None:
+        """Re-read the run on a timer: a going run between messages (a model waiting for a
+        paused peer sends none), or a run whose driver is elsewhere and not followed."""
         stop = self._poller = threading.Event()
 
         def loop() -> None:
-            while not stop.wait(POLL_S):
+            while not stop.wait(TICK_S if live else POLL_S):
+                if live:
+                    if not is_live(run):
+                        return  # _watch takes it from here
+                    self._bind_tuning()
+                    self._refresh_progress()
+                    continue
                 self.progress.logic.refresh()
                 self.charts.logic.throttle()
                 if run.state.is_finished():

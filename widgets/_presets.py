@@ -1,24 +1,25 @@
-"""Presets: choose a built-in or user preset, see it, edit it in a generated form.
+"""Presets: choose a built-in or user preset, edit it, check it with the engine.
 
 :class:`PresetsLogic` holds the state (traitlets) and talks to the engine's preset
-functions; :class:`Presets` is only layout. The form has one field per leaf of the
-preset (nested objects become dotted paths like ``collaboration.mutual_learning``), and
-the engine's validation problems ("presets.quick.epochs: must be > 0, got -3") are shown
-next to the field their path names.
+functions; the setup form (:class:`widgets._setup.Presets`) is only layout. The state is
+one value per leaf of the preset (nested objects become dotted paths like
+``collaboration.mutual_learning``), and the engine's validation problems
+("presets.quick.epochs: must be > 0, got -3") are filed under the field their path names,
+hyperparameters included (``models.digits_mlp.hyperparameters.lr``).
 """
 from __future__ import annotations
 
 import copy
+import difflib
 import json
 import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import ipywidgets as w
 import traitlets as t
 
-__all__ = ["PresetsLogic", "Presets", "flatten", "unflatten", "problems_by_field"]
+__all__ = ["PresetsLogic", "flatten", "unflatten", "problems_by_field", "unknown_preset", "hparam_path"]
 
 
 def flatten(preset: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -61,6 +62,18 @@ def problems_by_field(problems: list[str], name: str, fields: list[str]) -> tupl
     return by_field, general
 
 
+def hparam_path(model: str, name: str) -> str:
+    """The dotted preset path of one model's hyperparameter."""
+    return f"models.{model}.hyperparameters.{name}"
+
+
+def unknown_preset(name: str, known: list[str]) -> str:
+    """The one line for a preset name that does not exist: the closest names first, then all."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return f"unknown preset '{name}'; {hint}known presets: {', '.join(known)}"
+
+
 def _with_defaults(preset: dict[str, Any]) -> dict[str, Any]:
     from workbench.presets import DEFAULTS
 
@@ -84,13 +97,16 @@ class PresetsLogic(t.HasTraits):
     problems = t.Dict()  # field path -> messages
     general_problems = t.List(t.Unicode())
     valid = t.Bool(True)
+    # registry model name -> {hyperparameter: value the run would use}, for every model the
+    # preset trains (from the engine's plan; kept from the last plan while the preset does not plan)
+    hparams = t.Dict()
 
     def __init__(self, name: str = "quick", user_file: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self._presets: dict[str, dict[str, Any]] = {}
         self._user_names: set[str] = set()
         self.load(user_file)
-        self.select(name if name in self._presets else next(iter(self._presets)))
+        self.select(name)  # an unknown name raises: a typo never silently picks another preset
 
     def load(self, user_file: str | None = None) -> None:
         """(Re)read the built-in presets and, if given, a user file; PresetError propagates."""
@@ -108,7 +124,7 @@ class PresetsLogic(t.HasTraits):
         if name not in self._presets:
             from workbench.errors import PresetError
 
-            raise PresetError([f"unknown preset '{name}'; available: {', '.join(self.names)}"])
+            raise PresetError([unknown_preset(name, self.names)])
         leaves = flatten(_with_defaults(self._presets[name]))
         self.original = leaves
         self.values = dict(leaves)
@@ -116,9 +132,17 @@ class PresetsLogic(t.HasTraits):
         self.validate()
 
     def set_value(self, path: str, value: Any) -> bool:
-        """Edit one field and re-validate at once (eager: problems show while typing)."""
-        self.values = {**self.values, path: value}
+        """Edit one field and re-validate at once (eager: problems show while typing).
+
+        ``path`` may be a new dotted path (``models.digits_mlp.hyperparameters.lr``)."""
+        # An empty object on the way ("models": {}) is a leaf of its own: the new leaf replaces it.
+        values = {k: v for k, v in self.values.items() if not path.startswith(k + ".")}
+        self.values = {**values, path: value}
         return self.validate()
+
+    def set_hparam(self, model: str, name: str, value: Any) -> bool:
+        """Set one hyperparameter of one model (``models.<model>.hyperparameters.<name>``)."""
+        return self.set_value(hparam_path(model, name), value)
 
     @property
     def preset(self) -> dict[str, Any]:
@@ -135,10 +159,16 @@ class PresetsLogic(t.HasTraits):
         problems = validate_preset(self.name, preset)
         if not problems:
             try:
-                make_plan(self.name, preset)
+                plan = make_plan(self.name, preset)
             except PresetError as exc:
                 problems = exc.problems
-        by_field, general = problems_by_field(problems, self.name, list(self.values))
+            else:
+                hparams: dict[str, dict[str, Any]] = {}
+                for instance in plan.trainers:  # the first instance: population members > 0 are spread from it
+                    hparams.setdefault(instance.model, dict(instance.hparams))
+                self.hparams = hparams
+        fields = list(self.values) + [hparam_path(m, n) for m, values in self.hparams.items() for n in values]
+        by_field, general = problems_by_field(problems, self.name, fields)
         self.problems = by_field
         self.general_problems = general
         self.valid = not problems
@@ -160,102 +190,3 @@ class PresetsLogic(t.HasTraits):
         path = folder / f"{self.name}.json"
         path.write_text(json.dumps(self.preset, indent=2))
         return str(path), {}
-
-
-def _field_widget(value: Any) -> w.Widget:
-    layout = w.Layout(width="260px")
-    if isinstance(value, bool):
-        return w.Checkbox(value=value, indent=False, layout=layout)
-    if isinstance(value, int):
-        return w.IntText(value=value, layout=layout)
-    if isinstance(value, float):
-        return w.FloatText(value=value, layout=layout)
-    if isinstance(value, list):
-        return w.Text(value=", ".join(map(str, value)), layout=layout, placeholder="comma separated")
-    if isinstance(value, str):
-        return w.Text(value=value, layout=w.Layout(width="420px"))
-    return w.Text(value="" if value is None else json.dumps(value), layout=layout, placeholder="empty = default")
-
-
-def _field_value(original: Any, widget: w.Widget) -> Any:
-    raw = widget.value
-    if isinstance(original, list):
-        return [s.strip() for s in raw.split(",") if s.strip()]
-    if isinstance(original, (bool, int, float, str)):
-        return raw
-    if raw.strip() == "":
-        return None if original is None else original
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
-
-
-class Presets(w.VBox):
-    """Layout of the preset part: chooser, user file loader, generated form with messages."""
-
-    def __init__(self, logic: PresetsLogic | None = None, **kwargs: Any):
-        self.logic = logic or PresetsLogic()
-        self.chooser = w.Dropdown(options=self.logic.names, value=self.logic.name, description="preset")
-        self.file = w.Text(value=self.logic.user_file, placeholder="path/to/my_presets.json",
-                           description="user file")
-        self.load_button = w.Button(description="Load", icon="folder-open")
-        self.status = w.HTML()
-        self.form = w.VBox()
-        self.fields: dict[str, w.Widget] = {}
-        self.messages: dict[str, w.HTML] = {}
-        super().__init__([w.HBox([self.chooser]), w.HBox([self.file, self.load_button]), self.form, self.status],
-                         **kwargs)
-        self.chooser.observe(lambda change: self.on_select(change["new"]), "value")
-        self.load_button.on_click(lambda _: self.on_load_file())
-        self.logic.observe(lambda _: self._show_problems(), ["problems", "general_problems", "valid"])
-        self._build_form()
-
-    # -- behaviour ---------------------------------------------------------------------------
-    def on_select(self, name: str) -> None:
-        if name and name != self.logic.name:
-            self.logic.select(name)
-            self._build_form()
-
-    def on_load_file(self) -> None:
-        from workbench.errors import PresetError
-
-        try:
-            self.logic.load(self.file.value.strip() or None)
-        except PresetError as exc:
-            self.status.value = _problem_html(exc.problems)
-            return
-        self.chooser.options = self.logic.names
-        self.status.value = f"loaded {len(self.logic.names)} presets"
-
-    def on_field_change(self, path: str) -> None:
-        self.logic.set_value(path, _field_value(self.logic.original[path], self.fields[path]))
-
-    # -- layout ------------------------------------------------------------------------------
-    def _build_form(self) -> None:
-        rows = []
-        self.fields, self.messages = {}, {}
-        for path, value in self.logic.values.items():
-            widget = _field_widget(value)
-            widget.observe(lambda _, p=path: self.on_field_change(p), "value")
-            message = w.HTML(layout=w.Layout(margin="0 0 0 8px"))
-            self.fields[path], self.messages[path] = widget, message
-            label = w.Label(path, layout=w.Layout(width="280px"))
-            rows.append(w.HBox([label, widget, message]))
-        self.form.children = rows
-        self._show_problems()
-
-    def _show_problems(self) -> None:
-        for path, html in self.messages.items():
-            problems = self.logic.problems.get(path)
-            html.value = _problem_html(problems) if problems else ""
-        if self.logic.valid:
-            self.status.value = "<span style='color:#2a7'>valid</span>"
-        else:
-            self.status.value = _problem_html(self.logic.general_problems or ["fix the fields marked in red"])
-
-
-def _problem_html(problems: list[str]) -> str:
-    import html
-
-    return "<br>".join(f"<span style='color:#c22'>{html.escape(p)}</span>" for p in problems)

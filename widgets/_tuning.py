@@ -158,7 +158,7 @@ class Tuning(w.VBox):
         super().__init__([self.message, self.boxes, w.HTML("<b>Recent changes</b>"), self.change_log], **kwargs)
         self.logic.observe(lambda _: self._build(), "schemas")
         self.logic.observe(lambda _: self._sync_values(), "values")
-        self.logic.observe(lambda _: self._sync_pins(), "pinned")
+        self.logic.observe(lambda _: self._sync_pins(), ["pinned", "live"])  # Release is off once the run ends
         self.logic.observe(lambda _: self._show_log(), "changes")
         self.logic.observe(lambda _: self._show_message(), ["error", "live"])
         self._build()

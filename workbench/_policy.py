@@ -27,7 +27,7 @@ from .checkpoint import should_checkpoint
 from .states import ModelState
 
 __all__ = ["ModelEntry", "Ledger", "FailureAction", "SEGMENT_SECONDS", "flow_of", "shared_kinds", "peers",
-           "consumers", "ready", "ready_models", "route_knowledge", "should_export", "segment_epochs",
+           "consumers", "ready", "waiting_for", "ready_models", "route_knowledge", "should_export", "segment_epochs",
            "checkpoint_due", "controller_round_due", "after_failure", "forgive", "resume_epochs",
            "assign_workers", "choose_worker"]
 
@@ -155,6 +155,36 @@ def ready(ledger: Ledger, name: str) -> bool:
     # exports are kept, so with a one-way flow what the consumer got would depend on timing.
     return all(ledger.models[c].completed + ledger.models[c].in_flight >= m.completed
                for c in consumers(ledger, name) if ledger.models[c].state in live)
+
+
+def waiting_for(ledger: Ledger, name: str) -> str | None:
+    """What holds ``name`` back from its next segment, in words, or None when nothing does.
+
+    The reasons :func:`ready` checks, named for people: ``"controller round 3"``, ``"peer
+    digits_cnn@digits"`` (with ``" (paused)"`` while that peer is paused, which holds
+    ``name`` until it resumes), ``"consumer ..."`` (a model learning from ``name`` that has
+    to catch up first). A model that is training, paused, finished or not built has none.
+    """
+    m = ledger.models[name]
+    if m.state != ModelState.RUNNING or m.in_flight or m.completed >= m.total_epochs:
+        return None
+    if ledger.controllers and ledger.round < m.completed:
+        return f"controller round {m.completed}"
+    live = (ModelState.RUNNING, ModelState.PAUSED)
+
+    def named(kind: str, other: str) -> str:
+        paused = " (paused)" if ledger.models[other].state == ModelState.PAUSED else ""
+        return f"{kind} {other}{paused}"
+
+    for p in peers(ledger, name):
+        peer = ledger.models[p]
+        if peer.state in live and peer.completed < m.completed:
+            return named("peer", p)
+    for c in consumers(ledger, name):
+        consumer = ledger.models[c]
+        if consumer.state in live and consumer.completed + consumer.in_flight < m.completed:
+            return named("consumer", c)
+    return None
 
 
 def ready_models(ledger: Ledger) -> list[str]:

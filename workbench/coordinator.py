@@ -141,12 +141,14 @@ class Coordinator(Steering):
     def snapshot(self) -> dict[str, ModelSnapshot]:
         with self._lock:
             out = {}
+            ledger = self._ledger()
             for name, m in self.models.items():
                 remaining = (m.spec.epochs - m.completed) * (m.epoch_seconds or 0)
                 out[name] = ModelSnapshot(
                     name, m.spec.model, m.spec.dataset["name"] if m.spec.dataset else None, m.state, m.completed,
                     m.spec.epochs, m.step, m.steps_per_epoch, dict(m.hparams), frozenset(m.pinned), m.steps_per_s,
-                    remaining if m.epoch_seconds else None, m.last_error, dict(m.last_eval))
+                    remaining if m.epoch_seconds else None, m.last_error, dict(m.last_eval),
+                    policy.waiting_for(ledger, name))
             return out
 
     # -- the ledger and the event stream ----------------------------------------------------------

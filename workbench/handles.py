@@ -111,7 +111,8 @@ class RunRecord:
                 row["model"], row["registry_name"], row["dataset"], ModelState(row["state"] or "pending"),
                 _int(row["epoch"]), _int(row["total_epochs"]), num("step", int) or 0,
                 num("steps_per_epoch", int) or 0, row["hparams"] or {}, frozenset(row["pinned"] or ()),
-                num("steps_per_s"), num("eta_s"), row["last_error"], row.get("last_eval") or {})
+                num("steps_per_s"), num("eta_s"), row["last_error"], row.get("last_eval") or {},
+                row.get("waiting") if isinstance(row.get("waiting"), str) else None)
         return RunSnapshot(self.id, self.state, models, time.time())
 
     def report(self, out_dir: str | Path | None = None) -> dict[str, Path]:
@@ -306,7 +307,7 @@ class DrivenRun(Run):
         self._submit(record.op, record.model, record.name, record.value, record.pin, record.id, record.client)
 
     def _publish(self) -> None:
-        """Live progress for readers in other processes (steps/s, ETA, last evaluation).
+        """Live progress for readers in other processes (steps/s, ETA, last evaluation, what it waits for).
 
         Only the rows that changed since the last call are written: with 64 models of which a
         few finished a segment this second, rewriting all 64 rows every second was most of the
@@ -314,7 +315,7 @@ class DrivenRun(Run):
         for name, snap in self._coordinator.snapshot().items():
             row = dict(registry_name=snap.model, dataset=snap.dataset, total_epochs=snap.total_epochs,
                        step=snap.step, steps_per_epoch=snap.steps_per_epoch, steps_per_s=snap.steps_per_s,
-                       eta_s=snap.eta_s, last_eval=dict(snap.last_eval))
+                       eta_s=snap.eta_s, last_eval=dict(snap.last_eval), waiting=snap.waiting)
             if self._published.get(name) != row:
                 self._published[name] = row
                 self._store.set_model(name, **row)

@@ -57,6 +57,7 @@ class ModelSnapshot:
     eta_s: float | None
     last_error: str | None
     last_eval: Mapping[str, float]
+    waiting: str | None = None  # what a running model between epochs waits for ("peer x", "controller round 3")
 
     @property
     def progress(self) -> float:

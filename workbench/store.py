@@ -49,7 +49,7 @@ _METRIC_COLUMNS = ("model", "epoch", "step", "name", "value", "wall_time")
 # Live progress of each model, published by the driver for readers in other processes
 # (added after the first stores were written: added to older stores when they are opened).
 _LIVE_COLUMNS = {"step": "INTEGER", "steps_per_epoch": "INTEGER", "steps_per_s": "REAL", "eta_s": "REAL",
-                 "last_eval": "TEXT"}
+                 "last_eval": "TEXT", "waiting": "TEXT"}
 _JSON_COLUMNS = ("hparams", "pinned", "last_eval")
 
 _STOP = object()

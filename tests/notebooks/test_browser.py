@@ -300,3 +300,104 @@ def test_a_run_started_from_the_panel_survives_a_kernel_restart_and_is_steered_a
             raise
         finally:
             browser.close()
+
+
+def _panel_notebook(folder: Path) -> None:
+    """One cell: a panel on a short mutual-learning run, nothing started."""
+    source = ("from widgets import ControlPanel\n"
+              "panel = ControlPanel(preset='digits_mutual', overrides={'epochs': 4}, runs_dir='runs')\npanel")
+    nb = {"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": source}],
+          "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+          "nbformat": 4, "nbformat_minor": 5}
+    (folder / "panel.ipynb").write_text(json.dumps(nb))
+
+
+def _run_state(run_dir: Path) -> str | None:
+    conn = sqlite3.connect(f"file:{run_dir / 'store.sqlite'}?mode=ro", uri=True, timeout=10)
+    try:
+        row = conn.execute("SELECT value FROM run WHERE key='state'").fetchone()
+    except sqlite3.OperationalError:
+        row = None
+    finally:
+        conn.close()
+    return json.loads(row[0]) if row else None
+
+
+def _run_dirs(runs: Path) -> list[Path]:
+    return sorted(p.parent for p in runs.glob("*/store.sqlite"))
+
+
+def test_setup_form_double_click_waiting_partner_and_two_runs_in_a_row(lab):
+    """The panel as a person uses it: a learning rate set in the Setup form, Start double
+    clicked (one run, "starting workers..." at once), the CNN paused and the MLP reading
+    "waiting for" it, and after the run a second one started from the same panel."""
+    from playwright.sync_api import sync_playwright
+
+    url, token, folder = lab
+    _panel_notebook(folder)
+    runs = folder / "runs"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1500, "height": 2600})
+        try:
+            _open_notebook(page, url, token, "panel.ipynb")
+            page.locator(".jp-Notebook .jp-CodeCell").first.click()
+            page.keyboard.press("Shift+Enter")
+            setup = page.locator(".workbench-setup").first
+            setup.wait_for(state="visible", timeout=120_000)
+            # The MLP's box of the Setup form (the innermost box holding its title), its lr slider.
+            mlp_box = setup.locator(".widget-vbox:has(:text('digits_mlp hyperparameters'))").last
+            slider = mlp_box.locator(".widget-hslider:has(.widget-label:text-is('lr'))").first
+            slider.wait_for(state="visible", timeout=60_000)
+            before = slider.locator(".widget-readout").inner_text()
+            _drag(page, slider)
+            _poll(lambda: slider.locator(".widget-readout").inner_text() != before, 30, "the setup slider did not move")
+            chosen = float(slider.locator(".widget-readout").inner_text())
+            setup.evaluate("e => e.scrollIntoView({block: 'start'})")
+            _shoot(page, setup, ARTIFACTS / "setup_form.png")
+
+            page.locator(".workbench-panel .lm-TabBar-tab:has-text('Live')").first.click()
+            start = page.locator(".workbench-panel button[title='Start']").first
+            start.dblclick()
+            page.wait_for_selector(".workbench-panel :text('starting workers')", timeout=5_000)
+            assert start.is_disabled()
+            _poll(lambda: _run_dirs(runs), 240, "no run started")
+            first = _run_dirs(runs)[0]
+            preset = json.loads((first / "preset.json").read_text())
+            assert preset["models"]["digits_mlp"]["hyperparameters"]["lr"] == pytest.approx(chosen, rel=0.01)
+
+            # Pause the CNN once both train: its partner, the MLP, waits for it and says so.
+            _poll(lambda: len(c := _segments(runs)) == 2 and min(c.values()) >= 1, 240, "the run did not train")
+            cnn_row = page.locator(".widget-hbox:has(> .widget-label:text-is('digits_cnn@digits'))").first
+            cnn_row.get_by_role("button", name="Pause").click()
+            mlp_row = page.locator(".widget-hbox:has(> .widget-label:text-is('digits_mlp@digits'))").first
+            mlp_row.locator(":text('waiting for peer digits_cnn@digits (paused)')").wait_for(timeout=120_000)
+            assert "steps/s" not in mlp_row.inner_text() and "ETA" not in mlp_row.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "panel_waiting.png"))
+            cnn_row.get_by_role("button", name="Resume").click()
+
+            _poll(lambda: _run_state(first) == "finished", 300, "the first run did not finish")
+            assert _run_dirs(runs) == [first], "the double click started two runs"
+            page.wait_for_selector(".workbench-panel :text('Summary (last evaluation of each model)')",
+                                   timeout=120_000)
+            page.locator(".workbench-panel .lm-TabBar-tab:has-text('Live')").first.click()
+            _poll(lambda: start.is_enabled(), 60, "Start stayed disabled after the run ended")
+            assert page.get_by_role("button", name="Stop all").is_disabled()
+            start.click()
+            _poll(lambda: len(_run_dirs(runs)) == 2, 240, "the second run did not start")
+            second = next(d for d in _run_dirs(runs) if d != first)
+            _poll(lambda: _run_state(second) == "running", 120, "the second run is not running")
+            stop = page.get_by_role("button", name="Stop all")
+            _poll(lambda: stop.is_enabled(), 60, "Stop all is off for the second run")
+            stop.click()
+            _poll(lambda: _run_state(second) == "stopped", 240, "the second run did not stop")
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "panel_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    if os.environ.get("WORKBENCH_UPDATE_SCREENSHOTS"):
+        docs = ROOT / "docs" / "img"
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ARTIFACTS / "setup_form.png", docs / "setup.png")

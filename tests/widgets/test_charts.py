@@ -58,3 +58,47 @@ def test_chart_renders_every_model_and_switches_metric(tmp_path):
         chart.logic.on_message({"type": "epoch", "model": "a@digits", "epoch": 4, "metrics": {}})
     time.sleep(1.0)
     assert 1 <= chart.logic.renders - renders <= 2
+
+
+def _store(path, rows):
+    store = RunStore(path)
+    store.add_metrics(rows)
+    store.flush()
+    store.close()
+    return _Record(path)
+
+
+def test_one_epoch_reads_as_a_whole_number_on_the_x_axis(tmp_path):
+    from widgets._charts import chart_figure
+
+    record = _store(tmp_path / "store.sqlite", [("a@digits", 1, 10, "eval/accuracy", 0.8, 1.0),
+                                                 ("b@digits", 1, 10, "eval/accuracy", 0.7, 1.0)])
+    fig = chart_figure(record.metrics(), "eval/accuracy")
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    ticks = [x for x in ax.get_xticks() if low <= x <= high]
+    assert 1 in ticks and all(float(x).is_integer() for x in ticks), ticks
+
+
+def test_the_default_metric_is_the_same_whatever_arrives_first_and_a_pick_is_kept(tmp_path):
+    from widgets._charts import default_metric
+
+    assert default_metric(["train/loss_epoch", "eval/zeta", "eval/accuracy"]) == "eval/accuracy"
+    assert default_metric(["eval/win_rate", "eval/h_acyclicity"]) == "eval/h_acyclicity"
+    path = tmp_path / "store.sqlite"
+    store = RunStore(path)
+    store.add_metrics([("a@digits", 1, 10, "train/loss_epoch", 1.0, 1.0)])  # the train loss lands first
+    store.flush()
+    chart = LiveChart(ChartsLogic(interval=0.1))
+    chart.logic.bind(_Record(path))
+    assert chart.logic.metric == "train/loss_epoch"
+    store.add_metrics([("a@digits", 1, 10, "eval/accuracy", 0.8, 1.0), ("a@digits", 1, 10, "eval/loss", 0.5, 1.0)])
+    store.flush()
+    chart.logic.throttle.flush()
+    assert chart.logic.metric == "eval/accuracy" and chart.metric.value == "eval/accuracy"
+    chart.metric.value = "eval/loss"  # a person's pick
+    store.add_metrics([("a@digits", 2, 20, "eval/accuracy", 0.9, 2.0)])
+    store.flush()
+    chart.logic.throttle.flush()
+    store.close()
+    assert chart.logic.metric == "eval/loss" and chart.metric.value == "eval/loss"

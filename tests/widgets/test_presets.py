@@ -77,3 +77,18 @@ def test_a_broken_user_file_says_why(tmp_path):
     part.file.value = str(path)
     part.load_button.click()
     assert "not valid JSON" in part.status.value
+
+
+def test_a_mistyped_preset_name_is_refused_with_the_close_match_never_replaced():
+    import pytest
+
+    from widgets import ControlPanel
+    from workbench.errors import PresetError
+
+    with pytest.raises(PresetError, match=r"unknown preset 'digits_mutal'; did you mean 'digits_mutual'.*"
+                                          r"known presets: .*collaborative_training"):
+        PresetsLogic("digits_mutal")
+    with pytest.raises(PresetError, match="unknown preset 'digits_mutal'; did you mean 'digits_mutual'"):
+        ControlPanel(preset="digits_mutal")
+    with pytest.raises(PresetError, match=r"unknown preset 'zzz'; known presets: .*quick"):
+        PresetsLogic("zzz")

@@ -169,3 +169,23 @@ def test_worker_assignment_and_reassignment_after_a_death():
     assert policy.choose_worker(ledger, "a", ["tcp://w2", "tcp://w3"]) == "tcp://w3"  # w1 died: least loaded
     assert policy.choose_worker(ledger, "a", ["tcp://w1", "tcp://w2"]) == "tcp://w1"  # its worker is back
     assert policy.choose_worker(ledger, "a", []) is None
+
+
+def test_what_a_model_that_is_not_ready_waits_for():
+    ledger = _mutual()
+    assert policy.waiting_for(ledger, "mlp") == "peer cnn"
+    assert policy.waiting_for(_replace(ledger, "cnn", state=ModelState.PAUSED), "mlp") == "peer cnn (paused)"
+    assert policy.waiting_for(ledger, "cnn") is None and policy.waiting_for(ledger, "alpha") is None
+    assert policy.waiting_for(_replace(ledger, "mlp", in_flight=True), "mlp") is None  # training, not waiting
+    assert policy.waiting_for(_replace(ledger, "mlp", state=ModelState.PAUSED), "mlp") is None
+    assert policy.waiting_for(_replace(ledger, "cnn", state=ModelState.FAILED), "mlp") is None
+    assert policy.waiting_for(_mutual(controllers=True, round=0), "cnn") == "controller round 1"
+    one_way = Ledger.of([ModelEntry("causal", completed=3, total_epochs=9, produces=frozenset({MASK})),
+                         ModelEntry("sim", completed=1, total_epochs=9, consumes=frozenset({MASK}))], collaborate=True)
+    assert policy.waiting_for(one_way, "causal") == "consumer sim"
+    # Exactly the models ready() holds back have a reason.
+    for ledger in (_mutual(), _mutual(controllers=True, round=0), one_way):
+        for name in ledger.models:
+            entry = ledger.models[name]
+            idle = entry.state == ModelState.RUNNING and not entry.in_flight and entry.completed < entry.total_epochs
+            assert (policy.waiting_for(ledger, name) is not None) == (idle and not policy.ready(ledger, name))
