@@ -50,7 +50,8 @@ def batch(tmp_path_factory, _kernel_sees_the_package):
 
     out = tmp_path_factory.mktemp("batch")
     sets = parameter_sets(["preset=digits_mutual", "epochs=1"], ["seed=0,1"])
-    jobs = run_batch(NOTEBOOKS / "collaborative_training.ipynb", sets, out, parallel=2, timeout=300)
+    jobs = run_batch(NOTEBOOKS / "collaborative_training.ipynb", sets, out, parallel=2, timeout=300,
+                     runs_dir=out / "runs")
     return out, jobs
 
 
@@ -59,7 +60,8 @@ def test_collaborative_training_runs_headless_in_parallel_jobs(batch):
 
     out, jobs = batch
     assert [j.status for j in jobs] == ["ok", "ok"], [j.error for j in jobs]
-    assert len({j.run_dir for j in jobs}) == 2  # separate kernels, separate runs directories
+    assert len({j.run_dir for j in jobs}) == 2  # separate kernels, separate runs
+    assert {j.run_dir.parent for j in jobs} == {out / "runs"}  # both in the runs directory given
     for job in jobs:
         assert job.notebook.parent == job.run_dir  # the rendered notebook lies next to its run
         outputs = _assert_clean(job.notebook)
