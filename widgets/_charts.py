@@ -7,7 +7,6 @@ one per ``interval`` seconds) however fast the engine reports.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,25 +22,22 @@ PLACEHOLDER = ("<div style='box-sizing:border-box;height:100%;border:1px dashed 
                "the chart appears when the first metrics arrive</div>")
 
 
-def render_png(metrics: Any, name: str, smoothing: int = 1) -> bytes:
-    """The report's chart of ``name`` (every model on shared axes) as PNG bytes."""
+def render_png(metrics: Any, name: str, smoothing: int = 1, events: Any = None, x: str = "epoch",
+               log: bool = False) -> bytes:
+    """The report's chart of ``name`` (every model on shared axes, the run's changes marked
+    when ``events`` are given; see :mod:`workbench.charts`) as PNG bytes."""
+    from workbench.charts import figure_png
     from workbench.report import metric_figure
 
-    from matplotlib.ticker import MaxNLocator
-
-    fig = metric_figure(metrics, name, smoothing=smoothing)
-    for ax in fig.axes:  # epochs are whole numbers: no 1.5 on the axis of a young run
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure_png(metric_figure(metrics, name, smoothing=smoothing, events=events, x=x, log=log))
 
 
 class ChartsLogic(t.HasTraits):
     run = t.Any(None, allow_none=True)
     metric = t.Unicode("")
     smoothing = t.Int(1, min=1)
+    x_axis = t.Enum(["epoch", "step", "wall_time"], "epoch")
+    log_scale = t.Bool(False)
     available = t.List(t.Unicode())
     png = t.Bytes(b"")
     renders = t.Int(0)  # how many times the chart was drawn
@@ -49,7 +45,7 @@ class ChartsLogic(t.HasTraits):
     def __init__(self, interval: float = 1.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.throttle = Throttle(self.render, interval)
-        self.observe(lambda _: self.throttle(), ["metric", "smoothing"])
+        self.observe(lambda _: self.throttle(), ["metric", "smoothing", "x_axis", "log_scale"])
 
     def bind(self, run: Any) -> None:
         self.run = run
@@ -80,7 +76,11 @@ class ChartsLogic(t.HasTraits):
         if self.metric not in available:
             preferred = [n for n in ("eval/accuracy", "train/loss_epoch") if n in available]
             self.metric = (preferred or available)[0]  # observing "metric" schedules a redraw
-        self.png = render_png(metrics, self.metric, self.smoothing)
+        try:
+            events = self.run.events()
+        except Exception:  # no events table readable yet: the chart without marks
+            events = None
+        self.png = render_png(metrics, self.metric, self.smoothing, events, self.x_axis, self.log_scale)
         self.renders += 1
 
 
@@ -94,7 +94,14 @@ class LiveChart(w.VBox):
         # metrics arrive a placeholder of the chart's size stands in its place.
         self.image = w.Image(format="png", layout=w.Layout(max_width="720px", display="none"))
         self.placeholder = w.HTML(PLACEHOLDER, layout=w.Layout(width="640px", height="360px"))
-        super().__init__([w.HBox([self.metric, self.smoothing]), self.placeholder, self.image], **kwargs)
+        self.x_axis = w.Dropdown(description="x", options=["epoch", "step", "wall_time"], value=self.logic.x_axis,
+                                 layout=w.Layout(width="170px"))
+        self.log_scale = w.Checkbox(value=self.logic.log_scale, description="log", indent=False,
+                                    layout=w.Layout(width="60px"))
+        super().__init__([w.HBox([self.metric, self.smoothing, self.x_axis, self.log_scale]), self.placeholder,
+                          self.image], **kwargs)
+        self.x_axis.observe(lambda change: setattr(self.logic, "x_axis", change["new"]), "value")
+        self.log_scale.observe(lambda change: setattr(self.logic, "log_scale", change["new"]), "value")
         self.metric.observe(lambda change: self.on_metric(change["new"]), "value")
         self.smoothing.observe(lambda change: self.on_smoothing(change["new"]), "value")
         self.logic.observe(lambda change: setattr(self.metric, "options", change["new"]), "available")

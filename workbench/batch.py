@@ -205,7 +205,7 @@ def _live(run_dir: Path) -> str:
 
 
 def _run_job(notebook: Path, job: Job, kernel: str | None, timeout: float | None, root: Path, out: Path,
-             env: dict[str, str], changed) -> Job:
+             env: dict[str, str], changed, show_code: bool = False) -> Job:
     job.folder.mkdir(parents=True, exist_ok=True)
     params_path = job.folder / "parameters.json"
     params_path.write_text(json.dumps(job.parameters, indent=2))
@@ -249,7 +249,10 @@ def _run_job(notebook: Path, job: Job, kernel: str | None, timeout: float | None
         with _HTML_LOCK:
             from nbconvert import HTMLExporter
 
-            body, _ = HTMLExporter().from_filename(str(job.notebook))
+            # The rendering is the report people share: the code hidden unless asked for.
+            exporter = HTMLExporter(exclude_input=not show_code, exclude_input_prompt=not show_code,
+                                    exclude_output_prompt=not show_code)
+            body, _ = exporter.from_filename(str(job.notebook))
         job.html.write_text(body)
     job.status = status
     changed(job)
@@ -263,13 +266,14 @@ def _check_parallel(parallel: int) -> None:
 
 def run_batch(notebook: str | Path, sets: list[dict[str, Any]], out: str | Path, parallel: int = 1,
               kernel: str | None = None, timeout: float | None = None, runs_dir: str | Path | None = None,
-              on_change: Callable[[Job], None] | None = None, poll: float = 2.0) -> list[Job]:
+              on_change: Callable[[Job], None] | None = None, poll: float = 2.0, show_code: bool = False) -> list[Job]:
     """Execute ``notebook`` (a path or a shipped notebook's name) once per parameter set,
     ``parallel`` at a time, its runs in ``runs_dir`` (default: ``$WORKBENCH_RUNS_DIR`` or
     ``./runs``); keep ``OUT/index.html`` current as jobs start, progress and end.
 
     ``kernel``: an installed kernelspec's name; None runs this interpreter. ``on_change``
     is called with a job whenever its status or live progress changes (from any thread).
+    The HTML renderings hide the code cells unless ``show_code``.
     """
     from .notebooks import find_notebook
     from .run import runs_dir as _runs_dir
@@ -332,7 +336,8 @@ def run_batch(notebook: str | Path, sets: list[dict[str, Any]], out: str | Path,
         watcher.start()
         try:
             with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-                list(pool.map(lambda job: _run_job(notebook, job, kernel, timeout, root, out, env, changed), jobs))
+                list(pool.map(lambda job: _run_job(notebook, job, kernel, timeout, root, out, env, changed,
+                                                       show_code), jobs))
         finally:
             done.set()
             watcher.join(timeout=30)
@@ -416,7 +421,7 @@ def run_batch_cli(args: Any) -> int:
             print(job_line(job), flush=True)
 
     jobs = run_batch(args.notebook, sets, out, parallel=args.parallel, kernel=args.kernel, runs_dir=root,
-                     on_change=show)
+                     on_change=show, show_code=args.show_code)
     for job in jobs:
         print(job_line(job) + (f"  {job.html}" if job.html else ""))
     print(f"index {out / 'index.html'}")

@@ -464,6 +464,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--runs-dir")
     s.add_argument("--parallel", type=int, default=1, help="notebooks executed at once")
     s.add_argument("--kernel", help="an installed Jupyter kernel's name (default: this environment's Python)")
+    s.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML renderings (hidden by default)")
     s.set_defaults(func=_cmd_batch)
     s = sub.add_parser("compare", help="runs side by side: settings that differ, metrics, mean and spread over seeds")
     s.add_argument("runs", nargs="*", metavar="RUN", help="run ids (see `workbench status`)")

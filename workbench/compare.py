@@ -24,8 +24,8 @@ from typing import Any
 
 from .errors import WorkbenchError
 
-__all__ = ["compare_runs", "settings_diff", "group_runs", "group_figure", "key_metrics", "lower_is_better",
-           "flat_settings"]
+__all__ = ["compare_runs", "settings_diff", "table_settings_diff", "group_runs", "mean_spread", "group_figure",
+           "key_metrics", "lower_is_better", "flat_settings", "default_metric", "comparison_html"]
 
 # Metrics where a lower value is the better one; every other eval/ metric is "higher is better".
 _LOWER = ("loss", "nll", "error", "shd", "mse", "mae", "rmse")
@@ -146,6 +146,13 @@ def _diff(settings: dict[str, dict[str, Any]], pd) -> Any:
     differ = [k for k in keys if len({json.dumps(flat.get(k), default=str) for flat in settings.values()}) > 1]
     return pd.DataFrame({run: [flat.get(k) for k in differ] for run, flat in settings.items()},
                         index=pd.Index(differ, name="setting"), dtype=object)
+
+
+def table_settings_diff(table):
+    """:func:`settings_diff` of the runs of a :func:`compare_runs` table, without reading them again."""
+    import pandas as pd
+
+    return _diff(table.attrs["settings"], pd)
 
 
 def compare_runs(run_ids: list[str], runs_dir: str | Path | None = None):
@@ -295,8 +302,8 @@ def default_metric(table) -> str | None:
     return next((n for n in names if n.endswith("/accuracy")), next(iter(names), None))
 
 
-def _mean_spread(grouped) -> Any:
-    """``0.9597 ± 0.0216`` cells from group_runs' ``mean``/``std`` column pairs."""
+def mean_spread(grouped) -> Any:
+    """:func:`group_runs`' table for reading: ``0.9597 ± 0.022`` cells instead of ``mean``/``std`` pairs."""
     keep = [c for c in grouped.columns if not c.endswith((" mean", " std"))]
     out = grouped[keep].copy()
     for col in grouped.columns:
@@ -319,7 +326,7 @@ def comparison_html(table, diff, grouped, figure_png: bytes | None = None) -> st
     parts = ["<h1>Runs compared</h1>", "<h2>Runs</h2>", frame(shown),
              "<h2>Settings that differ</h2>", diff.reset_index().to_html(index=False, border=0) if not diff.empty
              else "<p>The runs have the same settings.</p>",
-             "<h2>Mean ± standard deviation over runs</h2>", frame(_mean_spread(grouped))]
+             "<h2>Mean ± standard deviation over runs</h2>", frame(mean_spread(grouped))]
     if figure_png:
         parts.append(f"<img alt='learning curves with spread' src='data:image/png;base64,"
                      f"{base64.b64encode(figure_png).decode()}'/>")
@@ -361,7 +368,7 @@ def compare_cli(args: Any) -> int:
     table = compare_runs(list(dict.fromkeys(runs)), args.runs_dir)
     by = args.group_by[0] if args.group_by and len(args.group_by) == 1 else args.group_by
     grouped = group_runs(table, by)
-    diff = _diff(table.attrs["settings"], pd)
+    diff = table_settings_diff(table)
     if args.out:
         metric = args.metric or default_metric(table) or "eval/accuracy"
         fig = group_figure(list(table["run"].unique()), by, metric, args.runs_dir)
@@ -394,7 +401,7 @@ def compare_cli(args: Any) -> int:
         print(diff.to_string() if not diff.empty else "(none: the runs have the same settings)")
         print("\nmean ± standard deviation over runs" + (f", grouped by {', '.join(args.group_by)}"
                                                          if args.group_by else ""))
-        print(_mean_spread(grouped).to_string(index=False))
+        print(mean_spread(grouped).to_string(index=False))
     if args.out:
         print(f"\nwritten {args.out}")
     return 0
