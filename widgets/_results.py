@@ -144,6 +144,7 @@ class Results(w.VBox):
         self.summary = w.HTML("<i>results appear here when a run has ended</i>")
         self.table = w.HTML()
         self.gallery = w.VBox()
+        self.gallery.add_class("workbench-results-charts")  # a stable handle for browser tests
         self.changes = w.HTML()
         self.link = w.HTML()
         self.refresh_button = w.Button(description="Refresh results", icon="refresh")

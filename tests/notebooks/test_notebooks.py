@@ -76,6 +76,9 @@ def test_collaborative_training_runs_headless_in_parallel_jobs(batch):
         assert record.preset["seed"] == job.parameters["seed"]
         body = job.html.read_text()
         assert "data:image/png;base64" in body and "Cross-model results" in body
+        # The report people share: a summary first, code hidden, no link to this machine.
+        assert "Summary of run" in body and "hardware" in body and "Live changes" in body
+        assert "wb.start_run(" not in body and "127.0.0.1" not in body
     index = (out / "index.html").read_text()
     assert index.count("collaborative_training.html") == 2 and "failed" not in index.split("<table>")[1]
 
@@ -97,6 +100,8 @@ def test_results_analysis_compares_the_runs(batch, tmp_path):
     html_tables = "".join(o["data"].get("text/html", "") for o in outputs if "data" in o)
     for run in runs:
         assert run.name in html_tables
+    assert "Settings that differ" in "".join(o["data"].get("text/markdown", "") for o in outputs if "data" in o)
+    assert "±" in html_tables  # mean ± spread over the two seeds
     assert len(_pngs(outputs)) >= 2
     assert job.html.exists()
 
@@ -108,6 +113,9 @@ def test_quickstart_executes_headless_without_hanging(tmp_path):
                                cwd=str(tmp_path), progress_bar=False, execution_timeout=300)
     outputs = _assert_clean(out)
     assert _pngs(outputs)
+    # Where the panel was, a static copy for viewers without widget state (not an empty Out).
+    panel = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert panel and "Workbench control panel" in panel[0]["data"]["text/html"]
     runs = list((tmp_path / "runs").glob("*/store.sqlite"))
     assert len(runs) == 1
     import workbench as wb
