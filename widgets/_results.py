@@ -127,12 +127,18 @@ class ResultsLogic(t.HasTraits):
             return
         self.compared = ids
         self.group_options = sorted({k for flat in table.attrs["settings"].values() for k in flat})
-        shown = [c for c in table.columns if c not in ("started", "preset", "batch", "model_state")]
-        parts = ["<b>Runs</b>", table[shown].to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}"),
+        shown = table.drop(columns=[c for c in ("started", "preset", "batch", "model_state") if c in table])
+        shown["duration_s"] = shown["duration_s"].map(lambda v: "" if v is None or v != v else f"{v:.0f} s")
+
+        def scroll(frame_html: str) -> str:  # wide tables scroll sideways instead of wrapping every cell
+            return f"<div style='overflow-x:auto;white-space:nowrap'>{frame_html}</div>"
+
+        parts = ["<b>Runs</b>", scroll(shown.rename(columns={"duration_s": "duration"}).to_html(
+                     index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}")),
                  "<b>Settings that differ</b>",
-                 diff.reset_index().to_html(index=False, border=0) if not diff.empty else "<p>none</p>",
+                 scroll(diff.reset_index().to_html(index=False, border=0)) if not diff.empty else "<p>none</p>",
                  "<b>Mean ± standard deviation over runs</b>",
-                 mean_spread(grouped).to_html(index=False, border=0)]
+                 scroll(mean_spread(grouped).to_html(index=False, border=0))]
         self.compare_error = ""
         self.compare_png = png
         self.compare_html = "".join(parts)
@@ -143,7 +149,7 @@ class Results(w.VBox):
         self.logic = logic or ResultsLogic()
         self.summary = w.HTML("<i>results appear here when a run has ended</i>")
         self.table = w.HTML()
-        self.gallery = w.VBox()
+        self.gallery = w.HBox(layout=w.Layout(flex_flow="row wrap", align_items="flex-start"))
         self.gallery.add_class("workbench-results-charts")  # a stable handle for browser tests
         self.changes = w.HTML()
         self.link = w.HTML()
@@ -154,12 +160,15 @@ class Results(w.VBox):
                                        layout=w.Layout(width="520px"))
         self.compare_button = w.Button(description="Compare", icon="columns")
         self.compare_out = w.HTML()
-        self.compare_chart = w.Image(format="png", layout=w.Layout(max_width="100%"))
-        compare = w.VBox([w.HTML("<h4>Compare runs</h4>"), self.run_choice, self.group_choice, self.compare_button,
-                          self.compare_out, self.compare_chart], layout=w.Layout(border_top="1px solid #ddd"))
+        self.compare_chart = w.Image(format="png", layout=w.Layout(max_width="900px"))
+        compare = w.VBox([self.run_choice, self.group_choice, self.compare_button, self.compare_out,
+                          self.compare_chart])
         compare.add_class("workbench-compare")
-        super().__init__([self.refresh_button, self.summary, self.table, self.gallery, self.changes, self.link,
-                          compare], **kwargs)
+        this_run = w.VBox([self.refresh_button, self.summary, self.table, self.gallery, self.changes, self.link])
+        self.sections = w.Tab([this_run, compare])  # one run's report; any runs side by side
+        for i, title in enumerate(["This run", "Compare runs"]):
+            self.sections.set_title(i, title)
+        super().__init__([self.sections], **kwargs)
         self.refresh_button.on_click(lambda _: self.on_refresh())
         self.compare_button.on_click(lambda _: self.on_compare())
         self.logic.observe(lambda _: self._show(), ["table_html", "charts", "error", "summary_html"])
@@ -183,7 +192,7 @@ class Results(w.VBox):
         self.summary.value = "<b>Summary</b>" + logic.summary_html
         self.table.value = "<b>Final and best metrics</b>" + logic.table_html
         main = [logic.charts[n] for n in ("metrics", "resources") if n in logic.charts] or list(logic.charts.values())
-        self.gallery.children = [w.Image(value=png, format="png", layout=w.Layout(max_width="100%")) for png in main]
+        self.gallery.children = [w.Image(value=png, format="png", layout=w.Layout(max_width="49%")) for png in main]
         self.changes.value = "<b>Live changes</b>" + logic.changes_html if logic.changes_html else ""
         self.link.value = f"report: <code>{html.escape(logic.report_path)}</code>" if logic.report_path else ""
 

@@ -61,6 +61,7 @@ def _compare_notebook(folder: Path) -> None:
               "panel.results.logic.runs_dir = str(panel.runs_dir)\n"
               "panel.results.logic.refresh_runs()\n"
               "panel.tabs.selected_index = 2\n"
+              "panel.results.sections.selected_index = 1\n"
               "panel")
     cell = {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": source}
     nb = {"cells": [cell], "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
@@ -127,7 +128,7 @@ def test_results_tab_compares_two_runs_in_jupyterlab(lab):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        page = browser.new_page(viewport={"width": 1500, "height": 1700})
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
         try:
             page.goto(f"{url}/lab/tree/compare.ipynb?token={token}", timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
