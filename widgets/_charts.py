@@ -7,7 +7,6 @@ one per ``interval`` seconds) however fast the engine reports.
 """
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -35,34 +34,38 @@ def default_metric(available: list[str]) -> str:
     return min(available)
 
 
-def chart_figure(metrics: Any, name: str, smoothing: int = 1) -> Any:
-    """The report's chart of ``name`` (every model on shared axes), epochs as whole numbers."""
+def chart_figure(metrics: Any, name: str, smoothing: int = 1, events: Any = None, x: str = "epoch",
+                 log: bool = False) -> Any:
+    """The report's chart of ``name`` (every model on shared axes, the run's changes marked
+    when ``events`` are given; see :mod:`workbench.charts`), epochs as whole numbers."""
     from matplotlib.ticker import MaxNLocator
     from workbench.report import metric_figure
 
-    fig = metric_figure(metrics, name, smoothing=smoothing)
-    epochs = metrics.loc[metrics["name"] == name, "epoch"]
-    for ax in fig.axes:  # epochs are whole numbers: no 1.5 on the axis of a young run
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        if not epochs.empty and epochs.max() - epochs.min() < 2:
-            # Under two epochs wide the locator gives up on integers (0.945 ... 1.050): widen the view.
-            ax.set_xlim(epochs.min() - 1, epochs.max() + 1)
+    fig = metric_figure(metrics, name, smoothing=smoothing, events=events, x=x, log=log)
+    if x == "epoch":
+        epochs = metrics.loc[metrics["name"] == name, "epoch"]
+        for ax in fig.axes:  # epochs are whole numbers: no 1.5 on the axis of a young run
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if not epochs.empty and epochs.max() - epochs.min() < 2:
+                # Under two epochs wide the locator gives up on integers (0.945 ... 1.050): widen the view.
+                ax.set_xlim(epochs.min() - 1, epochs.max() + 1)
     return fig
 
 
-def render_png(metrics: Any, name: str, smoothing: int = 1) -> bytes:
+def render_png(metrics: Any, name: str, smoothing: int = 1, events: Any = None, x: str = "epoch",
+               log: bool = False) -> bytes:
     """:func:`chart_figure` as PNG bytes."""
-    fig = chart_figure(metrics, name, smoothing)
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    from workbench.charts import figure_png
+
+    return figure_png(chart_figure(metrics, name, smoothing, events, x, log))
 
 
 class ChartsLogic(t.HasTraits):
     run = t.Any(None, allow_none=True)
     metric = t.Unicode("")
     smoothing = t.Int(1, min=1)
+    x_axis = t.Enum(["epoch", "step", "wall_time"], "epoch")
+    log_scale = t.Bool(False)
     available = t.List(t.Unicode())
     png = t.Bytes(b"")
     renders = t.Int(0)  # how many times the chart was drawn
@@ -71,7 +74,7 @@ class ChartsLogic(t.HasTraits):
     def __init__(self, interval: float = 1.0, **kwargs: Any):
         super().__init__(**kwargs)
         self.throttle = Throttle(self.render, interval)
-        self.observe(lambda _: self.throttle(), ["metric", "smoothing"])
+        self.observe(lambda _: self.throttle(), ["metric", "smoothing", "x_axis", "log_scale"])
 
     def bind(self, run: Any) -> None:
         self.run = run
@@ -115,7 +118,11 @@ class ChartsLogic(t.HasTraits):
             metrics = self.run.epoch_series(self.metric)
         except Exception:
             return
-        self.png = render_png(metrics, self.metric, self.smoothing)
+        try:
+            events = self.run.events()
+        except Exception:  # no events table readable yet: the chart without marks
+            events = None
+        self.png = render_png(metrics, self.metric, self.smoothing, events, self.x_axis, self.log_scale)
         self.renders += 1
 
 
@@ -129,7 +136,14 @@ class LiveChart(w.VBox):
         # metrics arrive a placeholder of the chart's size stands in its place.
         self.image = w.Image(format="png", layout=w.Layout(max_width="720px", display="none"))
         self.placeholder = w.HTML(PLACEHOLDER, layout=w.Layout(width="640px", height="360px"))
-        super().__init__([w.HBox([self.metric, self.smoothing]), self.placeholder, self.image], **kwargs)
+        self.x_axis = w.Dropdown(description="x", options=["epoch", "step", "wall_time"], value=self.logic.x_axis,
+                                 layout=w.Layout(width="170px"))
+        self.log_scale = w.Checkbox(value=self.logic.log_scale, description="log", indent=False,
+                                    layout=w.Layout(width="60px"))
+        super().__init__([w.HBox([self.metric, self.smoothing, self.x_axis, self.log_scale]), self.placeholder,
+                          self.image], **kwargs)
+        self.x_axis.observe(lambda change: setattr(self.logic, "x_axis", change["new"]), "value")
+        self.log_scale.observe(lambda change: setattr(self.logic, "log_scale", change["new"]), "value")
         self.metric.observe(lambda change: self.on_metric(change["new"]), "value")
         self.smoothing.observe(lambda change: self.on_smoothing(change["new"]), "value")
         self._syncing = False  # the dropdown follows the logic: only a person's pick is a choice

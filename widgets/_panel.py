@@ -103,6 +103,14 @@ class ControlPanel(w.VBox):
         if run is not None:
             self.attach(run)
 
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
+        """The widget, plus a static HTML copy for viewers without widget state (nbconvert, GitHub)."""
+        from ._results import static_html
+
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle["text/html"] = static_html(self.run, self.presets.logic.name)
+        return bundle
+
     # -- behaviour ---------------------------------------------------------------------------
     def start(self) -> Any:
         """Start a run from the chosen preset and resources (like pressing Start)."""

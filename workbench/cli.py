@@ -343,6 +343,12 @@ def _cmd_batch(args) -> int:
     return run_batch_cli(args)
 
 
+def _cmd_compare(args) -> int:
+    from .compare import compare_cli
+
+    return compare_cli(args)
+
+
 def _cmd_notebooks(args) -> int:
     from .notebooks import copy_notebooks
 
@@ -468,7 +474,19 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="output folder (default: RUNS_DIR/batch-TIMESTAMP)")
     s.add_argument("--runs-dir")
     s.add_argument("--parallel", type=int, default=1, help="notebooks executed at once")
+    s.add_argument("--kernel", help="an installed Jupyter kernel's name (default: this environment's Python)")
+    s.add_argument("--show-code", action="store_true", help="keep the code cells in the HTML renderings (hidden by default)")
     s.set_defaults(func=_cmd_batch)
+    s = sub.add_parser("compare", help="runs side by side: settings that differ, metrics, mean and spread over seeds")
+    s.add_argument("runs", nargs="*", metavar="RUN", help="run ids (see `workbench status`)")
+    s.add_argument("--batch", help="every run of this batch (the folder name, e.g. batch-20261126-140000)")
+    s.add_argument("--group-by", action="append", metavar="PARAM",
+                   help="a setting to group by, e.g. epochs or models.digits_mlp.hyperparameters.lr "
+                        "(default: every differing setting but seed)")
+    s.add_argument("--metric", help="the metric charted with --out (default: an accuracy, else the first eval/ one)")
+    s.add_argument("--out", help="write the comparison as FILE.html (tables and chart) or FILE.png (chart)")
+    s.add_argument("--runs-dir")
+    json_flag(s).set_defaults(func=_cmd_compare)
     return p
 
 

@@ -188,6 +188,18 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
     return _drive_new(run_dir, plan, inventory, placements, scheduler, security, code, schedule)
 
 
+def _batch_tag() -> dict[str, Any]:
+    """The batch job this run belongs to, when ``workbench batch`` executes the notebook that
+    starts it (``$WORKBENCH_BATCH_JOB``: the job's folder, ``OUT/job-NNN``); else nothing."""
+    job = os.environ.get("WORKBENCH_BATCH_JOB")
+    if not job:
+        return {}
+    folder = Path(job)
+    index = folder.name.rsplit("-", 1)[-1]
+    return {"batch": folder.parent.name, "batch_dir": str(folder.parent),
+            "batch_job": int(index) if index.isdigit() else None}
+
+
 def _replayed_dir(replay: str | Path, runs_dir_: str | Path | None) -> Path:
     path = Path(replay)
     return path if path.is_dir() else runs_dir(runs_dir_) / str(replay)
@@ -228,7 +240,7 @@ def _drive_new(run_dir: Path, plan, inventory, placements, scheduler, security, 
         store = RunStore(run_dir / "store.sqlite")
         lease = Lease(run_dir / "store.sqlite", run_dir.name, "run").acquire()
         store.set_run(state=RunState.RUNNING.value, preset=plan.preset_name, started=time.time(),
-                      run_id=run_dir.name, **_driver())
+                      run_id=run_dir.name, **_driver(), **_batch_tag())
         for payload in quality:
             store.add_event(None, "data_quality", payload)
         coordinator = Coordinator(run_dir.name, run_dir, plan, {p.instance: p for p in placements}, cluster, store,
@@ -439,8 +451,9 @@ def _plan_restore(run_dir: Path, plan, allow_restart: Iterable[str]):
 
 
 def list_runs(runs_dir_: str | Path | None = None):
-    """DataFrame of the runs in a runs directory: id, state, preset, models, started.
+    """DataFrame of the runs in a runs directory: id, state, preset, models, started, batch.
 
+    ``batch`` names the ``workbench batch`` folder whose job made the run (else None).
     ``started`` is an aware datetime in this machine's zone (run ids use local time too).
     """
     import pandas as pd
@@ -459,5 +472,5 @@ def list_runs(runs_dir_: str | Path | None = None):
             continue
         rows.append({"run": record.id, "state": _stored_state(info, path).value, "preset": info.get("preset"),
                      "models": len(models), "finished_models": int((models["state"] == "finished").sum()),
-                     "started": local_time(info.get("started"))})
-    return pd.DataFrame(rows, columns=["run", "state", "preset", "models", "finished_models", "started"])
+                     "started": local_time(info.get("started")), "batch": info.get("batch")})
+    return pd.DataFrame(rows, columns=["run", "state", "preset", "models", "finished_models", "started", "batch"])

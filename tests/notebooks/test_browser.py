@@ -216,11 +216,10 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
             # the run ends and the Results tab shows them.
             _poll(lambda: min(_segments(folder / "runs").values()) >= 6, 180, "the models did not finish 6 epochs")
             page.get_by_role("button", name="Stop all").click()
-            page.wait_for_selector(".workbench-panel :text('Summary (last evaluation of each model)')",
-                                   timeout=180_000)
+            page.wait_for_selector(".workbench-panel :text('Final and best metrics')", timeout=180_000)
             page.wait_for_selector(".workbench-panel table.dataframe", timeout=60_000)
             page.wait_for_function("() => { const imgs = [...document.querySelectorAll("
-                                   "'.workbench-panel .widget-gridbox img')];"
+                                   "'.workbench-panel .workbench-results-charts img')];"
                                    " return imgs.length >= 2 && imgs.every(i => i.complete && i.naturalWidth > 0); }",
                                    timeout=60_000)
             panel.evaluate("e => e.scrollIntoView({block: 'center'})")

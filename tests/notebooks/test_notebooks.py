@@ -50,7 +50,8 @@ def batch(tmp_path_factory, _kernel_sees_the_package):
 
     out = tmp_path_factory.mktemp("batch")
     sets = parameter_sets(["preset=digits_mutual", "epochs=1"], ["seed=0,1"])
-    jobs = run_batch(NOTEBOOKS / "collaborative_training.ipynb", sets, out, parallel=2, timeout=300)
+    jobs = run_batch(NOTEBOOKS / "collaborative_training.ipynb", sets, out, parallel=2, timeout=300,
+                     runs_dir=out / "runs")
     return out, jobs
 
 
@@ -59,7 +60,8 @@ def test_collaborative_training_runs_headless_in_parallel_jobs(batch):
 
     out, jobs = batch
     assert [j.status for j in jobs] == ["ok", "ok"], [j.error for j in jobs]
-    assert len({j.run_dir for j in jobs}) == 2  # separate kernels, separate runs directories
+    assert len({j.run_dir for j in jobs}) == 2  # separate kernels, separate runs
+    assert {j.run_dir.parent for j in jobs} == {out / "runs"}  # both in the runs directory given
     for job in jobs:
         assert job.notebook.parent == job.run_dir  # the rendered notebook lies next to its run
         outputs = _assert_clean(job.notebook)
@@ -74,6 +76,9 @@ def test_collaborative_training_runs_headless_in_parallel_jobs(batch):
         assert record.preset["seed"] == job.parameters["seed"]
         body = job.html.read_text()
         assert "data:image/png;base64" in body and "Cross-model results" in body
+        # The report people share: a summary first, code hidden, no link to this machine.
+        assert "Summary of run" in body and "hardware" in body and "Live changes" in body
+        assert "wb.start_run(" not in body and "127.0.0.1" not in body
     index = (out / "index.html").read_text()
     assert index.count("collaborative_training.html") == 2 and "failed" not in index.split("<table>")[1]
 
@@ -95,6 +100,8 @@ def test_results_analysis_compares_the_runs(batch, tmp_path):
     html_tables = "".join(o["data"].get("text/html", "") for o in outputs if "data" in o)
     for run in runs:
         assert run.name in html_tables
+    assert "Settings that differ" in "".join(o["data"].get("text/markdown", "") for o in outputs if "data" in o)
+    assert "±" in html_tables  # mean ± spread over the two seeds
     assert len(_pngs(outputs)) >= 2
     assert job.html.exists()
 
@@ -106,6 +113,9 @@ def test_quickstart_executes_headless_without_hanging(tmp_path):
                                cwd=str(tmp_path), progress_bar=False, execution_timeout=300)
     outputs = _assert_clean(out)
     assert _pngs(outputs)
+    # Where the panel was, a static copy for viewers without widget state (not an empty Out).
+    panel = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert panel and "Workbench control panel" in panel[0]["data"]["text/html"]
     runs = list((tmp_path / "runs").glob("*/store.sqlite"))
     assert len(runs) == 1
     import workbench as wb
