@@ -105,3 +105,13 @@ def test_missing_true_graph_is_refused_before_the_run(tmp_path, capsys):
                                  "--set", 'datasets=["sem_linear"]', "--set", 'target_models=["causal_reasoning_engine"]',
                                  "--set", f"models={json.dumps({'causal_reasoning_engine': {'hyperparameters': hp}})}"])
     assert code == 2 and "true_graph: file not found" in err and not (tmp_path / "runs").exists()
+
+
+def test_panel_results_show_the_learned_graph(world):
+    pytest.importorskip("ipywidgets")
+    from widgets._results import ResultsLogic
+    from workbench.run import open_run
+
+    logic = ResultsLogic()
+    logic.show(open_run("r1", world["root"] / "runs"))
+    assert not logic.error and logic.charts["graph/causal_reasoning_engine@mine"][:4] == b"\x89PNG"
