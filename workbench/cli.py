@@ -361,6 +361,17 @@ def _cmd_do(args) -> int:
     return 0
 
 
+def _cmd_ablate(args) -> int:
+    from .ablate import ablate, format_table
+
+    result = ablate(args.preset, args.seeds, _overrides(args.set), args.runs_dir, args.out, args.scheduler,
+                    progress=(lambda line: None) if args.quiet else (lambda line: print(line, flush=True)))
+    print(format_table(result["table"]))
+    for name, path in result["paths"].items():
+        print(f"{name:20s} {path}")
+    return 0
+
+
 def _cmd_batch(args) -> int:
     from .batch import run_batch_cli  # checks for the notebooks extra before it starts
 
@@ -475,6 +486,15 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--runs-dir")
     s.add_argument("--out", help="default: RUN/report")
     s.set_defaults(func=_cmd_report)
+    s = sub.add_parser("ablate", help="run a preset with each knowledge flow switched off in turn, and controls")
+    s.add_argument("preset", help="a preset name or a path to a preset JSON file")
+    s.add_argument("--seeds", default="0,1,2", help="comma-separated seeds; each also varies the data splits")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset value, e.g. --set epochs=1")
+    s.add_argument("--runs-dir", help="default: $WORKBENCH_RUNS_DIR or ./runs; the ablation gets a folder in it")
+    s.add_argument("--out", help="the ablation's folder (default: RUNS_DIR/ablate-PRESET-TIMESTAMP)")
+    s.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a local cluster per run)")
+    s.add_argument("--quiet", action="store_true", help="no line per finished run")
+    s.set_defaults(func=_cmd_ablate)
     s = sub.add_parser("do", help="ask a run's causal model the effect of an intervention, with an interval")
     s.add_argument("run")
     s.add_argument("--model", help="the causal model instance (default: the run's only model with a learned graph)")

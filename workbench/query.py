@@ -20,8 +20,9 @@ from .errors import WorkbenchError
 __all__ = ["load_trainer", "do_query"]
 
 
-def load_trainer(run_id: str, instance: str, runs_dir: str | Path | None = None) -> Any:
-    """The trainer ``instance`` of a run, restored from its latest checkpoint in this process."""
+def load_trainer(run_id: str | Path, instance: str, runs_dir: str | Path | None = None) -> Any:
+    """The trainer ``instance`` of a run (an id, or a run directory as a ``Path``), restored
+    from its latest checkpoint in this process."""
     from ._worker import _dataset
     from .checkpoint import DiskSaver
     from .plan import make_plan
@@ -29,7 +30,9 @@ def load_trainer(run_id: str, instance: str, runs_dir: str | Path | None = None)
     from .run import open_run
     from .trainer import Resources
 
-    record = open_run(run_id, runs_dir)
+    from .handles import RunRecord
+
+    record = RunRecord(run_id) if isinstance(run_id, Path) else open_run(run_id, runs_dir)
     preset = dict(record.preset)
     name = preset.pop("name", "run")
     plan = make_plan(name, preset)
