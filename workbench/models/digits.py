@@ -17,6 +17,7 @@ predictions of the previous epoch (``workbench ablate`` runs it).
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,6 +44,9 @@ class _DigitsClassifier(Trainer):
         "mutual_weight": HParam(float, 1.0, low=0.0, high=10.0, live=True,
                                 help="weight of the KL term toward peers' predictions"),
         "temperature": HParam(float, 2.0, low=0.5, high=10.0),
+        "mutual_from": HParam(str, "all", choices=("all", "better"),
+                              help="all: learn from every peer (deep mutual learning); better: only from peers "
+                                   "whose validation NLL is lower than this model's own"),
         "self_distill": HParam(bool, False, help="without peers, distil from its own previous-epoch predictions "
                                "(the control for mutual learning)"),
         "hidden": HParam(int, 128, low=8, high=2048),
@@ -180,13 +184,20 @@ class _DigitsClassifier(Trainer):
     def export_knowledge(self) -> dict[str, Any]:
         t = self.hparams["temperature"]
         # Knowledge travels between workers (a CPU peer cannot unpickle a CUDA tensor): host memory.
-        return {self._kind(): {"probs": F.softmax(self._logits(self.x_train) / t, dim=1).cpu()}}
+        return {self._kind(): {"probs": F.softmax(self._logits(self.x_train) / t, dim=1).cpu(),
+                               "valid_nll": self._valid_nll()}}
+
+    def _valid_nll(self) -> float:
+        return float(F.cross_entropy(self._logits(self.x_valid), self.y_valid))
 
     def import_knowledge(self, artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         peers = artifacts.get(self._kind(), {})
         # Sorted sources: the float mean must not depend on the order artifacts arrived in.
         usable = {src: peers[src]["probs"] for src in sorted(peers)
                   if peers[src]["probs"].shape == (len(self.x_train), self.n_classes)}
+        if self.hparams["mutual_from"] == "better":  # a weaker peer's mistakes are not worth copying
+            own = self._valid_nll()
+            usable = {src: p for src, p in usable.items() if peers[src].get("valid_nll", math.inf) < own}
         if not usable:
             self.peer_probs = None
             return {}
