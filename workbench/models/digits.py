@@ -9,8 +9,11 @@ tensors are elsewhere), ``precision`` (bf16 autocast), and ``batch_size`` with
 without changing the effective batch.
 
 Mutual learning: after each epoch every classifier exports its softened predictions on
-the training set (``soft_predictions/<dataset>``); in the next epoch the others add
-``mutual_weight * T^2 * KL(peers || self)`` to their cross-entropy on each batch.
+the training set (``soft_predictions/<dataset>``) and its validation NLL; in the next
+epoch each model that receives them adds ``mutual_weight * T^2 * KL(peers || self)`` to
+its cross-entropy on each batch, learning (with ``mutual_from="better"``, the default) only
+from peers whose validation NLL is lower than its own: learning from every peer made the
+stronger network worse (docs/collaboration.md).
 ``self_distill`` is its control without a peer: the model distils from its own softened
 predictions of the previous epoch (``workbench ablate`` runs it).
 """
@@ -44,7 +47,7 @@ class _DigitsClassifier(Trainer):
         "mutual_weight": HParam(float, 1.0, low=0.0, high=10.0, live=True,
                                 help="weight of the KL term toward peers' predictions"),
         "temperature": HParam(float, 2.0, low=0.5, high=10.0),
-        "mutual_from": HParam(str, "all", choices=("all", "better"),
+        "mutual_from": HParam(str, "better", choices=("all", "better"),
                               help="all: learn from every peer (deep mutual learning); better: only from peers "
                                    "whose validation NLL is lower than this model's own"),
         "self_distill": HParam(bool, False, help="without peers, distil from its own previous-epoch predictions "
