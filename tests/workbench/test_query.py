@@ -115,3 +115,17 @@ def test_panel_results_show_the_learned_graph(world):
     logic = ResultsLogic()
     logic.show(open_run("r1", world["root"] / "runs"))
     assert not logic.error and logic.charts["graph/causal_reasoning_engine@mine"][:4] == b"\x89PNG"
+
+
+def test_graph_figure_draws_square_and_bipartite_graphs_with_truth_counts():
+    from workbench.report import graph_figure
+
+    names = ["a", "b", "c"]
+    w = pd.DataFrame([[0, 1.0, 0], [0, 0, 0], [0, 0.5, 0]], index=names, columns=names)
+    truth = pd.DataFrame([[0, 1, 0], [0, 0, 1], [0, 0, 0]], index=names, columns=names)  # c -> b is reversed
+    fig = graph_figure(w, truth, "t")
+    assert "found 1, reversed 1, extra 0, missed 0" in fig.axes[0].get_title()
+    mask = pd.DataFrame([[1, 0], [0, 1], [1, 1]], index=["x", "y", "act"], columns=["x", "y"])
+    truth = pd.DataFrame([[1, 1], [0, 1], [1, 1]], index=mask.index, columns=mask.columns)
+    fig = graph_figure(mask, truth, "env")
+    assert "found 4, reversed 0, extra 0, missed 1" in fig.axes[0].get_title()
