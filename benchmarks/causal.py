@@ -10,7 +10,9 @@
    "varsortability" that equal-noise-variance benchmarks leak to least-squares scores);
 3. the MLP variant on the nonlinear SEM (``sem_nonlinear``, d=10), reported;
 4. the CartPole input -> next-state-change mask learned from random-policy transitions,
-   side by side with the dependencies in gymnasium's equations of motion.
+   side by side with the dependencies in gymnasium's equations of motion;
+5. DAGMA iterations per second at d=11 (n=853) with 1 and 2 torch threads: why the engine
+   plans one thread for this model.
 
 Every fit goes through the trainer's public API, epoch by epoch as the engine drives it.
 Timings on a shared machine are inflated by contention; quality figures are not.
@@ -93,6 +95,31 @@ def cartpole_mask(seed: int) -> None:
     print(f"vs physics incl. weak terms: SHD {m['eval/shd']:.0f}, TPR {m['eval/tpr']:.2f}, FDR {m['eval/fdr']:.2f}")
 
 
+def thread_speed(repeats: int = 2) -> None:
+    """Linear DAGMA iterations per second on an 11-variable table, 1 vs 2 torch threads."""
+    data = sem_dataset_11()
+    rates: dict[int, list[float]] = {1: [], 2: []}
+    for _ in range(repeats):
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            hp, _ = validate_hparams(CausalReasoningEngine.hyperparameters, {"stage_iters": 1000})
+            t = CausalReasoningEngine(hp, data, Resources(), 0)
+            start = time.perf_counter()
+            for _ in range(8):
+                t.train_step(StepContext())
+            rates[threads].append(8 * hp["iters_per_step"] / (time.perf_counter() - start))
+    print("\n== DAGMA linear, d=11, n=853: iterations per second (each repeat)")
+    for threads, r in rates.items():
+        print(f"{threads} thread(s): " + ", ".join(f"{v:.0f}" for v in r))
+    print(f"1 thread is {min(rates[1]) / max(rates[2]):.1f}x to {max(rates[1]) / min(rates[2]):.1f}x faster")
+
+
+def sem_dataset_11() -> Dataset:
+    from workbench.data.sem import sem_dataset
+
+    return sem_dataset("sem_d11", "linear", seed=1, d=11, n=853, n_mc=100)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=5)
@@ -108,6 +135,8 @@ def main() -> None:
         report("nonlinear MLP SEM ER2 d=10 n=1000 (sem_nonlinear), DAGMA-MLP",
                sem_table("sem_nonlinear", args.mlp_seeds, variant="mlp"), bars=False)
     cartpole_mask(0)
+    thread_speed()
+    torch.set_num_threads(args.threads)
     print(f"\n(torch threads {args.threads}; timings on a shared 2-core machine are inflated by contention)")
 
 

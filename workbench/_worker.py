@@ -402,7 +402,8 @@ def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
     t0 = time.perf_counter()
     with slot.lock:
         trainer_state = _device.to_host(slot.trainer.state_dict(), copy=True)
-        return {"trainer": trainer_state,
+        files = slot.trainer.output_files() if hasattr(slot.trainer, "output_files") else {}
+        return {"trainer": trainer_state, "files": files,
                 "engine": {"rng": rng_to_tensors(slot.rng), "step": slot.step,
                            "state_seconds": time.perf_counter() - t0}}
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import CheckpointError
 
-__all__ = ["should_checkpoint", "DiskSaver", "CheckpointWriter", "check_name"]
+__all__ = ["should_checkpoint", "DiskSaver", "CheckpointWriter", "check_name", "write_outputs"]
 
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@#-]{0,127}")
 _FILE = re.compile(r"^epoch_(\d{6})\.pt$")
@@ -34,6 +34,18 @@ def check_name(name: str, what: str = "name") -> str:
 def should_checkpoint(epoch: int, interval: int, total_epochs: int) -> bool:
     """Checkpoint every ``interval`` completed epochs and at the end."""
     return epoch > 0 and (epoch % interval == 0 or epoch >= total_epochs)
+
+
+def write_outputs(folder: Path, files: dict[str, str]) -> None:
+    """A trainer's :meth:`~workbench.trainer.Trainer.output_files`, each replaced atomically."""
+    if not files:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    for file_name, text in files.items():
+        target = folder / check_name(file_name, "output file name")
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, target)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -228,11 +240,13 @@ class CheckpointWriter:
         try:
             payload = future.result(timeout=60)
             payload["coordinator"] = extra
+            files = payload.pop("files", None) or {}
         except Exception as exc:  # the state never came (its worker died on the way): that model's loss
             self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint failed: {exc}"}))
             return
         try:
             path = self.saver.save(name, epoch, payload)
+            write_outputs(self.run_dir / "outputs" / check_name(name, "model name"), files)
         except OSError as exc:  # disk full, file too large, permission: the run cannot keep its work
             self._failed(name, epoch, exc)
             return

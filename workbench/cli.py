@@ -337,6 +337,47 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _interventions(items: list[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, _, raw = item.partition("=")
+        try:
+            out[name.strip()] = float(raw)
+        except ValueError:
+            raise WorkbenchError(f"--set {item!r}: expected VARIABLE=NUMBER, e.g. --set x3=1.0") from None
+        if not name.strip():
+            raise WorkbenchError(f"--set {item!r}: expected VARIABLE=NUMBER, e.g. --set x3=1.0")
+    return out
+
+
+def _cmd_do(args) -> int:
+    from .query import do_query
+
+    answer = do_query(args.run, args.model, _interventions(args.set or []), args.target, args.runs_dir,
+                      bootstrap=args.bootstrap, level=args.level)
+    if args.json:
+        return _print_json(answer)
+    setting = ", ".join(f"{k}={v:g}" for k, v in answer["do"].items())
+    print(f"{answer['model']}: E[{args.target} | do({setting})] - E[{args.target}] = {answer['effect']:.4g}")
+    if answer["bootstrap"]:
+        print(f"  {answer['level']:.0%} interval {answer['low']:.4g} .. {answer['high']:.4g} "
+              f"(bootstrap mean {answer['mean']:.4g}, {answer['bootstrap']} resamples of the rows, graph fixed)")
+    print(f"  observational mean of {args.target}: {answer['observational_mean']:.4g}; its parents in the learned "
+          f"graph: {', '.join(answer['parents_of_target']) or 'none'}")
+    return 0
+
+
+def _cmd_ablate(args) -> int:
+    from .ablate import ablate, format_table
+
+    result = ablate(args.preset, args.seeds, _overrides(args.set), args.runs_dir, args.out, args.scheduler,
+                    progress=(lambda line: None) if args.quiet else (lambda line: print(line, flush=True)))
+    print(format_table(result["table"]))
+    for name, path in result["paths"].items():
+        print(f"{name:20s} {path}")
+    return 0
+
+
 def _cmd_batch(args) -> int:
     from .batch import run_batch_cli  # checks for the notebooks extra before it starts
 
@@ -462,6 +503,25 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--runs-dir")
     s.add_argument("--out", help="default: RUN/report")
     s.set_defaults(func=_cmd_report)
+    s = sub.add_parser("ablate", help="run a preset with each knowledge flow switched off in turn, and controls")
+    s.add_argument("preset", help="a preset name or a path to a preset JSON file")
+    s.add_argument("--seeds", default="0,1,2", help="comma-separated seeds; each also varies the data splits")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a preset value, e.g. --set epochs=1")
+    s.add_argument("--runs-dir", help="default: $WORKBENCH_RUNS_DIR or ./runs; the ablation gets a folder in it")
+    s.add_argument("--out", help="the ablation's folder (default: RUNS_DIR/ablate-PRESET-TIMESTAMP)")
+    s.add_argument("--scheduler", help="address of an existing Dask scheduler (default: a local cluster per run)")
+    s.add_argument("--quiet", action="store_true", help="no line per finished run")
+    s.set_defaults(func=_cmd_ablate)
+    s = sub.add_parser("do", help="ask a run's causal model the effect of an intervention, with an interval")
+    s.add_argument("run")
+    s.add_argument("--model", help="the causal model instance (default: the run's only model with a learned graph)")
+    s.add_argument("--set", action="append", metavar="VARIABLE=VALUE", required=True,
+                   help="the intervention do(VARIABLE=VALUE); repeat for several variables")
+    s.add_argument("--target", required=True, help="the variable whose mean change is asked")
+    s.add_argument("--bootstrap", type=int, default=200, help="resamples of the rows for the interval (0: none)")
+    s.add_argument("--level", type=float, default=0.9, help="coverage of the interval")
+    s.add_argument("--runs-dir")
+    json_flag(s).set_defaults(func=_cmd_do)
     s = sub.add_parser("notebooks", help="copy the shipped notebooks into a folder (default ./notebooks)")
     s.add_argument("dir", nargs="?", default="notebooks")
     s.add_argument("--force", action="store_true", help="overwrite notebooks already there")

@@ -143,9 +143,13 @@ def make_plan(preset_name: str, preset: dict[str, Any]) -> Plan:
         if "batch_size" in cls.hyperparameters and "batch_size" not in hp_in:
             hp_in["batch_size"] = preset["batch_size"]
         hparams, hp_problems = validate_hparams(cls.hyperparameters, hp_in, f"models.{name}.hyperparameters")
+        if not hp_problems:
+            hparams, hp_problems = cls.check_hparams(hparams, f"models.{name}.hyperparameters")
         problems += hp_problems
         epochs = int(spec.get("epochs", preset["epochs"]))
         resources = dict(spec.get("resources", {}))
+        if getattr(cls, "cpu_threads", None) and "threads" not in resources:
+            resources["threads"] = cls.cpu_threads
         if is_controller(cls):
             instances.append(ModelInstance(name, name, None, hparams, epochs, name, 0,
                                            derive_seed(seed, name), resources, controller=True))

@@ -12,7 +12,8 @@ from typing import Any
 
 from .limits import check_writable_dir
 
-__all__ = ["summary_table", "metric_figure", "write_report", "chart_metrics", "downsample", "report_sections"]
+__all__ = ["summary_table", "metric_figure", "write_report", "chart_metrics", "downsample", "report_sections",
+           "graph_figure", "learned_graphs"]
 
 MAX_POINTS = 1000  # per model and chart: more than a chart's width in pixels shows nothing more
 
@@ -87,6 +88,82 @@ def metric_figure(metrics, name: str, smoothing: int = 1, ax=None, events=None, 
     if data["model"].nunique() > 0:
         ax.legend(fontsize=7, loc="best")
     return ax.figure
+
+
+def learned_graphs(run_dir: str | Path) -> dict[str, dict[str, Any]]:
+    """``{model: {"graph": DataFrame, "truth": DataFrame | None, "notes": [str]}}`` from the
+    ``graph.csv`` files models wrote into ``RUN/outputs/<model>/`` at their last checkpoint."""
+    import pandas as pd
+
+    out = {}
+    for file in sorted(Path(run_dir).glob("outputs/*/graph.csv")):
+        truth_file, notes_file = file.with_name("true_graph.csv"), file.with_name("notes.txt")
+        out[file.parent.name] = {
+            "graph": pd.read_csv(file, index_col=0),
+            "truth": pd.read_csv(truth_file, index_col=0) if truth_file.exists() else None,
+            "notes": notes_file.read_text().splitlines() if notes_file.exists() else []}
+    return out
+
+
+def graph_figure(graph, truth=None, title: str = ""):
+    """A learned causal graph drawn (a matplotlib Figure): ``graph`` is a DataFrame of edge
+    weights, rows cause and columns effect; a square one is drawn on a circle, a
+    rectangular one (inputs -> outputs) in two columns. Edge width follows ``|weight|``;
+    with ``truth`` (0/1, same layout) edges are coloured found / reversed / extra and
+    the true edges the fit missed are drawn dashed."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    w = graph.to_numpy(dtype=float)
+    rows, cols = [str(n) for n in graph.index], [str(n) for n in graph.columns]
+    square = rows == cols
+    if square:
+        names = rows
+        angle = np.pi / 2 - 2 * np.pi * np.arange(len(names)) / max(len(names), 1)
+        pos = {n: (np.cos(a), np.sin(a)) for n, a in zip(names, angle)}
+        src, dst = pos, pos
+    else:
+        src = {n: (-1.0, 1 - 2 * i / max(len(rows) - 1, 1)) for i, n in enumerate(rows)}
+        dst = {n: (1.0, 1 - 2 * i / max(len(cols) - 1, 1)) for i, n in enumerate(cols)}
+    t = truth.to_numpy(dtype=float) != 0 if truth is not None else None
+    fig = Figure(figsize=(6.4, 5.2), dpi=100)
+    ax = fig.add_subplot()
+    top = max(float(np.abs(w).max()), 1e-12)
+    edges = []
+    for i, a in enumerate(rows):
+        for j, b in enumerate(cols):
+            if w[i, j] != 0:
+                if t is None:
+                    kind = "edge"
+                elif t[i, j]:
+                    kind = "found"
+                elif square and t[j, i]:
+                    kind = "reversed"
+                else:
+                    kind = "extra"
+                edges.append((a, b, kind, 0.8 + 2.7 * abs(w[i, j]) / top))
+            elif t is not None and t[i, j] and not (square and w[j, i] != 0):  # reversed: drawn once
+                edges.append((a, b, "missed", 1.0))
+    style = {"edge": ("#333333", "-"), "found": ("#2a7", "-"), "reversed": ("#e80", "-"), "extra": ("#c22", "-"),
+             "missed": ("#999999", "--")}
+    for a, b, kind, width in edges:
+        color, line = style[kind]
+        ax.annotate("", xy=dst[b], xytext=src[a], arrowprops=dict(
+            arrowstyle="-|>", color=color, lw=width, linestyle=line, shrinkA=14, shrinkB=14, mutation_scale=12,
+            connectionstyle="arc3,rad=0.08"))
+    for label_pos in ([src] if square else [src, dst]):
+        for name, (x, y) in label_pos.items():
+            ax.text(x, y, name, ha="center", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round,pad=0.3", fc="#eef3fb", ec="#4a6fa5"))
+    counts = {k: sum(e[2] == k for e in edges) for k in style}
+    legend = (f"found {counts['found']}, reversed {counts['reversed']}, extra {counts['extra']}, "
+              f"missed {counts['missed']} (dashed)" if t is not None else f"{counts['edge']} edges")
+    ax.set_title(f"{title}\n{legend}" if title else legend, fontsize=9)
+    ax.set_xlim(-1.35, 1.35)
+    ax.set_ylim(-1.25, 1.25)
+    ax.set_aspect("equal" if square else "auto")
+    ax.axis("off")
+    return fig
 
 
 def _png(fig) -> bytes:
@@ -169,6 +246,9 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
         images.append(("metrics", _png(run_figure(metrics, names, events=events))))
     if metrics["name"].str.startswith("sys/").any():
         images.append(("resources", _png(resources_figure(metrics))))
+    graphs = learned_graphs(run_dir)
+    for model, g in graphs.items():
+        images.append((f"graph_{model}", _png(graph_figure(g["graph"], g["truth"], f"learned graph: {model}"))))
     for name, data in images:
         (out / f"{name}.png").write_bytes(data)
         paths[f"{name}.png"] = out / f"{name}.png"
@@ -179,7 +259,12 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     counts = events.groupby(["kind"]).size().sort_values(ascending=False) if not events.empty else None
     body = [f"<h1>Run {html.escape(run_dir.name)}</h1>", "<h2>Summary</h2>", sections["summary"],
             "<h2>Final and best metrics</h2>", sections["metrics"], "<h2>Charts</h2>"]
-    body += [_img(name, data) for name, data in images]
+    body += [_img(name, data) for name, data in images if not name.startswith("graph_")]
+    for model, g in graphs.items():
+        body.append(f"<h2>Learned graph: {html.escape(model)}</h2><p>RUN/outputs/{html.escape(model)}/graph.csv "
+                    "(rows cause, columns effect)</p>"
+                    + "".join(f"<p><b>warning:</b> {html.escape(n)}</p>" for n in g["notes"])
+                    + _img(f"learned graph {model}", dict(images)[f"graph_{model}"]))
     body += ["<h2>Live changes</h2>", sections["changes"], "<h2>Settings</h2>", sections["settings"]]
     if counts is not None:
         body.append("<h2>Events</h2>" + counts.to_frame("count").to_html(border=0))

@@ -186,6 +186,16 @@ class Trainer(HParamSchema, abc.ABC):
     metrics: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
     host_tensors: ClassVar[tuple[str, ...]] = ()  # attributes the engine's device check skips
+    cpu_threads: ClassVar[int | None] = None  # torch threads it needs; None: its share of the cores
+
+    @classmethod
+    def check_hparams(cls, hparams: dict[str, Any], path: str) -> tuple[dict[str, Any], list[str]]:
+        """Checks beyond the schema, when the run is planned: ``(hparams, problems)``.
+
+        Override to check files a hyperparameter names (and make their paths absolute, as
+        workers may start in another folder); problems are reported by ``path``.
+        """
+        return hparams, []
 
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
         self.hparams = dict(hparams)
@@ -232,6 +242,11 @@ class Trainer(HParamSchema, abc.ABC):
     @abc.abstractmethod
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned."""
+
+    def output_files(self) -> dict[str, str]:
+        """``{file name: text}`` written into ``RUN/outputs/<instance>/`` at every checkpoint:
+        what users read without loading the model (a learned graph as CSV)."""
+        return {}
 
     # -- knowledge sharing -------------------------------------------------------------
     def produces(self) -> set[str]:

@@ -9,12 +9,18 @@ tensors are elsewhere), ``precision`` (bf16 autocast), and ``batch_size`` with
 without changing the effective batch.
 
 Mutual learning: after each epoch every classifier exports its softened predictions on
-the training set (``soft_predictions/<dataset>``); in the next epoch the others add
-``mutual_weight * T^2 * KL(peers || self)`` to their cross-entropy on each batch.
+the training set (``soft_predictions/<dataset>``) and its validation NLL; in the next
+epoch each model that receives them adds ``mutual_weight * T^2 * KL(peers || self)`` to
+its cross-entropy on each batch, learning (with ``mutual_from="better"``, the default) only
+from peers whose validation NLL is lower than its own: learning from every peer made the
+stronger network worse (docs/collaboration.md).
+``self_distill`` is its control without a peer: the model distils from its own softened
+predictions of the previous epoch (``workbench ablate`` runs it).
 """
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -41,6 +47,11 @@ class _DigitsClassifier(Trainer):
         "mutual_weight": HParam(float, 1.0, low=0.0, high=10.0, live=True,
                                 help="weight of the KL term toward peers' predictions"),
         "temperature": HParam(float, 2.0, low=0.5, high=10.0),
+        "mutual_from": HParam(str, "better", choices=("all", "better"),
+                              help="all: learn from every peer (deep mutual learning); better: only from peers "
+                                   "whose validation NLL is lower than this model's own"),
+        "self_distill": HParam(bool, False, help="without peers, distil from its own previous-epoch predictions "
+                               "(the control for mutual learning)"),
         "hidden": HParam(int, 128, low=8, high=2048),
     }
     metrics = ("train/loss", "train/kl", "eval/loss", "eval/accuracy", "eval/test_nll",
@@ -69,6 +80,7 @@ class _DigitsClassifier(Trainer):
         self.order = torch.randperm(len(self.x_train), generator=self.generator)
         self.position = 0
         self.peer_probs: torch.Tensor | None = None
+        self.peers_seen = False  # peers' predictions arrived: self-distillation stands aside
 
     def build_net(self, n_features: int, n_classes: int, meta: Mapping[str, Any]) -> nn.Module:
         raise NotImplementedError
@@ -145,6 +157,17 @@ class _DigitsClassifier(Trainer):
             out[f"eval/{split}accuracy"] = float((logits.argmax(1) == y).float().mean())
         return out
 
+    def on_epoch_end(self, ctx: StepContext) -> Mapping[str, float]:
+        if self.hparams["self_distill"] and not self.peers_seen:
+            t = self.hparams["temperature"]
+            self.peer_probs = F.softmax(self._logits(self.x_train) / t, dim=1)
+        return {}
+
+    def logits(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(logits, labels)`` of the ``valid`` or ``test`` split, on the CPU (calibration, ablations)."""
+        x, y = {"valid": (self.x_valid, self.y_valid), "test": (self.x_test, self.y_test)}[split]
+        return self._logits(x).cpu(), y.cpu()
+
     def set_hparam(self, name: str, value: Any) -> None:
         super().set_hparam(name, value)
         if name in ("lr", "weight_decay"):
@@ -164,17 +187,25 @@ class _DigitsClassifier(Trainer):
     def export_knowledge(self) -> dict[str, Any]:
         t = self.hparams["temperature"]
         # Knowledge travels between workers (a CPU peer cannot unpickle a CUDA tensor): host memory.
-        return {self._kind(): {"probs": F.softmax(self._logits(self.x_train) / t, dim=1).cpu()}}
+        return {self._kind(): {"probs": F.softmax(self._logits(self.x_train) / t, dim=1).cpu(),
+                               "valid_nll": self._valid_nll()}}
+
+    def _valid_nll(self) -> float:
+        return float(F.cross_entropy(self._logits(self.x_valid), self.y_valid))
 
     def import_knowledge(self, artifacts: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
         peers = artifacts.get(self._kind(), {})
         # Sorted sources: the float mean must not depend on the order artifacts arrived in.
         usable = {src: peers[src]["probs"] for src in sorted(peers)
                   if peers[src]["probs"].shape == (len(self.x_train), self.n_classes)}
+        if self.hparams["mutual_from"] == "better":  # a weaker peer's mistakes are not worth copying
+            own = self._valid_nll()
+            usable = {src: p for src, p in usable.items() if peers[src].get("valid_nll", math.inf) < own}
         if not usable:
             self.peer_probs = None
             return {}
         self.peer_probs = torch.stack([p.to(self.device) for p in usable.values()]).mean(0)
+        self.peers_seen = True
         return {"peers": sorted(usable), "kind": self._kind()}
 
     # -- checkpoints ----------------------------------------------------------------------
@@ -187,6 +218,7 @@ class _DigitsClassifier(Trainer):
             "position": self.position,
             "hparams": dict(self.hparams),
             "peer_probs": self.peer_probs,
+            "peers_seen": self.peers_seen,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -198,6 +230,7 @@ class _DigitsClassifier(Trainer):
         self.hparams.update(state["hparams"])
         peer_probs = state.get("peer_probs")  # a checkpoint is loaded in host memory: to our device
         self.peer_probs = peer_probs.to(self.device) if peer_probs is not None else None
+        self.peers_seen = bool(state.get("peers_seen", False))
 
 
 @register_model("digits_mlp")

@@ -155,3 +155,60 @@ def test_environment_mask_and_knowledge_exchange():
     again = make(data, env_samples=800, env_iters=300, fit_epochs=1, lr=1e-2)
     again.load_state_dict(state)
     assert again.evaluate() == t.evaluate()
+
+
+def test_known_graph_from_csv_in_either_layout(tmp_path, small_linear):
+    from workbench.errors import DataError
+    from workbench.models.causal import read_graph_csv
+
+    names = list(small_linear.frame.columns)
+    adj = np.array(small_linear.meta["adjacency"])
+    pd.DataFrame(adj, index=names, columns=names).to_csv(tmp_path / "square.csv")
+    pairs = [(names[i], names[j]) for i, j in zip(*np.nonzero(adj))]
+    pd.DataFrame(pairs, columns=["cause", "effect"]).to_csv(tmp_path / "edges.csv", index=False)
+    assert (read_graph_csv(str(tmp_path / "square.csv"), names) == adj).all()
+    assert (read_graph_csv(str(tmp_path / "edges.csv"), names) == adj).all()
+    pd.DataFrame([("x0", "x1"), ("x1", "x0")], columns=["cause", "effect"]).to_csv(tmp_path / "cycle.csv", index=False)
+    with pytest.raises(DataError, match="has a directed cycle"):
+        read_graph_csv(str(tmp_path / "cycle.csv"), names)
+    pd.DataFrame([("x0", "zz")], columns=["cause", "effect"]).to_csv(tmp_path / "unknown.csv", index=False)
+    with pytest.raises(DataError, match=r"lacks: \['zz'\]"):
+        read_graph_csv(str(tmp_path / "unknown.csv"), names)
+
+
+def test_user_graph_scores_a_plain_table_and_effect_interval_covers_the_truth(tmp_path, small_linear):
+    names = list(small_linear.frame.columns)
+    pd.DataFrame(np.array(small_linear.meta["adjacency"]), index=names, columns=names).to_csv(tmp_path / "g.csv")
+    t = make(Dataset(name="mine", kind="tabular", frame=small_linear.frame), **FAST, true_graph=str(tmp_path / "g.csv"))
+    m = run_epochs(t, 3)[-1]
+    assert m["eval/shd"] <= 2 and m["eval/tpr"] >= 0.9 and is_dag(t.graph().to_numpy())
+    files = t.output_files()
+    assert set(files) >= {"graph.csv", "true_graph.csv"}
+    covered = 0
+    for q in small_linear.meta["effect_queries"]:
+        answer = t.effect_interval(q["do"], q["target"], bootstrap=100)
+        assert np.sign(answer["effect"]) == np.sign(q["effect"])
+        assert answer["low"] <= answer["mean"] <= answer["high"]
+        covered += answer["low"] - 0.05 * abs(q["effect"]) <= q["effect"] <= answer["high"] + 0.05 * abs(q["effect"])
+    assert covered >= len(small_linear.meta["effect_queries"]) - 1
+
+
+def test_mlp_variant_always_standardizes_and_raw_scales_get_a_note():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=300)
+    frame = pd.DataFrame({"a": a * 1000.0, "b": 2 * a + rng.normal(size=300)})
+    linear = make(Dataset(name="t", kind="tabular", frame=frame), variant="linear")
+    assert not linear.fit.standardized and "differ 444-fold" in linear.fit.notes[0]
+    assert "notes.txt" in linear.output_files()
+    mlp = make(Dataset(name="t", kind="tabular", frame=frame), variant="mlp")
+    assert mlp.fit.standardized and not mlp.fit.notes
+    assert not make(Dataset(name="t", kind="tabular", frame=frame), standardize=True).fit.notes
+
+
+def test_one_torch_thread_is_planned_for_the_causal_engine():
+    from workbench.plan import make_plan
+    from workbench.presets import resolve_preset
+
+    name, preset = resolve_preset("quick", {"target_models": ["causal_reasoning_engine"], "datasets": ["sem_linear"]})
+    (inst,) = make_plan(name, preset).trainers
+    assert inst.resources["threads"] == 1

@@ -3,9 +3,9 @@
 Importing this package registers the ``causal_reasoning_engine`` trainer.
 """
 from ._effects import StructuralEquations, topological_order
-from ._graph import graph_metrics, is_dag, to_dag
+from ._graph import graph_metrics, is_dag, read_graph_csv, to_dag
 from ._trainer import CausalReasoningEngine
 from ...data.sem import TrueSEM, sem_dataset
 
-__all__ = ["CausalReasoningEngine", "StructuralEquations", "TrueSEM", "graph_metrics", "is_dag",
+__all__ = ["CausalReasoningEngine", "StructuralEquations", "TrueSEM", "graph_metrics", "is_dag", "read_graph_csv",
            "sem_dataset", "to_dag", "topological_order"]

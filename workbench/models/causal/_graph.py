@@ -11,7 +11,7 @@ import numpy as np
 
 from ._effects import topological_order
 
-__all__ = ["is_dag", "to_dag", "graph_metrics"]
+__all__ = ["is_dag", "to_dag", "graph_metrics", "read_graph_csv"]
 
 
 def is_dag(adjacency: np.ndarray) -> bool:
@@ -74,3 +74,40 @@ def graph_metrics(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         "fdr": (reversed_ + false_pos) / max(n_pred, 1),
         "nnz": float(n_pred),
     }
+
+
+def read_graph_csv(path: str, names: list[str]) -> np.ndarray:
+    """A known graph over ``names`` from a CSV file, as a 0/1 adjacency (``[i, j]`` for ``i -> j``).
+
+    Two layouts are read: a square adjacency with the variable names as header and first
+    column (rows cause, columns effect; any non-zero cell is an edge; the layout of the
+    ``graph.csv`` a run writes), or an edge list with columns ``cause`` and ``effect``.
+    """
+    import pandas as pd
+
+    from ...errors import DataError
+
+    hint = "(a square adjacency with names as header and first column, or columns cause,effect)"
+    try:
+        frame = pd.read_csv(path)
+    except Exception as exc:  # pandas raises many types for unreadable files
+        raise DataError(f"true_graph: cannot read {path}: {exc}") from None
+    index = {n: i for i, n in enumerate(names)}
+    truth = np.zeros((len(names), len(names)))
+    if {"cause", "effect"} <= set(frame.columns):
+        pairs = [(str(c), str(e)) for c, e in zip(frame["cause"], frame["effect"])]
+    else:
+        frame = frame.set_index(frame.columns[0])
+        frame.index = frame.index.map(str)
+        if sorted(frame.index) != sorted(map(str, frame.columns)):
+            raise DataError(f"true_graph: {path} is neither a square adjacency nor an edge list {hint}")
+        pairs = [(i, j) for i in frame.index for j in frame.columns if frame.at[i, j] != 0]
+    unknown = sorted({n for pair in pairs for n in pair if n not in index})
+    if unknown:
+        raise DataError(f"true_graph: {path} names variables the data lacks: {unknown}; the data's columns "
+                        f"are {names}")
+    for cause, effect in pairs:
+        truth[index[cause], index[effect]] = 1.0
+    if not is_dag(truth):
+        raise DataError(f"true_graph: the graph in {path} has a directed cycle; a causal DAG cannot")
+    return truth
