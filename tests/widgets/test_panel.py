@@ -54,7 +54,8 @@ def test_panel_starts_steers_and_shows_results(tmp_path, inprocess_scheduler, de
     assert panel.tuning.pins[(MLP, "lr")].value == ""
 
     assert run.wait(300) == wb.RunState.FINISHED
-    _until(lambda: panel.results.logic.charts, 60, "the results")
+    # The Results tab fills in, then opens: both after the run ends, on the panel's thread.
+    _until(lambda: panel.results.logic.charts and panel.tabs.selected_index == 2, 60, "the results")
     change = next(p for p in _kinds(run, "hparam") if p["name"] == "lr")
     assert change["source"] == "user" and change["new"] == pytest.approx(0.01) and change["pinned"]
     # It reached the trainer: mid-segment (an hparam_applied event), or with the next segment.
