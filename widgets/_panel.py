@@ -93,6 +93,7 @@ class ControlPanel(w.VBox):
                           w.HTML(TABLE_STYLE)], **kwargs)
         self.add_class("workbench-panel")  # a stable handle for page styling and browser tests
         self._unsubscribe = None
+        self._tuned_models: frozenset[str] = frozenset()  # the models the tuning area was built for
         self._refresh_progress = Throttle(self.progress.logic.refresh, 0.5)
         self._poller: threading.Event | None = None
         self.presets.logic.observe(lambda _: self._replan(), ["values", "name"])
@@ -138,6 +139,7 @@ class ControlPanel(w.VBox):
         self.message.value = ""
         for part in (self.progress.logic, self.tuning.logic, self.charts.logic, self.resources.logic):
             part.bind(run)
+        self._tuned_models = frozenset(self.progress.logic.models) if self.tuning.logic.schemas else frozenset()
         if is_live(run):
             self._unsubscribe = run.subscribe(self._on_message)
             threading.Thread(target=self._watch, args=(run,), daemon=True, name="panel-watch").start()
@@ -193,13 +195,16 @@ class ControlPanel(w.VBox):
         controls as soon as the run has models, whatever message or tick comes first."""
         from workbench import WorkbenchError
 
-        run = self.run
-        if run is None or self.tuning.logic.schemas or not is_live(run):
+        run, models = self.run, frozenset(self.progress.logic.models)
+        # Once per new set of models: a run whose models have no live hyperparameters is not
+        # asked again at every message.
+        if run is None or not is_live(run) or not models or models == self._tuned_models:
             return
+        self._tuned_models = models
         try:
             self.tuning.logic.bind(run)
         except WorkbenchError:  # models listed but not all registered yet: the next tick
-            pass
+            self._tuned_models = frozenset()
 
     def _poll(self, run: Any, live: bool = False) -> None:
         """Re-read the run on a timer: a going run between messages (a model waiting for a

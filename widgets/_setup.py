@@ -183,6 +183,8 @@ class Presets(w.VBox):
                     control = control_for(name, spec, value)
                 except Exception:  # a value the control cannot hold (out of a slider's range): a text box
                     control = w.Text(value=str(value), description=name, continuous_update=False)
+                control.style.description_width = "150px"  # whole names: "grad_accumulation", not "grad_accumul..."
+                control.layout.width = "460px"
                 control.observe(lambda change, m=model, n=name: self.on_hparam_change(m, n, change["new"]), "value")
                 message = w.HTML(layout=w.Layout(margin="0 0 0 8px"))
                 self.hparam_controls[(model, name)], self.hparam_messages[(model, name)] = control, message

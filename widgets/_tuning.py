@@ -156,6 +156,7 @@ class Tuning(w.VBox):
         self.release_buttons: dict[tuple[str, str], w.Button] = {}
         self._syncing = False
         super().__init__([self.message, self.boxes, w.HTML("<b>Recent changes</b>"), self.change_log], **kwargs)
+        self.add_class("workbench-tuning")  # a stable handle for page styling and browser tests
         self.logic.observe(lambda _: self._build(), "schemas")
         self.logic.observe(lambda _: self._sync_values(), "values")
         self.logic.observe(lambda _: self._sync_pins(), ["pinned", "live"])  # Release is off once the run ends

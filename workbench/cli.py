@@ -90,15 +90,18 @@ class _Progress:
         key = next((k for k in ("eval/accuracy", "eval/one_step_r2", "eval/shd", "eval/win_rate_vs_random",
                                 "eval/loss") if k in ev), next(iter(ev), None))
         metric = f"{key}={ev[key]:.4g}" if key else ""
-        speed = f"{snap.steps_per_s:7.1f} st/s" if snap.steps_per_s else " " * 12
-        eta = f"eta {snap.eta_s:5.0f}s" if snap.eta_s is not None and not snap.state.is_finished() else " " * 9
+        waiting = snap.waiting if snap.state.value == "running" else None  # between epochs: no pace to show
+        speed = f"{snap.steps_per_s:7.1f} st/s" if snap.steps_per_s and not waiting else " " * 12
+        eta = (f"eta {snap.eta_s:5.0f}s" if snap.eta_s is not None and not snap.state.is_finished() and not waiting
+               else " " * 9)
+        state = "waiting" if waiting else snap.state.value
         budget = columns - 1
         # Wide to narrow: full line; no speed; no eta; shorter bar and name; then cut.
         for name_w, bar_w, parts in ((34, 20, [speed, eta, metric]), (34, 20, [eta, metric]), (28, 12, [metric]),
                                      (20, 8, [metric]), (16, 0, [metric])):
             bar = f"[{'#' * int(bar_w * snap.progress)}{'-' * (bar_w - int(bar_w * snap.progress))}]" if bar_w else ""
             head = [f"{snap.instance[:name_w]:{name_w}s}", bar, f"{snap.epoch:3d}/{snap.total_epochs:<3d}",
-                    f"{snap.state.value:8s}"]
+                    f"{state:8s}"]
             line = " ".join(p for p in head + parts if p).rstrip()
             if len(line) <= budget:
                 return line

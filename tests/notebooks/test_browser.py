@@ -192,7 +192,7 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
             page.get_by_role("menuitem", name="Run", exact=True).click()
             page.get_by_text("Run All Cells", exact=True).click()
             # The panel renders, starts its run and switches to the Live tab with one box per model.
-            slider = page.locator(".widget-hslider:has(.widget-label:text-is('lr'))").first
+            slider = page.locator(".workbench-tuning .widget-hslider:has(.widget-label:text-is('lr'))").first
             slider.wait_for(state="visible", timeout=180_000)
             page.wait_for_function("document.querySelectorAll('.widget-hslider .noUi-handle').length > 0")
             page.screenshot(path=str(ARTIFACTS / "quickstart_starting.png"))  # before any metric: the placeholder
@@ -283,7 +283,7 @@ def test_a_run_started_from_the_panel_survives_a_kernel_restart_and_is_steered_a
             cells.nth(1).click()
             page.keyboard.press("Shift+Enter")
             page.locator(".jp-OutputArea-output:has-text('attached')").wait_for(timeout=120_000)
-            slider = cells.nth(1).locator(".widget-hslider:has(.widget-label:text-is('lr'))").first
+            slider = cells.nth(1).locator(".workbench-tuning .widget-hslider:has(.widget-label:text-is('lr'))").first
             slider.wait_for(state="visible", timeout=120_000)
             _drag(page, slider)
             change = _poll(lambda: _user_lr_changes(runs), 120, "the slider's change never reached the run")[0]

@@ -145,6 +145,15 @@ def test_progress_lines_fit_the_terminal(columns):
         assert "st/s" in line and "eta" in line
 
 
+def test_a_waiting_model_reads_waiting_in_the_terminal_without_pace():
+    import dataclasses
+
+    from workbench.cli import _Progress
+
+    line = _Progress(run=None)._line(dataclasses.replace(_snap("digits_mlp@digits", 3), waiting="peer x (paused)"))
+    assert "waiting" in line and "running" not in line and "st/s" not in line and "eta" not in line
+
+
 def _write_plugin(folder: Path) -> None:
     """A package ``blobs_plugin`` with a ``workbench.datasets`` entry point, as pip installs one."""
     (folder / "blobs_plugin.py").write_text(textwrap.dedent('''
