@@ -1,6 +1,6 @@
 """How the engine's own cost grows with the number of models.
 
-    python benchmarks/scale.py [--models 8 32 64 128] [--epochs 3] [--only local external] [--quick]
+    python benchmarks/scale.py [--models 8 32 64 128] [--epochs 10] [--only local external] [--quick]
 
 Runs a population of N digits MLP trainers (batch 32, one torch thread each) for
 ``--epochs`` epochs, first on a local cluster laid out by the workbench, then on an external
@@ -14,8 +14,10 @@ prints, over the training phase (the ``started`` event to the last ``segment`` e
 - (driver + scheduler + nannies) as a share of the training CPU (bar at 64 models: <= 10%);
 - wall time per epoch of the whole population, and the store's size per model-epoch.
 
-"At most linear" means the per-model-epoch figures stay flat as N grows. ``--quick``: 8, 32
-and 64 models for 2 epochs.
+"At most linear" means the per-model-epoch figures stay flat as N grows. Ten epochs by
+default: segments grow to several epochs once an epoch's length is known (up to the
+checkpoint every 5), as in real runs; with 2 epochs every model-epoch is a segment of its own
+and half of them end in a checkpoint. ``--quick``: 8, 32 and 64 models for 5 epochs.
 """
 from __future__ import annotations
 
@@ -158,10 +160,10 @@ def main() -> None:
     parser.add_argument("--models", nargs="*", type=int)
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--only", nargs="*", choices=["local", "external"])
-    parser.add_argument("--quick", action="store_true", help="8, 32 and 64 models for 2 epochs")
+    parser.add_argument("--quick", action="store_true", help="8, 32 and 64 models for 5 epochs")
     args = parser.parse_args()
     models = args.models or ([8, 32, 64] if args.quick else [8, 32, 64, 128])
-    epochs = args.epochs or (2 if args.quick else 3)
+    epochs = args.epochs or (5 if args.quick else 10)
     print(f"{len(os.sched_getaffinity(0))} cores, load average {os.getloadavg()[0]:.1f}; per model-epoch "
           f"figures over the training phase, {epochs} epochs")
     with tempfile.TemporaryDirectory() as tmp:

@@ -6,6 +6,12 @@ disables the dynamic mmap threshold and costs ~50% per step), thread variables a
 to the plan's threads, and torch is preloaded so the first segment does not pay for it.
 The scheduler and workers listen on 127.0.0.1 unless told otherwise.
 
+A local cluster outlives its run by a few minutes, parked for the next run of this process
+with the same worker layout (the panel's second run, a batch of runs): starting one costs
+seconds of processes and imports that the training of small models does not. One cluster at
+most is parked; it is closed when it idles :data:`IDLE_CLOSE_S`, when a run with another
+layout parks its own, or at interpreter exit. ``WORKBENCH_REUSE_CLUSTER=0`` turns this off.
+
 Each local nanny starts in a fresh interpreter (``python -m dask spec``), not through
 multiprocessing's spawn: spawn re-imports the caller's ``__main__`` script in every child,
 so a script calling :func:`workbench.start_run` at top level (no ``if __name__ ==
@@ -14,12 +20,14 @@ so a script calling :func:`workbench.start_run` at top level (no ``if __name__ =
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = ["ClusterHandle", "start_local_cluster", "connect"]
 
 PRELOAD = "workbench._preload"
+IDLE_CLOSE_S = 300.0  # a parked cluster unused this long is closed
 
 
 @dataclasses.dataclass
@@ -40,6 +49,7 @@ class ClusterHandle:
     workers: dict[str, WorkerSpec]  # worker address -> spec
     inventory: Inventory | None = None  # an external cluster's CPUs and GPUs (placement reads it)
     owns_client: bool = True  # False for a Client the caller passed in: theirs to close
+    reuse_key: tuple | None = None  # a local cluster's layout: parked on close for the next run with it
 
     @property
     def dashboard_link(self) -> str | None:
@@ -53,6 +63,25 @@ class ClusterHandle:
         return self.cluster is None
 
     def close(self) -> None:
+        """End this run's use of the cluster: park it for a later run (a local cluster in
+        good health), else close our client and, if we started it, the cluster."""
+        if self.reuse_key is not None and os.environ.get("WORKBENCH_REUSE_CLUSTER", "1") != "0" \
+                and self._healthy() and _park(self):
+            return
+        self.close_now()
+
+    def _healthy(self) -> bool:
+        """Every worker of the layout is connected (a nanny restarts one that died)."""
+        try:
+            if self.client.status != "running":
+                return False
+            info = self.client.scheduler_info(n_workers=-1)["workers"]
+            names = sorted(str(w.get("name")) for w in info.values())
+            return names == sorted(spec.name for spec in self.workers.values())
+        except Exception:
+            return False
+
+    def close_now(self) -> None:
         if self.owns_client:
             with contextlib.suppress(Exception):
                 self.client.close(timeout=10)
@@ -101,19 +130,85 @@ def _nanny_environ(security: Any = None) -> dict[str, str]:
     dask.config.update(config, {"distributed": {
         # None unsets the variable (the nanny skips it): see the module docstring
         "nanny": {"pre-spawn-environ": {"MALLOC_TRIM_THRESHOLD_": None}},
-        "worker": {"daemon": False},  # trainers may start processes of their own
-        "admin": {"system-monitor": {"gil": {"enabled": False}}},
+        # daemon: trainers may start processes of their own. profile: Dask's statistical
+        # profiler samples the worker's stacks every 10 ms, a thread contending for the GIL
+        # with every training step; its flame graph is of no use for our tasks.
+        "worker": {"daemon": False, "profile": {"enabled": False}},
+        # Idle nanny and worker work: resource samples every 2 s instead of 0.5 s (nothing
+        # decides on them with memory_limit=0; the dashboard's plots are coarser).
+        "admin": {"system-monitor": {"gil": {"enabled": False}, "interval": "2s"}},
         **tls_config(security),
     }})
     return {**os.environ, "DASK_INTERNAL_INHERIT_CONFIG": dask.config.serialize(config)}
 
 
+_parked: dict[str, Any] = {"handle": None, "timer": None}
+_park_lock = threading.Lock()
+
+
+def _park(handle: ClusterHandle) -> bool:
+    """Keep ``handle`` for the next run with its layout; the one parked before is closed."""
+    with _park_lock:
+        old, timer = _parked["handle"], _parked["timer"]
+        if timer is not None:
+            timer.cancel()
+        timer = threading.Timer(IDLE_CLOSE_S, _close_parked, args=(handle,))
+        timer.daemon = True
+        _parked.update(handle=handle, timer=timer)
+        timer.start()
+    if old is not None and old is not handle:
+        old.close_now()
+    return True
+
+
+def _close_parked(handle: ClusterHandle | None = None) -> None:
+    """Close the parked cluster (``handle``: only if it is still the one parked)."""
+    with _park_lock:
+        parked = _parked["handle"]
+        if parked is None or (handle is not None and parked is not handle):
+            return
+        if _parked["timer"] is not None:
+            _parked["timer"].cancel()
+        _parked.update(handle=None, timer=None)
+    parked.close_now()
+
+
+atexit.register(_close_parked)
+
+
+def _unpark(key: tuple) -> ClusterHandle | None:
+    """The parked cluster if it has layout ``key`` and is in good health (then no longer parked)."""
+    with _park_lock:
+        handle = _parked["handle"]
+        if handle is None or handle.reuse_key != key:
+            return None
+        if _parked["timer"] is not None:
+            _parked["timer"].cancel()
+        _parked.update(handle=None, timer=None)
+    if not handle._healthy():
+        handle.close_now()
+        return None
+    by_name = {s.name: s for s in handle.workers.values()}  # addresses change when a worker restarts
+    info = handle.client.scheduler_info(n_workers=-1)["workers"]
+    handle.workers = {addr: by_name[str(w["name"])] for addr, w in info.items()}
+    return handle
+
+
 def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
                         dashboard: bool = True, preload: Sequence[str] = (), security: Any = None) -> ClusterHandle:
     """``preload``: ``model=NAME`` and ``data=NAME:SEED`` items each worker loads at start;
-    ``security``: a ``distributed.security.Security`` for TLS between every process."""
+    ``security``: a ``distributed.security.Security`` for TLS between every process.
+
+    A parked cluster with the same workers, host and dashboard setting is used instead of
+    a new one (a model or dataset it did not preload is loaded by its first task). A TLS
+    cluster is never parked or reused: its certificates belong to the run that asked."""
     import dask
     from distributed import Client, Scheduler, SpecCluster
+
+    key = (tuple(specs), host, dashboard) if security is None else None
+    warm = _unpark(key) if key is not None else None
+    if warm is not None:
+        return warm
 
     nanny_process, environ = _nanny_process_class(), _nanny_environ(security)
     workers = {}
@@ -134,13 +229,16 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
     scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard_address": f"{host}:0" if dashboard else None}}
     if security is not None:
         scheduler["options"].update(protocol="tls://", security=security)
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0}):
+    # Work stealing moves queued tasks between workers; ours are pinned to one worker each,
+    # so its periodic pass over the tasks is pure cost in the driver's event loop.
+    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0, "distributed.scheduler.work-stealing": False,
+                          "distributed.admin.system-monitor.interval": "2s"}):
         cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR, security=security)
         client = Client(cluster, security=security)
     client.wait_for_workers(len(specs), timeout=120)
     by_name = {s.name: s for s in specs}
     info = client.scheduler_info(n_workers=-1)["workers"]
-    return ClusterHandle(client, cluster, {addr: by_name[w["name"]] for addr, w in info.items()})
+    return ClusterHandle(client, cluster, {addr: by_name[w["name"]] for addr, w in info.items()}, reuse_key=key)
 
 
 def connect(scheduler: str | Client | Any, security: Any = None) -> ClusterHandle:

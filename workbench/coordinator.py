@@ -135,6 +135,8 @@ class Coordinator(Steering):
         self._since: dict[str, float] = {}  # segment key -> when the driver first saw it in flight
         self._stop_seen: float | None = None  # when the driver first saw the run stopping
         self.fatal: str | None = None  # why the run failed as a whole (a store or checkpoint write)
+        self._ended: queue.SimpleQueue[str] = queue.SimpleQueue()  # keys of segments that ended
+        self._watched: set[str] = set()  # keys with a done-callback
         self.started = time.time()
 
     # -- public (any thread) ----------------------------------------------------------------
@@ -219,9 +221,27 @@ class Coordinator(Steering):
                              pinned=sorted(m.pinned))
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self) -> RunState:
-        from distributed import wait
+    def _completed(self, in_flight: list[Any], timeout: float) -> set[str]:
+        """Keys of segments that ended (done, failed or cancelled), waiting up to ``timeout``.
 
+        Each future reports itself once through a done-callback: a wake-up costs the same
+        with 128 segments in flight as with one (``distributed.wait`` on every in-flight
+        future at each wake-up made the driver's work grow with the square of the models)."""
+        for fut in in_flight:
+            if fut.key not in self._watched:
+                self._watched.add(fut.key)
+                fut.add_done_callback(lambda f: self._ended.put(f.key))
+        keys = set()
+        try:
+            keys.add(self._ended.get(timeout=timeout))
+            while True:
+                keys.add(self._ended.get_nowait())
+        except queue.Empty:
+            pass
+        self._watched -= keys
+        return keys
+
+    def run(self) -> RunState:
         self.state = RunState.RUNNING
         self.client.subscribe_topic(self.topic, self._on_stream)
         self._assign_workers()
@@ -255,12 +275,9 @@ class Coordinator(Steering):
                     continue
                 if self._check_workers():
                     continue
-                try:
-                    done = wait(in_flight, timeout=0.1, return_when="FIRST_COMPLETED").done
-                except TimeoutError:
-                    continue
+                done = self._completed(in_flight, timeout=0.1)
                 for m in list(self.models.values()):
-                    if m.future is not None and m.future in done:
+                    if m.future is not None and m.future.key in done:
                         self._finish_segment(m)
         except BaseException:
             log.exception("the coordinator loop failed")
@@ -272,6 +289,8 @@ class Coordinator(Steering):
     def _schedule(self) -> None:
         """Submit a segment for every model the policy finds ready, with its routed knowledge."""
         self._replay_due()
+        if all(m.future is not None or m.state != ModelState.RUNNING for m in self.models.values()):
+            return  # none idle, none can be ready: skip building the ledger (the loop turns per segment)
         ledger = self._ledger()
         for name in policy.ready_models(ledger):
             m = self.models[name]
@@ -533,6 +552,8 @@ class Coordinator(Steering):
         return RunView(self.round, views)
 
     def _maybe_control(self) -> None:
+        if not self.controllers:  # no ledger to build (O(models)) on every turn of the loop
+            return
         target = policy.controller_round_due(self._ledger())
         if target is None:
             return
