@@ -24,7 +24,7 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESTART_WAIT", "STOP_GRACE", "Watchdog", "report_fallback", "worker_names", "replacement_worker",
+__all__ = ["RESTART_WAIT", "NO_WORKER_WAIT", "STOP_GRACE", "Watchdog", "report_fallback", "worker_names", "replacement_worker",
            "result_unless_lost", "restart_workers", "segment_timeout", "overdue", "progressed", "write_failure"]
 
 STOP_GRACE = 10.0  # seconds a stop waits for a step boundary before abandoning the segment

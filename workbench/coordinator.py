@@ -460,7 +460,10 @@ class Coordinator(Steering):
         # Its own worker's replacement, never a healthy model's worker while one may come:
         # a model that kills its worker would take the healthy one (and its states) with it.
         dead = m.worker
-        back, alive = _faults.replacement_worker(self.client, self._names.get(dead), dead)
+        # A local cluster's nanny always brings it back (slowly on a loaded machine): wait
+        # for it; an external cluster may not, so after a minute take another worker.
+        wait = _faults.RESTART_WAIT if self.cluster.external else _faults.NO_WORKER_WAIT
+        back, alive = _faults.replacement_worker(self.client, self._names.get(dead), dead, wait=wait)
         m.worker = back or policy.choose_worker(self._ledger(), m.name, alive)
         if m.worker is None or m.worker == dead:  # no worker left: fail now, never wait on zero workers
             m.worker = dead
