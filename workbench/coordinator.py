@@ -131,7 +131,8 @@ class Coordinator(Steering):
         self._acknowledged: set[int] = set()  # set commands a trainer reported applied
         self._lost_inputs = False  # a worker died: look for segments stuck on its knowledge
         self._last_worker_check = 0.0
-        self._names: dict[str, str] = {}  # worker address -> name (a nanny restarts a worker by name)
+        # worker address -> name (a nanny restarts a dead worker under its name, at a new address)
+        self._names = {addr: str(getattr(spec, "name", addr)) for addr, spec in (cluster.workers or {}).items()}
         self.watchdog = _faults.Watchdog()  # hung segments, failed writes
         self.started = time.time()
 
