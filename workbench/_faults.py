@@ -11,7 +11,10 @@ guarantees under each fault"):
 * A worker death counts against ``max_failures`` until the model gets past the epoch it
   died in: re-training the epochs before it (restored from an older checkpoint) is no
   progress, so a model that kills every worker it gets is marked failed.
-* A segment that runs longer than ``segment_timeout`` seconds is a failure of its model.
+* A segment that runs longer than ``segment_timeout`` seconds is a failure of its model;
+  after a stop, a segment that reaches no step boundary within ``STOP_GRACE`` is abandoned.
+* A store or checkpoint write that fails (disk full, file too large, permission) stops the
+  run, which ends as failed with the reason (:class:`Watchdog`).
 """
 from __future__ import annotations
 
@@ -21,13 +24,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESTART_WAIT", "STOP_GRACE", "worker_names", "restart_workers", "write_failure", "replacement_worker", "result_unless_lost", "segment_timeout",
-           "overdue", "progressed"]
+__all__ = ["RESTART_WAIT", "NO_WORKER_WAIT", "STOP_GRACE", "Watchdog", "report_fallback", "worker_names", "replacement_worker",
+           "result_unless_lost", "restart_workers", "segment_timeout", "overdue", "progressed", "write_failure"]
 
 STOP_GRACE = 10.0  # seconds a stop waits for a step boundary before abandoning the segment
 RESTART_WAIT = 60.0  # seconds to wait for a nanny to bring a dead worker back (a few seconds unloaded)
+NO_WORKER_WAIT = 600.0  # ...and while no worker at all is left (slow to start on a loaded machine)
 DEFAULT_TIMEOUT_FLOOR = 600.0  # a hung step is noticed after 10 minutes at the earliest...
-TIMEOUT_FACTOR = 20.0  # ...or 20 times the model's median segment, whichever is longer
+TIMEOUT_FACTOR = 20.0  # ...or 20 times the model's last segment, whichever is longer
 
 
 def worker_names(client: Any) -> dict[str, str]:
@@ -37,18 +41,22 @@ def worker_names(client: Any) -> dict[str, str]:
 
 
 def replacement_worker(client: Any, name: str | None, dead: str, wait: float = RESTART_WAIT,
-                       clock=time.monotonic, sleep=time.sleep) -> tuple[str | None, list[str]]:
+                       wait_any: float = NO_WORKER_WAIT, clock=time.monotonic,
+                       sleep=time.sleep) -> tuple[str | None, list[str]]:
     """Wait up to ``wait`` seconds for a worker named ``name`` at an address other than
-    ``dead`` (the nanny's restart). Returns its address (None if it never came) and the
-    addresses alive at the end (may be empty: the caller must not wait on zero workers)."""
-    deadline = clock() + wait
+    ``dead`` (the nanny's restart); while no worker at all is alive, up to ``wait_any``
+    (a loaded machine can take a minute to start one). Returns the replacement's address
+    (None if it never came) and the addresses alive at the end (empty: no worker is left,
+    and the caller must not wait on zero workers)."""
+    start = clock()
     while True:
         names = worker_names(client)
         alive = sorted(a for a in names if a != dead)
         back = [a for a in alive if name is not None and names[a] == name]
         if back:
             return back[0], alive
-        if clock() >= deadline:
+        waited = clock() - start
+        if (alive and waited >= wait) or waited >= wait_any:
             return None, alive
         sleep(0.5)
 
@@ -124,3 +132,75 @@ def write_failure(what: str, exc: BaseException) -> str:
     why = _ERRNO_WHY.get(name) or next((v for k, v in _SQLITE_WHY.items() if sqlite.startswith(k)), None)
     detail = getattr(exc, "strerror", None) or str(exc)
     return f"writing {what} failed: {why or detail}" + (f" [{name or sqlite}]" if name or sqlite else "")
+
+
+class Watchdog:
+    """What the driver checks once a second besides worker deaths: segments that do not
+    return, and writes that fail. Holds the times it needs and the run-wide failure."""
+
+    def __init__(self) -> None:
+        self.since: dict[str, float] = {}  # segment key -> when the driver first saw it in flight
+        self.stop_seen: float | None = None  # when the driver first saw the run stopping
+        self.fatal: str | None = None  # why the run failed as a whole (a store or checkpoint write)
+
+    def check_writes(self, coord: Any) -> None:
+        """A store or checkpoint write failed (disk full, file too large, permission): what
+        the run does from now on cannot be kept, so it stops, to end as failed with the reason."""
+        from .commands import Command, CommandOp
+        from .events import EventKind
+
+        reason = coord.checkpoints.failure or coord.store.failure
+        if reason is None or self.fatal is not None:
+            return
+        self.fatal = reason
+        coord._event(None, EventKind.ERROR, {"error": reason, "kind": "write"})
+        coord.submit(Command(CommandOp.STOP, source="engine", client="engine"))
+
+    def check_hung(self, coord: Any, now: float) -> bool:
+        """A segment past its ``segment_timeout`` fails its model; a segment that has not
+        reached a step boundary :data:`STOP_GRACE` seconds after a stop was asked is
+        abandoned (its model stops at its last finished epoch). Its worker is restarted (a
+        hung step holds the worker's only thread), except when a local cluster is about to
+        close anyway. Returns whether any segment was given up."""
+        from ._policy import segment_epochs
+        from .events import EventKind
+        from .states import RunState
+
+        flying = {m.future.key: m for m in coord.models.values() if m.future is not None}
+        self.since = {k: self.since.get(k, now) for k in flying}
+        if coord.state == RunState.STOPPING and self.stop_seen is None:
+            self.stop_seen = now
+        stuck = []
+        for key, m in flying.items():
+            limit = segment_timeout(coord.plan.preset.get("segment_timeout"), m.epoch_seconds,
+                                    segment_epochs(coord._ledger(), m.name))
+            if overdue(self.since[key], limit, now):
+                stuck.append(m)
+                coord._fail(m, f"segment hung: no result after {limit:g} s (preset key segment_timeout)")
+            elif self.stop_seen is not None and overdue(self.stop_seen, STOP_GRACE, now):
+                stuck.append(m)
+                coord._event(m.name, EventKind.ERROR, {
+                    "epoch": m.completed + 1, "kind": "stop",
+                    "error": f"no step boundary within {STOP_GRACE:g} s of the stop: segment abandoned, "
+                             f"epoch {m.completed} kept"})
+        for m in stuck:
+            fut, m.future = m.future, None
+            fut.cancel()
+        if stuck and not (self.stop_seen is not None and not coord.cluster.external):
+            restart_workers(coord.client, sorted({m.worker for m in stuck if m.worker}))
+        return bool(stuck)
+
+
+def report_fallback(coord: Any, model: str, epoch: int, skipped: dict[int, str]) -> None:
+    """A model rebuilt from an older checkpoint than its newest file: an event, and a
+    warning (the CLI prints it as one ``workbench: warning:`` line)."""
+    import warnings
+
+    from ._restore import RestorePlan
+    from .events import EventKind
+
+    fallback = {"model": model, "epoch": epoch, "restart": False,
+                "skipped": {str(e): r for e, r in sorted(skipped.items())}}
+    coord._event(model, EventKind.CHECKPOINT_FALLBACK, fallback)
+    for line in RestorePlan({}, (fallback,)).lines():
+        warnings.warn(line, stacklevel=2)

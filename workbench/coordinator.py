@@ -131,10 +131,9 @@ class Coordinator(Steering):
         self._acknowledged: set[int] = set()  # set commands a trainer reported applied
         self._lost_inputs = False  # a worker died: look for segments stuck on its knowledge
         self._last_worker_check = 0.0
-        self._names: dict[str, str] = {}  # worker address -> name (a nanny restarts a worker by name)
-        self._since: dict[str, float] = {}  # segment key -> when the driver first saw it in flight
-        self._stop_seen: float | None = None  # when the driver first saw the run stopping
-        self.fatal: str | None = None  # why the run failed as a whole (a store or checkpoint write)
+        # worker address -> name (a nanny restarts a dead worker under its name, at a new address)
+        self._names = {addr: str(getattr(spec, "name", addr)) for addr, spec in (cluster.workers or {}).items()}
+        self.watchdog = _faults.Watchdog()  # hung segments, failed writes
         self._ended: queue.SimpleQueue[str] = queue.SimpleQueue()  # keys of segments that ended
         self._watched: set[str] = set()  # keys with a done-callback
         self.started = time.time()
@@ -427,6 +426,11 @@ class Coordinator(Steering):
         self._event(m.name, K.FAILED, {"reason": reason, "epoch": m.completed})
         self._save_model(m.name, state=m.state.value, last_error=reason)
 
+    @property
+    def fatal(self) -> str | None:
+        """Why the run failed as a whole (a store or checkpoint write), or None."""
+        return self.watchdog.fatal
+
     # -- lost workers -----------------------------------------------------------------------
     def _check_workers(self, every: float = 1.0) -> bool:
         """A task pinned to a worker that died waits forever: find such models and rebuild them."""
@@ -434,7 +438,7 @@ class Coordinator(Steering):
         if now - self._last_worker_check < every:
             return False
         self._last_worker_check = now
-        self._check_writes()
+        self.watchdog.check_writes(self)
         info = self.client.scheduler_info(n_workers=-1)["workers"]
         self._names.update({addr: str(w.get("name", addr)) for addr, w in info.items()})
         alive = set(info)
@@ -450,45 +454,7 @@ class Coordinator(Steering):
                 recovered = True
         if self._lost_inputs:  # from the first lost worker on, once a second
             recovered |= self._unblock_consumers()
-        return self._check_hung(now) or recovered
-
-    def _check_writes(self) -> None:
-        """A store or checkpoint write failed (disk full, file too large, permission): what
-        the run does from now on cannot be kept, so it stops as failed, with the reason."""
-        reason = self.checkpoints.failure or self.store.failure
-        if reason is None or self.fatal is not None:
-            return
-        self.fatal = reason
-        self._event(None, K.ERROR, {"error": reason, "kind": "write"})
-        self.submit(Command(CommandOp.STOP, source="engine", client="engine"))
-
-    def _check_hung(self, now: float) -> bool:
-        """A segment past its ``segment_timeout`` fails its model; a segment that has not
-        reached a step boundary ``STOP_GRACE`` seconds after a stop was asked is abandoned
-        (its model stops at its last finished epoch). Either way its worker is restarted: a
-        hung step holds the worker's only thread."""
-        flying = {m.future.key: m for m in self.models.values() if m.future is not None}
-        self._since = {k: self._since.get(k, now) for k in flying}
-        if self.state == RunState.STOPPING and self._stop_seen is None:
-            self._stop_seen = now
-        stuck = []
-        for key, m in flying.items():
-            limit = _faults.segment_timeout(self.plan.preset.get("segment_timeout"), m.epoch_seconds,
-                                            policy.segment_epochs(self._ledger(), m.name))
-            if _faults.overdue(self._since[key], limit, now):
-                stuck.append(m)
-                self._fail(m, f"segment hung: no result after {limit:g} s (preset key segment_timeout)")
-            elif self._stop_seen is not None and _faults.overdue(self._stop_seen, _faults.STOP_GRACE, now):
-                stuck.append(m)
-                self._event(m.name, K.ERROR, {"epoch": m.completed + 1, "kind": "stop",
-                                              "error": f"no step boundary within {_faults.STOP_GRACE:g} s of the "
-                                                       f"stop: segment abandoned, epoch {m.completed} kept"})
-        for m in stuck:
-            fut, m.future = m.future, None
-            fut.cancel()
-        if stuck and not (self._stop_seen is not None and not self.cluster.external):  # a local cluster closes now
-            _faults.restart_workers(self.client, sorted({m.worker for m in stuck if m.worker}))
-        return bool(stuck)
+        return self.watchdog.check_hung(self, now) or recovered
 
     def _unblock_consumers(self) -> bool:
         """Segments that never started because a peer's knowledge died with its worker wait
@@ -516,7 +482,10 @@ class Coordinator(Steering):
         # Its own worker's replacement, never a healthy model's worker while one may come:
         # a model that kills its worker would take the healthy one (and its states) with it.
         dead = m.worker
-        back, alive = _faults.replacement_worker(self.client, self._names.get(dead), dead)
+        # A local cluster's nanny always brings it back (slowly on a loaded machine): wait
+        # for it; an external cluster may not, so after a minute take another worker.
+        wait = _faults.RESTART_WAIT if self.cluster.external else _faults.NO_WORKER_WAIT
+        back, alive = _faults.replacement_worker(self.client, self._names.get(dead), dead, wait=wait)
         m.worker = back or policy.choose_worker(self._ledger(), m.name, alive)
         if m.worker is None or m.worker == dead:  # no worker left: fail now, never wait on zero workers
             m.worker = dead
@@ -525,8 +494,7 @@ class Coordinator(Steering):
         skipped: dict[int, str] = {}
         loaded = self.saver.load_latest(m.name, skipped=skipped)
         if skipped:
-            self._event(m.name, K.CHECKPOINT_FALLBACK, {"epoch": loaded[0] if loaded else 0, "restart": False,
-                                                        "skipped": {str(e): r for e, r in skipped.items()}})
+            _faults.report_fallback(self, m.name, loaded[0] if loaded else 0, skipped)
         checkpoint = None
         m.completed, m.step, m.exports, m.deps = 0, 0, {}, []
         self._lost_inputs = True
@@ -660,7 +628,7 @@ class Coordinator(Steering):
                 self.checkpoints.save(cname, self.round + 1, {"controller": controller.state_dict(),
                                                               "round": self.round + 1})
         self.checkpoints.close()
-        self._check_writes()  # the last checkpoints, written just now
+        self.watchdog.check_writes(self)  # the last checkpoints, written just now
         if self.fatal is not None:
             self.state = RunState.FAILED
         try:
