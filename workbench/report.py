@@ -196,8 +196,10 @@ def report_sections(run_dir: str | Path) -> dict[str, str]:
              ("state", info["state"]), ("models", ", ".join(info["models"])), ("data", ", ".join(info["datasets"])),
              ("started", info["started"]), ("duration", info["duration"]), ("hardware", info["hardware"]),
              ("software", info["software"])]
+    left = "style='text-align:left'"  # inline: the panel and notebooks have their own table styles
     summary = "<table class='facts'>" + "".join(
-        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in facts if v) + "</table>"
+        f"<tr><th {left}>{html.escape(k)}</th><td {left}>{html.escape(str(v))}</td></tr>" for k, v in facts if v
+    ) + "</table>"
     metrics = info["metrics"]
     changes = changes_table(run_dir)
     settings = info["settings"]

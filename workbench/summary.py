@@ -87,14 +87,19 @@ def run_summary(run_dir: str | Path) -> dict[str, Any]:
     }
 
 
+def _num(value: Any) -> str:
+    """A hyperparameter value as people write it: 0.004677, not 0.004677351412871981."""
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _detail(kind: str, payload: dict[str, Any]) -> str:
     if kind == "hparam":
-        return f"{payload.get('name')}: {payload.get('old')} → {payload.get('new')}" + (
+        return f"{payload.get('name')}: {_num(payload.get('old'))} → {_num(payload.get('new'))}" + (
             " (pinned)" if payload.get("pinned") else "")
     if kind == "release":
         return f"{payload.get('name')} handed back to the controller"
     if kind == "rollback":
-        return f"epoch {payload.get('epoch')} again, lr {payload.get('old_lr')} → {payload.get('new_lr')}"
+        return f"epoch {payload.get('epoch')} again, lr {_num(payload.get('old_lr'))} → {_num(payload.get('new_lr'))}"
     if kind == "exploit":
         source = payload.get("source")
         reason = payload.get("reason")
