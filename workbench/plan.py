@@ -143,7 +143,7 @@ def make_plan(preset_name: str, preset: dict[str, Any]) -> Plan:
         if "batch_size" in cls.hyperparameters and "batch_size" not in hp_in:
             hp_in["batch_size"] = preset["batch_size"]
         hparams, hp_problems = validate_hparams(cls.hyperparameters, hp_in, f"models.{name}.hyperparameters")
-        if not hp_problems:
+        if not hp_problems and hasattr(cls, "check_hparams"):  # trainers have it; controllers need not
             hparams, hp_problems = cls.check_hparams(hparams, f"models.{name}.hyperparameters")
         problems += hp_problems
         epochs = int(spec.get("epochs", preset["epochs"]))
