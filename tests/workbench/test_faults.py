@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -180,6 +181,7 @@ def test_plan_restore_refuses_unusable_checkpoints_and_reports_fallbacks(tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # each nanny restart can take minutes on a loaded machine
 def test_a_model_that_kills_its_worker_fails_alone_and_the_healthy_model_finishes(tmp_path):
     """Every replacement worker the killer gets dies too: after max_failures+1 deaths it is
     marked failed, the healthy model (on its own worker, never handed the killer) finishes
@@ -347,8 +349,10 @@ def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_what_was_written_va
     _no_traceback(proc)
     assert "full finished" not in proc.stdout and "run full failed" in proc.stdout
     (line,) = [x for x in proc.stderr.splitlines() if x.startswith("workbench: run failed:")]
-    assert f"workbench: run failed: writing {runs / 'full' / where if where == 'store.sqlite' else where}" in line
-    assert "file size limit" in line
+    # Which write meets the limit first depends on timing (the store's log grows with every
+    # step): either one must fail the run with the reason.
+    assert re.fullmatch(r"workbench: run failed: writing (\S+/store\.sqlite|checkpoint \S+ epoch \d+) failed: "
+                        r".*file size limit.*", line), line
     run_dir = runs / "full"
     leftovers = [p for p in run_dir.rglob("*") if p.name.endswith(".tmp") or
                  (p.suffix == ".sha256" and not p.with_suffix(".pt").exists())]
