@@ -128,7 +128,6 @@ def compare(runs: Any, receivers: dict[str, set[str]]) -> Any:
     without, over the seeds both conditions finished; ``improved`` counts the seeds where
     the flow made the metric better.
     """
-    import numpy as np
     import pandas as pd
 
     pivot = runs.pivot_table(index=["model", "metric", "seed"], columns="condition", values="value")

@@ -104,7 +104,7 @@ def test_to_host_copies_and_keeps_state_dict_metadata():
 def test_digits_checkpoint_resumes_on_another_device(tmp_path, monkeypatch):
     """A state saved by a CPU run is loaded onto a model placed elsewhere: every tensor the
     model trains lands on the new device (load_state_dict moves it), and the check passes."""
-    trained = _digits()
+    trained = _digits(mutual_from="all")  # the untrained peer is worse: "better" would ignore it
     for _ in range(3):
         trained.train_step(StepContext())
     peer = _digits(DigitsCNN).export_knowledge()
@@ -116,7 +116,7 @@ def test_digits_checkpoint_resumes_on_another_device(tmp_path, monkeypatch):
     assert on_meta["net"]["0.weight"].device.type == "meta"  # map_location reaches torch.load
     _, state = saver.load_latest("m")
     assert state["net"]["0.weight"].device.type == "cpu"
-    moved = _digits(device="meta")
+    moved = _digits(device="meta", mutual_from="all")
     moved.load_state_dict(copy.deepcopy(state))
     assert moved.peer_probs.device.type == "meta"
     assert _device.check_placement(moved, "meta") > 10

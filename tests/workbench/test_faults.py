@@ -11,7 +11,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -460,7 +459,6 @@ def test_with_security_the_local_scheduler_refuses_a_client_without_the_certific
         assert environment.exists(), proc.stderr.read() if proc.poll() is not None else "no environment.json"
         address = json.loads(environment.read_text())["scheduler"]
         assert address.startswith("tls://127.0.0.1:")
-        from distributed.security import Security
 
         other = _certificate(tmp_path / "other")  # a certificate the run's CA never signed
         for where, security in ((address.replace("tls://", "tcp://"), None),  # no TLS at all
