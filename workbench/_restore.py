@@ -89,6 +89,8 @@ def plan_restore(saver: DiskSaver, models: Mapping[str, int], controllers: Itera
     starts = resume_epochs({n: (seen[n][0], t) for n, t in kept.items()},
                            {c: seen[c][0] for c in controllers}, list(links))
     starts.update({n: 0 for n in allowed})
+    # Controllers decide the first round again from the state they had entering it.
+    starts.update({c: min(starts.values(), default=0) for c in controllers})
     # Every file unusable: resuming would silently start it over (and, coupled, its peers).
     # A model that never reached a checkpoint is no loss: coupled peers start over with it,
     # reported below as fallbacks, as the uninterrupted run would have it.

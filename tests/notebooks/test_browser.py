@@ -1,7 +1,9 @@
 """A real browser: JupyterLab on 127.0.0.1 with a token, quickstart.ipynb run in headless
 Chromium (Debian's package driven by Playwright), a learning-rate slider dragged by the
-mouse, and the change found in the run's ``events``. Screenshots go to test-artifacts/
-(and, with WORKBENCH_UPDATE_SCREENSHOTS=1, the panel and result charts to docs/img/ for the README)."""
+mouse, and the change found in the run's ``events``; the setup form, two runs in a row, a
+kernel restart, and the Results tab comparing two runs. Screenshots go to test-artifacts/
+(and, with WORKBENCH_UPDATE_SCREENSHOTS=1, the panel, setup, result and comparison pictures
+to docs/img/ for the README)."""
 from __future__ import annotations
 
 import json
@@ -117,6 +119,31 @@ def lab(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+def _two_runs(runs: Path) -> list[str]:
+    import workbench as wb
+
+    ids = []
+    for seed in (0, 1):
+        run = wb.start_run("digits_mutual", {"epochs": 2, "seed": seed}, runs)
+        assert run.wait(timeout=300) == wb.RunState.FINISHED
+        ids.append(run.id)
+    return ids
+
+
+def _compare_notebook(folder: Path) -> None:
+    source = ("from widgets import ControlPanel\n"
+              "panel = ControlPanel(preset='digits_mutual', runs_dir='runs')\n"
+              "panel.results.logic.runs_dir = str(panel.runs_dir)\n"
+              "panel.results.logic.refresh_runs()\n"
+              "panel.tabs.selected_index = 2\n"
+              "panel.results.sections.selected_index = 1\n"
+              "panel")
+    cell = {"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": source}
+    nb = {"cells": [cell], "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                        "language": "python"}}, "nbformat": 4, "nbformat_minor": 5}
+    (folder / "compare.ipynb").write_text(json.dumps(nb))
 
 
 def _segments(runs: Path) -> dict[str, int]:
@@ -400,3 +427,45 @@ def test_setup_form_double_click_waiting_partner_and_two_runs_in_a_row(lab):
         docs = ROOT / "docs" / "img"
         docs.mkdir(parents=True, exist_ok=True)
         shutil.copy(ARTIFACTS / "setup_form.png", docs / "setup.png")
+
+
+def test_results_tab_compares_two_runs_in_jupyterlab(lab):
+    """The panel's Results tab comparing two real runs that differ by their seed: the user
+    picks both, presses Compare, and sees the runs table, the settings that differ and
+    mean ± spread, with the learning curves and their band."""
+    from playwright.sync_api import sync_playwright
+
+    url, token, folder = lab
+    ids = _two_runs(folder / "runs")
+    _compare_notebook(folder)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = _launch(p)
+        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        try:
+            _open_notebook(page, url, token, "compare.ipynb")
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_text("Run All Cells", exact=True).click()
+            compare = page.locator(".workbench-panel .workbench-compare").first
+            compare.wait_for(state="visible", timeout=120_000)
+            choice = compare.locator("select").first
+            page.wait_for_function("() => document.querySelectorAll('.workbench-compare select option').length >= 2",
+                                   timeout=60_000)
+            choice.select_option(ids)  # both runs chosen, as with ctrl-click
+            compare.get_by_role("button", name="Compare").click()
+            page.wait_for_selector(".workbench-compare :text('Settings that differ')", timeout=120_000)
+            page.wait_for_function("() => { const i = document.querySelector('.workbench-compare img');"
+                                   " return i && i.complete && i.naturalWidth > 0; }", timeout=60_000)
+            text = compare.inner_text()
+            for run_id in ids:
+                assert run_id in text
+            assert "seed" in text and "±" in text  # the seeds folded: mean ± spread
+            compare.evaluate("e => e.scrollIntoView({block: 'start'})")
+            _shoot(page, compare, ARTIFACTS / "compare_results.png")
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "compare_failure.png"), full_page=True)
+            raise
+        finally:
+            browser.close()
+    if os.environ.get("WORKBENCH_UPDATE_SCREENSHOTS"):  # refresh the README's picture on purpose only
+        shutil.copy(ARTIFACTS / "compare_results.png", ROOT / "docs" / "img" / "compare.png")

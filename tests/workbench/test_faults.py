@@ -177,6 +177,12 @@ def test_plan_restore_refuses_unusable_checkpoints_and_reports_fallbacks(tmp_pat
     fresh = plan_restore(saver, {"c": 6, "lonely": 6}, [], [("c", "lonely")])
     assert fresh.starts == {"c": 0, "lonely": 0} and fresh.lines() == [
         "c resumes from epoch 0; passed over: epoch 2 (kept back to a common epoch with its peers)"]
+    # Under a controller every model and the controller resume from one epoch (the quick preset).
+    saver.save("ctl", 2, {"controller": {}})
+    saver.save("ctl", 4, {"controller": {}})
+    governed = plan_restore(saver, {"a": 6, "c": 6}, ["ctl"])
+    assert governed.starts == {"a": 2, "c": 2, "ctl": 2}
+    assert "ctl resumes from epoch 2; passed over: epoch 4 (kept back to a common epoch with its peers)" in governed.lines()
 
 
 @pytest.mark.slow
