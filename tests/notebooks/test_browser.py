@@ -405,7 +405,7 @@ def test_setup_form_double_click_waiting_partner_and_two_runs_in_a_row(lab):
 
             _poll(lambda: _run_state(first) == "finished", 300, "the first run did not finish")
             assert _run_dirs(runs) == [first], "the double click started two runs"
-            page.wait_for_selector(".workbench-panel :text('Summary (last evaluation of each model)')",
+            page.wait_for_selector(".workbench-panel :text('Final and best metrics')",
                                    timeout=120_000)
             page.locator(".workbench-panel .lm-TabBar-tab:has-text('Live')").first.click()
             _poll(lambda: start.is_enabled(), 60, "Start stayed disabled after the run ended")
