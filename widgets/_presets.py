@@ -19,19 +19,9 @@ from typing import Any
 
 import traitlets as t
 
+from workbench.presets import flatten
+
 __all__ = ["PresetsLogic", "flatten", "unflatten", "problems_by_field", "unknown_preset", "hparam_path"]
-
-
-def flatten(preset: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Leaves of a nested preset by dotted path; empty objects are kept as leaves."""
-    out: dict[str, Any] = {}
-    for key, value in preset.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, path + "."))
-        else:
-            out[path] = value
-    return out
 
 
 def unflatten(values: dict[str, Any]) -> dict[str, Any]:

@@ -37,18 +37,11 @@ def lower_is_better(name: str) -> bool:
     return any(part in leaf for part in _LOWER)
 
 
-def flat_settings(preset: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flat_settings(preset: dict[str, Any]) -> dict[str, Any]:
     """A resolved preset as dotted keys (``models.digits_mlp.hyperparameters.lr``); lists as JSON."""
-    out: dict[str, Any] = {}
-    for key, value in preset.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flat_settings(value, path + "."))
-        elif isinstance(value, (list, dict)):
-            out[path] = json.dumps(value)
-        else:
-            out[path] = value
-    return out
+    from .presets import flatten
+
+    return {path: json.dumps(v) if isinstance(v, (list, dict)) else v for path, v in flatten(preset).items()}
 
 
 def _record(run: str | Path, runs_dir: str | Path | None):
