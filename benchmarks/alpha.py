@@ -15,9 +15,10 @@ tasks); the trainer itself uses one thread. Usage::
         [--seeds 0,1,2,3,4]
     PYTHONPATH=. python benchmarks/alpha.py --selfplay-rate [--games 32]
 
-``--selfplay-rate`` only times self-play with the default settings: positions per second
-with one game searched at a time (one position per network call) and with all of a task's
-games searched in lockstep (one batch of leaves per simulation). The games are the same.
+``--selfplay-rate`` only times self-play and arena gating with the default settings:
+self-play positions per second and arena games per second, with one game searched at a
+time (one position per network call) and with all of a task's games searched in lockstep
+(one batch of leaves per simulation). The games are the same either way.
 """
 from __future__ import annotations
 
@@ -133,28 +134,35 @@ def bench_connect4(ctx: StepContext, minutes: float, seed: int, eval_games: int)
 
 
 def selfplay_rates(games: int, devices: tuple[str, ...] = ("cpu",)) -> None:
-    """Print self-play positions per second per game, device and lockstep width."""
+    """Print self-play positions per second and arena games per second, per game, device
+    and lockstep width (one game at a time vs all of them searched together)."""
     from workbench.models.alpha.games import get_game
     from workbench.models.alpha.net import build_net
-    from workbench.models.alpha.selfplay import SETTING_KEYS, selfplay_task
+    from workbench.models.alpha.selfplay import SETTING_KEYS, arena_task, selfplay_task
 
     hp = {k: v.default for k, v in AlphaTrainer.hyperparameters.items()}
     for game in ("tictactoe", "connect4"):
         settings = {"game": game, **{k: hp[k] for k in SETTING_KEYS if k != "game"}}
         weights = build_net(get_game(game), hp["channels"], hp["blocks"], seed=0).state_dict()
+        rival = build_net(get_game(game), hp["channels"], hp["blocks"], seed=1).state_dict()
         for device in devices:
             selfplay_task((weights, 1, 2, {**settings, "device": device}))  # warm-up (CUDA context, kernels)
-            rates = {}
-            for width in (1, games):
-                start = time.perf_counter()
-                out = selfplay_task((weights, 7, games, {**settings, "device": device, "lockstep": width}))
-                if device != "cpu":
-                    torch.cuda.synchronize()
-                rates[width] = (len(out["zs"]) / (time.perf_counter() - start), out["net_calls"])
-            (one, calls_one), (many, calls_many) = rates[1], rates[games]
-            print(f"self-play {game} on {device}, {games} games, {settings['simulations']} simulations a move: "
-                  f"one game at a time {one:.0f} positions/s ({calls_one} network calls), "
-                  f"{games} in lockstep {many:.0f} positions/s ({calls_many} calls) -> {many / one:.2f}x", flush=True)
+            for kind in ("self-play", "arena"):
+                rates = {}
+                for width in (1, games):
+                    run = {**settings, "device": device, "lockstep": width}
+                    start = time.perf_counter()
+                    out = (selfplay_task((weights, 7, games, run)) if kind == "self-play"
+                           else arena_task((weights, rival, 7, games, run)))
+                    if device != "cpu":
+                        torch.cuda.synchronize()
+                    done = len(out["zs"]) if kind == "self-play" else games
+                    rates[width] = (done / (time.perf_counter() - start), out["net_calls"])
+                (one, calls_one), (many, calls_many) = rates[1], rates[games]
+                unit = "positions/s" if kind == "self-play" else "games/s"
+                print(f"{kind} {game} on {device}, {games} games, {settings['simulations']} simulations a move: "
+                      f"one game at a time {one:.1f} {unit} ({calls_one} network calls), "
+                      f"{games} in lockstep {many:.1f} {unit} ({calls_many} calls) -> {many / one:.2f}x", flush=True)
 
 
 def main() -> None:
@@ -166,7 +174,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", default=None, help="tic-tac-toe over several seeds, e.g. 0,1,2,3,4")
-    parser.add_argument("--selfplay-rate", action="store_true", help="only time self-play (see above)")
+    parser.add_argument("--selfplay-rate", action="store_true", help="only time self-play and arena games (see above)")
     parser.add_argument("--games", type=int, default=32, help="games for --selfplay-rate")
     args = parser.parse_args()
     torch.set_num_threads(1)

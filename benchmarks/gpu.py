@@ -6,10 +6,12 @@
    caps) vs the same N trained one after another in this plain process on the same GPU:
    wall ratio of the training phases, and the GPU's mean utilization in each (NVML, where
    ``nvidia-ml-py`` is installed);
-2. Alpha self-play positions per second, the network evaluated on the CPU vs on the GPU
-   (the same games: same seeds and settings).
+2. Alpha self-play positions and arena games per second, the network evaluated on the CPU
+   vs on the GPU (the same games: same seeds and settings);
+3. mixed precision: a digits CNN trained with ``precision`` fp32 and bf16 (autocast), on the
+   CPU and on the GPU: seconds per epoch and test accuracy and NLL after ``--epochs``.
 
-On a machine without a CUDA GPU it says so and exits 0.
+On a machine without a CUDA GPU it measures 3 on the CPU, says there is no GPU and exits 0.
 """
 from __future__ import annotations
 
@@ -116,6 +118,37 @@ def selfplay_rate(games: int) -> None:
     selfplay_rates(games, devices=("cpu", "cuda:0"))
 
 
+def precision(devices: tuple[str, ...], epochs: int, seed: int = 0) -> None:
+    """A digits CNN per precision and device: seconds per epoch, test accuracy and NLL."""
+    import torch
+
+    from workbench.data import load_dataset, prepare
+    from workbench.models.digits import DigitsCNN
+    from workbench.trainer import Resources, StepContext
+
+    data, _ = prepare(load_dataset("digits"), seed)
+    ctx = StepContext()
+    for device in devices:
+        if device.startswith("cuda") and not torch.cuda.is_bf16_supported():
+            print(f"[3] {torch.cuda.get_device_name(device)} has no bfloat16 support: fp32 only")
+            continue
+        line = []
+        for mode in ("fp32", "bf16"):
+            hp = {k: v.default for k, v in DigitsCNN.hyperparameters.items()} | {"precision": mode}
+            trainer = DigitsCNN(hp, data, Resources(device=device), seed)
+            start = time.perf_counter()
+            for _ in range(epochs):
+                for _ in range(trainer.steps_per_epoch):
+                    trainer.train_step(ctx)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            per_epoch = (time.perf_counter() - start) / epochs
+            result = trainer.evaluate()
+            line.append(f"{mode} {per_epoch:.2f} s/epoch, test accuracy {result['eval/test_accuracy']:.3f}, "
+                        f"NLL {result['eval/test_nll']:.3f}")
+        print(f"[3] digits CNN x {epochs} epochs on {device}: " + "; ".join(line), flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=5)
@@ -124,10 +157,12 @@ def main() -> int:
     args = parser.parse_args()
     import torch
 
-    if not torch.cuda.is_available():
-        print("no CUDA GPU on this machine (torch.cuda.is_available() is False): nothing to measure")
-        return 0
     torch.set_num_threads(1)
+    if not torch.cuda.is_available():
+        precision(("cpu",), args.epochs)
+        print("no CUDA GPU on this machine (torch.cuda.is_available() is False): nothing else to measure")
+        return 0
+    precision(("cpu", "cuda:0"), args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         sharing(Path(tmp), args.models, args.epochs)
     selfplay_rate(args.games)

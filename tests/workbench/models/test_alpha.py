@@ -23,6 +23,7 @@ from workbench.models.alpha import (
     minimax_all_lines,
     run_mcts,
     run_mcts_many,
+    arena_task,
     selfplay_task,
     uniform_evaluator,
 )
@@ -196,6 +197,30 @@ def test_selfplay_games_do_not_depend_on_the_lockstep_width():
         assert np.array_equal(one["states"], other["states"]) and np.allclose(one["pis"], other["pis"])
         assert np.array_equal(one["zs"], other["zs"])
     assert all_["net_calls"] < one["net_calls"] and all_["net_positions"] == one["net_positions"]
+
+
+def test_arena_results_do_not_depend_on_the_lockstep_width():
+    settings = {"game": "connect4", "channels": 8, "blocks": 1, "simulations": 12, "c_puct": 1.5,
+                "dirichlet_alpha": 1.0, "noise_frac": 0.25, "temp_moves": 4, "arena_temp_moves": 4}
+    candidate, best = build_net(C4, 8, 1, seed=0).state_dict(), build_net(C4, 8, 1, seed=1).state_dict()
+    one = arena_task((candidate, best, 7, 8, {**settings, "lockstep": 1}))
+    all_ = arena_task((candidate, best, 7, 8, {**settings, "lockstep": 0}))
+    three = arena_task((candidate, best, 7, 8, {**settings, "lockstep": 3}))
+    for other in (all_, three):
+        assert {k: other[k] for k in ("wins", "draws", "losses")} == {k: one[k] for k in ("wins", "draws", "losses")}
+    assert one["wins"] + one["draws"] + one["losses"] == 8
+    assert all_["net_calls"] < one["net_calls"] and all_["net_positions"] == one["net_positions"]
+
+
+def test_arena_gives_each_colour_to_each_network_in_turn():
+    """A network against itself: with no sampled openings the games are the same per colour."""
+    settings = {"game": "tictactoe", "channels": 8, "blocks": 1, "simulations": 16, "c_puct": 1.5,
+                "dirichlet_alpha": 1.0, "noise_frac": 0.25, "temp_moves": 0, "arena_temp_moves": 0}
+    weights = build_net(TTT, 8, 1, seed=2).state_dict()
+    result = arena_task((weights, weights, 3, 6, settings))
+    # Greedy play of one network is one game; the candidate is first in 3 and second in 3.
+    assert result["wins"] == result["losses"]
+    assert result["wins"] + result["draws"] + result["losses"] == 6
 
 
 # -- trainer -------------------------------------------------------------------------------

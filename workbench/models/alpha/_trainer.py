@@ -78,7 +78,7 @@ class AlphaTrainer(Trainer):
         "arena_games": HParam(int, 10, low=0, high=10_000, live=True, help="gating games; 0 always accepts"),
         "arena_threshold": HParam(float, 0.55, low=0.0, high=1.0, live=True, help="score needed to accept"),
         "lockstep": HParam(int, 0, low=0, high=100_000, live=True,
-                           help="self-play games searched together, one network batch per simulation (0: all of a task's)"),
+                           help="self-play and arena games searched together, one network batch per simulation (0: all of a task's)"),
         "arena_temp_moves": HParam(int, 2, low=0, high=100, live=True, help="sampled opening plies in arena"),
         "eval_games": HParam(int, 10, low=0, high=100_000, live=True, help="eval games per colour per opponent"),
         "eval_simulations": HParam(int, 32, low=2, high=10_000, live=True, help="search simulations in eval"),

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .games import Game, get_game
-from .mcts import run_mcts, run_mcts_many, select_move
+from .mcts import run_mcts_many, select_move
 from .net import NetEvaluator, build_net
 
 __all__ = ["SETTING_KEYS", "arena_task", "selfplay_task"]
@@ -95,28 +95,51 @@ def arena_task(item: tuple[Weights, Weights, int, int, Mapping[str, Any]]) -> di
     """Play ``n_games`` between a candidate and the best network; the candidate moves first in even games.
 
     Both search greedily without noise; the first ``arena_temp_moves`` plies are sampled
-    from the visit counts so the games differ. Returns the candidate's wins, draws, losses.
+    from the visit counts (game ``g`` from its own generator seeded by ``(seed, g)``) so the
+    games differ. The games are played in lockstep like self-play: each turn, every
+    position the candidate must answer goes to its network in one batch per simulation,
+    and likewise for the best network. Search without noise is deterministic, so each
+    side searches a position once and reuses its visit counts. Returns the candidate's
+    wins, draws, losses and the network calls and positions both sides used.
     """
     candidate_weights, best_weights, seed, n_games, settings = item
     game = get_game(settings["game"])
-    rng = np.random.default_rng(seed)
     sims, c_puct = int(settings["simulations"]), float(settings["c_puct"])
-    sides = []
-    for weights in (candidate_weights, best_weights):
-        # Search without noise is deterministic, so each side's visit counts per position are reused.
-        sides.append((_evaluator(game, weights, settings), {}))
-    out = {"wins": 0, "draws": 0, "losses": 0}
-    for g in range(n_games):
-        candidate_colour = 1 if g % 2 == 0 else -1
-        state, ply = game.initial(), 0
-        while state.winner is None:
-            evaluate, memo = sides[0] if state.to_play == candidate_colour else sides[1]
-            counts = memo.get(state.key)
-            if counts is None:
-                counts = memo[state.key] = run_mcts(game, state, evaluate, sims, c_puct)
-            temperature = 1.0 if ply < int(settings["arena_temp_moves"]) else 0.0
-            state = game.apply(state, select_move(counts, temperature, rng))
-            ply += 1
-        result = state.winner * candidate_colour
-        out["wins" if result > 0 else "losses" if result < 0 else "draws"] += 1
-    return out
+    temp_moves = int(settings["arena_temp_moves"])
+    sides = [(_evaluator(game, weights, settings), {}) for weights in (candidate_weights, best_weights)]
+    width = max(1, int(settings.get("lockstep") or n_games or 1))
+    games = [_ArenaGame(game, np.random.default_rng([seed, g]), 1 if g % 2 == 0 else -1) for g in range(n_games)]
+    for start in range(0, n_games, width):
+        playing = games[start:start + width]
+        while playing:
+            turn = [[g for g in playing if g.side_to_move == side] for side in (0, 1)]  # one move per game
+            for (evaluate, memo), movers in zip(sides, turn):
+                todo = {g.state.key: g.state for g in movers if g.state.key not in memo}
+                if todo:
+                    found = run_mcts_many(game, list(todo.values()), evaluate.many, sims, c_puct)
+                    memo.update(zip(todo, found))
+                for g in movers:
+                    g.play(memo[g.state.key], temp_moves)
+            playing = [g for g in playing if g.state.winner is None]
+    results = [g.state.winner * g.candidate_colour for g in games]
+    return {"wins": int(sum(r > 0 for r in results)), "draws": int(sum(r == 0 for r in results)),
+            "losses": int(sum(r < 0 for r in results)),
+            "net_calls": sum(e.calls for e, _ in sides), "net_positions": sum(e.positions for e, _ in sides)}
+
+
+class _ArenaGame:
+    """One arena game in progress: its position, its generator and the candidate's colour."""
+
+    def __init__(self, game: Game, rng: np.random.Generator, candidate_colour: int):
+        self.game, self.rng, self.candidate_colour = game, rng, candidate_colour
+        self.state, self.ply = game.initial(), 0
+
+    @property
+    def side_to_move(self) -> int:
+        """0 when the candidate moves, 1 when the best network does."""
+        return 0 if self.state.to_play == self.candidate_colour else 1
+
+    def play(self, counts: np.ndarray, temp_moves: int) -> None:
+        temperature = 1.0 if self.ply < temp_moves else 0.0
+        self.state = self.game.apply(self.state, select_move(counts, temperature, self.rng))
+        self.ply += 1
