@@ -147,6 +147,7 @@ def selfplay_rates(games: int, devices: tuple[str, ...] = ("cpu",)) -> None:
         rival = build_net(get_game(game), hp["channels"], hp["blocks"], seed=1).state_dict()
         for device in devices:
             selfplay_task((weights, 1, 2, {**settings, "device": device}))  # warm-up (CUDA context, kernels)
+            lockstep_rate = {}
             for kind in ("self-play", "arena"):
                 rates = {}
                 for width in (1, games):
@@ -159,10 +160,19 @@ def selfplay_rates(games: int, devices: tuple[str, ...] = ("cpu",)) -> None:
                     done = len(out["zs"]) if kind == "self-play" else games
                     rates[width] = (done / (time.perf_counter() - start), out["net_calls"])
                 (one, calls_one), (many, calls_many) = rates[1], rates[games]
+                lockstep_rate[kind] = many
                 unit = "positions/s" if kind == "self-play" else "games/s"
                 print(f"{kind} {game} on {device}, {games} games, {settings['simulations']} simulations a move: "
                       f"one game at a time {one:.1f} {unit} ({calls_one} network calls), "
                       f"{games} in lockstep {many:.1f} {unit} ({calls_many} calls) -> {many / one:.2f}x", flush=True)
+            bf16 = {**settings, "device": device, "lockstep": games, "precision": "bf16"}
+            start = time.perf_counter()
+            out = selfplay_task((weights, 7, games, bf16))
+            if device != "cpu":
+                torch.cuda.synchronize()
+            rate = len(out["zs"]) / (time.perf_counter() - start)
+            print(f"self-play {game} on {device}, {games} games in lockstep with precision bf16: {rate:.1f} positions/s "
+                  f"({rate / lockstep_rate['self-play']:.2f}x fp32 in lockstep)", flush=True)
 
 
 def main() -> None:

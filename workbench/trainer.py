@@ -177,7 +177,8 @@ class Trainer(HParamSchema, abc.ABC):
     :meth:`train_step` must leave the trainer unchanged when it raises
     ``torch.cuda.OutOfMemoryError`` before its optimiser step (restore the batch position;
     ``workbench/models/digits.py`` shows how). Mixed precision is a per-model
-    hyperparameter ``precision`` (``fp32`` or ``bf16`` autocast) where a model offers it.
+    hyperparameter ``precision`` (``fp32`` or ``bf16`` autocast) where a model offers it
+    (``workbench.precision``: the hyperparameter, the device check and the autocast).
     """
 
     name: ClassVar[str] = ""

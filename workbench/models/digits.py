@@ -19,7 +19,6 @@ predictions of the previous epoch (``workbench ablate`` runs it).
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..precision import PRECISION, autocast, check_precision
 from ..registry import register_model
 from ..trainer import HParam, Resources, StepContext, Trainer
 
@@ -42,8 +42,7 @@ class _DigitsClassifier(Trainer):
         "batch_size": HParam(int, 32, low=1, high=4096, help="samples per forward pass"),
         "grad_accumulation": HParam(int, 1, low=1, high=4096,
                                     help="forward passes per optimiser step (effective batch = batch_size x this)"),
-        "precision": HParam(str, "fp32", choices=("fp32", "bf16"),
-                            help="bf16: bfloat16 autocast (CPU, and GPUs that support it)"),
+        "precision": PRECISION,
         "mutual_weight": HParam(float, 1.0, low=0.0, high=10.0, live=True,
                                 help="weight of the KL term toward peers' predictions"),
         "temperature": HParam(float, 2.0, low=0.5, high=10.0),
@@ -60,9 +59,7 @@ class _DigitsClassifier(Trainer):
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
         super().__init__(hparams, data, resources, seed)
         self.device = torch.device(resources.device)
-        if self.hparams["precision"] == "bf16" and self.device.type == "cuda" and not torch.cuda.is_bf16_supported():
-            raise ValueError(f"precision bf16: {torch.cuda.get_device_name(self.device)} has no bfloat16 support; "
-                             "use precision fp32")
+        check_precision(self.device, self.hparams["precision"])
         arrays = data.arrays
         dev = self.device
         self.x_train = torch.as_tensor(arrays["X_train"], dtype=torch.float32, device=dev)
@@ -101,9 +98,7 @@ class _DigitsClassifier(Trainer):
         return idx.to(self.device)
 
     def _autocast(self):
-        if self.hparams["precision"] != "bf16":
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return autocast(self.device, self.hparams["precision"])
 
     def train_step(self, ctx: StepContext) -> Mapping[str, float]:
         # On a CUDA out-of-memory error the step leaves the trainer as it found it (the batch

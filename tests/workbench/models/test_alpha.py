@@ -303,3 +303,19 @@ def test_connect4_trainer_runs_and_reports_its_metrics():
     result = trainer.evaluate()
     assert set(result) >= {"eval/win_rate_vs_random", "eval/win_rate_vs_lookahead"}
     assert all(0.0 <= v <= 1.0 for v in result.values())
+
+
+def test_bf16_precision_runs_the_network_under_autocast_and_keeps_fp32_weights():
+    trainer, ctx = _trainer({"steps_per_epoch": 4, "games_per_epoch": 2, "simulations": 4, "arena_games": 2,
+                             "eval_games": 1, "eval_simulations": 4, "channels": 8, "blocks": 1,
+                             "precision": "bf16"}, game="connect4"), StepContext()
+    seen = []
+    hook = trainer.net.register_forward_hook(lambda module, args, out: seen.append(out[0].dtype))
+    metrics = _epoch(trainer, ctx)
+    hook.remove()
+    assert seen and set(seen) == {torch.bfloat16}
+    assert np.isfinite(metrics["train/loss"])
+    assert all(p.dtype == torch.float32 for p in trainer.net.parameters())
+    player = trainer.best_player(simulations=4)
+    assert player.evaluate.precision == "bf16"
+    assert trainer.evaluate()["eval/win_rate_vs_random"] >= 0.0

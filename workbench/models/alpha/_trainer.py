@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from ...precision import PRECISION, autocast, check_precision
 from ...registry import register_model
 from ...trainer import HParam, Resources, StepContext, Trainer
 from .arena import Record, match, minimax_all_lines
@@ -79,6 +80,7 @@ class AlphaTrainer(Trainer):
         "arena_threshold": HParam(float, 0.55, low=0.0, high=1.0, live=True, help="score needed to accept"),
         "lockstep": HParam(int, 0, low=0, high=100_000, live=True,
                            help="self-play and arena games searched together, one network batch per simulation (0: all of a task's)"),
+        "precision": PRECISION,
         "arena_temp_moves": HParam(int, 2, low=0, high=100, live=True, help="sampled opening plies in arena"),
         "eval_games": HParam(int, 10, low=0, high=100_000, live=True, help="eval games per colour per opponent"),
         "eval_simulations": HParam(int, 32, low=2, high=10_000, live=True, help="search simulations in eval"),
@@ -104,6 +106,7 @@ class AlphaTrainer(Trainer):
         self.game = get_game(data.meta["game"])
         h = self.hparams
         self.device = torch.device(resources.device)
+        check_precision(self.device, self.hparams["precision"])
         net = build_net(self.game, h["channels"], h["blocks"], seed=_derived_seed(seed, 99))
         self.best = copy.deepcopy(net.state_dict())
         self.net = net.to(self.device)
@@ -123,7 +126,9 @@ class AlphaTrainer(Trainer):
             self._selfplay(ctx)
         x, pi, z = (t.to(self.device) for t in self.buffer.sample(int(self.hparams["batch_size"]), self.rng))
         self.net.train()
-        logits, v = self.net(x)
+        with autocast(self.device, self.hparams["precision"]):
+            logits, v = self.net(x)
+        logits, v = logits.float(), v.float()
         policy_loss = -(pi * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
         value_loss = F.mse_loss(v, z)
         l2 = sum(p.pow(2).sum() for p in self.net.parameters() if p.dim() > 1)
@@ -184,7 +189,8 @@ class AlphaTrainer(Trainer):
         """The gated best network behind a greedy search (what evaluation measures)."""
         net = build_net(self.game, self.hparams["channels"], self.hparams["blocks"], weights=self.best)
         sims = int(simulations or self.hparams["eval_simulations"])
-        return MCTSPlayer(self.game, NetEvaluator(net, self.game), sims, float(self.hparams["c_puct"]))
+        evaluator = NetEvaluator(net, self.game, precision=self.hparams["precision"])
+        return MCTSPlayer(self.game, evaluator, sims, float(self.hparams["c_puct"]))
 
     def evaluate(self) -> Mapping[str, float]:
         agent = self.best_player()

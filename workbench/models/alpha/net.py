@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ...precision import autocast
 from .games import Game, State
 
 __all__ = ["NetEvaluator", "PolicyValueNet", "build_net"]
@@ -72,8 +73,9 @@ class NetEvaluator:
     :func:`~.mcts.run_mcts_many`).
     """
 
-    def __init__(self, net: PolicyValueNet, game: Game, cache_limit: int = 200_000):
+    def __init__(self, net: PolicyValueNet, game: Game, cache_limit: int = 200_000, precision: str = "fp32"):
         self.net = net.eval()
+        self.precision = precision  # "bf16": the network runs under bfloat16 autocast
         self.device = next(net.parameters()).device  # positions go where the network is
         self.game = game
         self.cache: dict[bytes, tuple[np.ndarray, float]] = {}
@@ -89,7 +91,7 @@ class NetEvaluator:
         missing = list({s.key: s for s in states if s.key not in self.cache}.values())
         if missing:
             x = torch.from_numpy(np.stack([self.game.encode(s) for s in missing])).to(self.device)
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.device, self.precision):
                 logits, values = self.net(x)
             logits, values = logits.double().cpu().numpy(), values.double().cpu().numpy()
             if len(self.cache) + len(missing) > self.cache_limit:

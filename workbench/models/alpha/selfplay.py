@@ -21,7 +21,7 @@ __all__ = ["SETTING_KEYS", "arena_task", "selfplay_task"]
 
 # What a task reads from ``settings`` (the trainer copies these from its hyperparameters).
 SETTING_KEYS = ("game", "channels", "blocks", "simulations", "c_puct", "dirichlet_alpha",
-                "noise_frac", "temp_moves", "arena_temp_moves", "lockstep")
+                "noise_frac", "temp_moves", "arena_temp_moves", "lockstep", "precision")
 
 Weights = Mapping[str, torch.Tensor]
 
@@ -30,7 +30,7 @@ def _evaluator(game: Game, weights: Weights, settings: Mapping[str, Any]) -> Net
     net = build_net(game, int(settings["channels"]), int(settings["blocks"]), weights=weights)
     # The trainer's tasks play on the CPU of whatever worker runs them (one position per
     # network call); benchmarks/gpu.py sets "device" to time the same games on a GPU.
-    return NetEvaluator(net.to(settings.get("device", "cpu")), game)
+    return NetEvaluator(net.to(settings.get("device", "cpu")), game, precision=settings.get("precision", "fp32"))
 
 
 def selfplay_task(item: tuple[Weights, int, int, Mapping[str, Any]]) -> dict[str, Any]:
