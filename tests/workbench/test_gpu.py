@@ -27,6 +27,9 @@ SMALL = {
     ("alpha_deep_model", "tictactoe"): {"steps_per_epoch": 3, "games_per_epoch": 2, "simulations": 4,
                                         "arena_games": 0, "eval_games": 2, "eval_simulations": 2,
                                         "eval_minimax": False, "selfplay_tasks": 1},
+    ("alpha_deep_model", "connect4"): {"steps_per_epoch": 3, "games_per_epoch": 2, "simulations": 4,
+                                       "arena_games": 2, "eval_games": 1, "eval_simulations": 2,
+                                       "selfplay_tasks": 1, "precision": "bf16"},
 }
 
 
