@@ -21,7 +21,8 @@ def test_original_preset_is_verbatim():
 def test_defaults_fill_optional_keys():
     name, preset = resolve_preset("collaborative_training")
     assert name == "collaborative_training"
-    assert preset["seed"] == 0 and preset["collaboration"]["mutual_learning"] is True
+    assert preset["seed"] == 0 and preset["collaboration"]["mutual_learning"] is False  # measured: no gain
+    assert resolve_preset("digits_mutual")[1]["collaboration"]["mutual_learning"] is True  # its demonstration
 
 
 def test_every_problem_is_reported_by_path_with_suggestion():

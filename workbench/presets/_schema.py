@@ -17,7 +17,9 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "models": {},  # per model: hyperparameters, population, epochs, resources, datasets
     "data": {},  # user datasets: name -> {"path": ..., "target": ...}
-    "collaboration": {"mutual_learning": True, "causal_mask": True, "experience": True, "controller": True},
+    # Mutual learning is off unless a preset asks: measured, it does not beat its controls
+    # (docs/collaboration.md).
+    "collaboration": {"mutual_learning": False, "causal_mask": True, "experience": True, "controller": True},
     "workers": None,  # Dask workers of the local cluster; None = one per core
     "max_failures": 3,  # NaN roll-backs and crashed segments before a model is marked failed
     "profile_epoch": None,  # run this epoch of every model under torch.profiler (RUN/profiles/)
