@@ -211,12 +211,47 @@ def bar_population(seeds: list[int], size: int, rounds: int, steps: int, ctrl_hp
     return ok
 
 
+def bar_learned(seeds: list[int], size: int, rounds: int, steps: int, ctrl_hp: dict,
+                variants: dict[str, dict]) -> dict[str, int]:
+    """The learned part against its plain PBT core, at equal compute, per seed.
+
+    Every variant starts from the same population draws and data split as the fixed-hparams
+    control (random search: the same members never changed). Prints the best final
+    validation loss per seed and counts the seeds where each variant beats the core.
+    """
+    names = ["fixed", "core"] + list(variants)
+    print(f"\n== Learned part vs PBT core, population {size}, {rounds} rounds x {steps} steps, "
+          f"best final validation loss (lower is better)")
+    print("seed  " + "  ".join(f"{n:>12}" for n in names))
+    wins = {n: 0 for n in variants}
+    core_wins = 0
+    for seed in seeds:
+        data = digits_splits(seed)
+        rng = np.random.default_rng(100 + seed)
+        configs = [{"lr": float(math.exp(rng.uniform(math.log(1e-3), math.log(1.0)))),
+                    "momentum": float(rng.uniform(0.0, 0.99))} for _ in range(size)]
+        values = {"fixed": min(final_valid(t) for t in run(configs, data, rounds, steps, seed, None)[0])}
+        for n, extra in [("core", {"bandit": False})] + list(variants.items()):
+            ctrl = AdaptiveLearningController({**ctrl_hp, **extra}, seed=seed)
+            values[n] = min(final_valid(t) for t in run(configs, data, rounds, steps, seed, ctrl)[0])
+        core_wins += values["core"] < values["fixed"]
+        for n in variants:
+            wins[n] += values[n] < values["core"]
+        print(f"{seed:>4}  " + "  ".join(f"{values[n]:>12.4f}" for n in names), flush=True)
+    print(f"core beats fixed in {core_wins}/{len(seeds)} seeds")
+    for n in variants:
+        print(f"{n} beats the core in {wins[n]}/{len(seeds)} seeds")
+    return wins
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--learned", action="store_true",
+                        help="only compare the learned bandit with its plain PBT core (5+ seeds)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     seeds = list(range(args.seeds))
@@ -224,6 +259,14 @@ def main() -> None:
     single_hp = {"warmup_rounds": 1}
     pbt_hp = {"warmup_rounds": 2, "ready_rounds": 2}
     print(f"controller hyperparameters: single {single_hp}; population {pbt_hp}")
+    if args.learned:
+        bar_learned(seeds, args.population, args.rounds, args.steps, pbt_hp, {
+            "bandit": {"bandit": True},
+            "bandit_3arms": {"bandit": True, "bandit_actions": "0.8,1,1.25"},
+            "bandit_r1": {"bandit": True, "reward_scale": 1.0},
+        })
+        print(f"wall time {time.perf_counter() - t0:.0f} s")
+        return
     ok1 = bar_robustness(seeds, args.rounds, args.steps, single_hp)
     ok2 = bar_population(seeds, args.population, args.rounds, args.steps, pbt_hp)
     print(f"\nBar 1 (within 10% of best fixed lr from every start): {'PASS' if ok1 else 'MISS'}")

@@ -39,6 +39,7 @@ from ._values import (
     scaled,
     score_noise,
     score_series,
+    train_losses,
 )
 
 __all__ = ["AdaptiveLearningController"]
@@ -54,11 +55,14 @@ class AdaptiveLearningController(Controller):
 
     description = ("Steers the other models' live hyperparameters: population-based training, "
                    "divergence and plateau guards, and a bandit that learns which lr moves pay off.")
-    metrics = ("train/decisions", "train/exploits", "train/guard_cuts", "train/bandit_reward",
+    metrics = ("train/decisions", "train/exploits", "train/guard_cuts", "train/undos", "eval/undos",
+               "train/bandit_reward",
                "train/bandit_updates", "eval/improvement_vs_fixed", "eval/decisions",
                "eval/exploits", "eval/bandit_mean_reward", "eval/fixed_groups")
     hyperparameters = {
-        "objective": HParam(str, "eval/loss", help="metric members are ranked by (fallback train/loss)"),
+        "objective": HParam(str, "eval/loss,eval/one_step_nmse",
+                            help="metrics members are judged by, first one a group reports wins "
+                                 "(fallback: the training loss)"),
         "mode": HParam(str, "auto", choices=("auto", "min", "max"),
                        help="direction of the objective; auto: accuracy/reward-like names are maximised"),
         "lr_name": HParam(str, "lr", help="the hyperparameter the guards and the bandit move"),
@@ -117,11 +121,14 @@ class AdaptiveLearningController(Controller):
         self._anchor: dict[str, list[float]] = {}  # instance -> [epoch, score, loss] at its last change
         self._last_bandit: dict[str, int] = {}  # instance -> epoch of its last bandit action
         self._ceiling: dict[str, float] = {}  # instance -> lr the bandit may not exceed
+        self._floor: dict[str, float] = {}  # instance -> lr a cut (not a divergence cut) may not go under
+        # instance -> the last revertible change: {"epoch", "name", "old", "new", "metric", "score"}
+        self._undo: dict[str, dict[str, Any]] = {}
         self._initial: dict[str, dict[str, Any]] = {}  # hparams first seen, for the fixed control
         self._touched: set[str] = set()
         self._log: list[dict[str, Any]] = []  # recent actions and, once known, their reward
         self._totals = {"decisions": 0, "exploits": 0, "guard_cuts": 0, "bandit_updates": 0,
-                        "reward_sum": 0.0}
+                        "reward_sum": 0.0, "undos": 0}
         self._round: dict[str, float] = {}
         # instance -> [searching (1/0), last search factor (0: none yet), rate at the previous lr]
         self._search: dict[str, list[float]] = {}
@@ -129,7 +136,7 @@ class AdaptiveLearningController(Controller):
     # -- policy ----------------------------------------------------------------------------
     def decide(self, view: RunView) -> list[Decision]:
         self._round = {"decisions": 0, "exploits": 0, "guard_cuts": 0, "bandit_updates": 0,
-                       "reward_sum": 0.0}
+                       "reward_sum": 0.0, "undos": 0}
         decisions: list[Decision] = []
         for group, members in sorted(view.groups().items()):
             members = sorted(members, key=lambda m: m.instance)
@@ -147,7 +154,7 @@ class AdaptiveLearningController(Controller):
                 decisions += self._singles(group, active, objective, protected, bandit=True)
         self._round["decisions"] = len(decisions)
         for key in self._round:
-            self._totals[key] += self._round[key]
+            self._totals[key] = self._totals.get(key, 0) + self._round[key]
         return decisions
 
     def _protected(self, active: list[ModelView]) -> set[str]:
@@ -246,15 +253,22 @@ class AdaptiveLearningController(Controller):
             if m.instance in protected or lr_name not in knobs or lr_name not in m.hparams:
                 continue
             spec, lr = knobs[lr_name], m.hparams[lr_name]
+            undo = self._undo_move(m, spec, lr, objective)
+            if undo is not None:
+                out.append(undo)
+                continue
             scores = self._since_change(m, score_series(m, objective), 1)
-            losses_series = epoch_series(m, "train/loss") or score_series(m, objective)
+            losses_series = train_losses(m) or score_series(m, objective)
             losses = self._since_change(m, losses_series, 2)
             demand = guard_factor(losses, scores, self.guards, self._ready(m))
             if demand is not None:
                 factor, why = demand
                 new = scaled(spec, lr, factor)
+                diverging = why.startswith("divergence")
+                if new is not None and not diverging and new < self._floor.get(m.instance, -math.inf):
+                    new = None  # a cut here was undone once: it made things worse
                 if new is not None:
-                    if why.startswith("divergence"):
+                    if diverging:
                         # Remember where it blew up: the bandit will not climb back there.
                         self._ceiling[m.instance] = float(lr) * 0.5
                         if m.instance in self._search:
@@ -263,13 +277,16 @@ class AdaptiveLearningController(Controller):
                     self._round["guard_cuts"] += 1
                     self._mark_change(m, anchor_from=m, objective=objective)
                     self._record(out[-1], lr, m.epoch)
+                    if not diverging:
+                        self._remember(m, out[-1], lr, objective)
                 continue
             if bandit and self._annealing(m):
                 new = scaled(spec, lr, self.hparams["anneal_factor"])
-                if new is not None:
+                if new is not None and new >= self._floor.get(m.instance, -math.inf):
                     out.append(SetHParam(m.instance, lr_name, new, reason="final anneal"))
                     self._mark_change(m, anchor_from=m, objective=objective)
                     self._record(out[-1], lr, m.epoch)
+                    self._remember(m, out[-1], lr, objective)
                 continue
             if bandit and self.hparams["schedule"] and self._searching(m):
                 out += self._search_move(m, spec, lr, objective)
@@ -317,7 +334,52 @@ class AdaptiveLearningController(Controller):
         d = SetHParam(m.instance, self.hparams["lr_name"], new, reason=step.why)
         self._mark_change(m, anchor_from=m, objective=objective)
         self._record(d, lr, m.epoch)
+        if step.factor > 1.0 or not step.done:
+            self._remember(m, d, lr, objective)  # a step back to a tried lr is itself an undo
         return [d]
+
+    def _remember(self, m: ModelView, d: SetHParam, old: Any, objective: Objective) -> None:
+        """Keep a change's "before" so the undo guard can judge it once its effect shows."""
+        score = current_score(m, objective)
+        if score is None or not math.isfinite(score):
+            return
+        self._undo[m.instance] = {"epoch": m.epoch, "name": d.name, "old": old, "new": d.value,
+                                  "metric": objective.metric, "score": score}
+
+    def _undo_move(self, m: ModelView, spec: HParam, current: Any, objective: Objective) -> SetHParam | None:
+        """The undo guard: a change that left the objective worse than before it is reverted.
+
+        Judged once, ``ready_rounds`` after the change, against the score the model had
+        when the change was made (lower-is-better; any rise counts: the training losses and
+        held-out errors it is used with fall steadily while a setting is right). The value
+        is then barred for the rest of the run: a raise that was undone sets a ceiling, a
+        cut a floor, and the lr search ends. A change someone else overrode since (a
+        user, an engine rollback) is not judged.
+        """
+        rec = self._undo.get(m.instance)
+        if rec is None or m.epoch < rec["epoch"] + self.hparams["ready_rounds"]:
+            return None
+        del self._undo[m.instance]
+        if current != rec["new"] or rec["metric"] != objective.metric:
+            return None
+        now = current_score(m, objective)
+        if now is not None and math.isfinite(now) and now <= rec["score"]:
+            return None
+        old = rec["old"]
+        if float(rec["new"]) > float(old):
+            self._ceiling[m.instance] = min(self._ceiling.get(m.instance, math.inf), float(old))
+        else:
+            self._floor[m.instance] = max(self._floor.get(m.instance, -math.inf), float(old))
+        if m.instance in self._search:
+            self._search[m.instance][0] = 0.0
+        was, got = objective.raw(rec["score"]), objective.raw(now) if now is not None else math.nan
+        d = SetHParam(m.instance, rec["name"], old,
+                      reason=f"undo: {objective.metric} went {was:.4g} -> {got:.4g} after "
+                             f"{rec['name']} {old:.4g} -> {rec['new']:.4g}")
+        self._round["undos"] += 1
+        self._mark_change(m, anchor_from=m, objective=objective)
+        self._record(d, current, m.epoch)
+        return d
 
     def _annealing(self, m: ModelView) -> bool:
         """In the last ``anneal_fraction`` of its training a steered model's lr only decays.
@@ -395,7 +457,7 @@ class AdaptiveLearningController(Controller):
     # -- change tracking -------------------------------------------------------------------
     def _mark_change(self, m: ModelView, anchor_from: ModelView, objective: Objective) -> None:
         score = current_score(anchor_from, objective)
-        losses = epoch_series(anchor_from, "train/loss")
+        losses = train_losses(anchor_from)
         loss = losses[-1][1] if losses else (score if score is not None else math.nan)
         self._anchor[m.instance] = [m.epoch, _finite_or_inf(score), float(loss)]
         self._touched.add(m.instance)
@@ -420,7 +482,8 @@ class AdaptiveLearningController(Controller):
         out = {"train/decisions": float(r.get("decisions", 0)),
                "train/exploits": float(r.get("exploits", 0)),
                "train/guard_cuts": float(r.get("guard_cuts", 0)),
-               "train/bandit_updates": float(r.get("bandit_updates", 0))}
+               "train/bandit_updates": float(r.get("bandit_updates", 0)),
+               "train/undos": float(r.get("undos", 0))}
         if r.get("bandit_updates"):
             out["train/bandit_reward"] = r["reward_sum"] / r["bandit_updates"]
         return out
@@ -429,7 +492,8 @@ class AdaptiveLearningController(Controller):
         from ._evaluate import improvement_vs_fixed
 
         out = {"eval/decisions": float(self._totals["decisions"]),
-               "eval/exploits": float(self._totals["exploits"])}
+               "eval/exploits": float(self._totals["exploits"]),
+               "eval/undos": float(self._totals.get("undos", 0))}
         if self._totals["bandit_updates"]:
             out["eval/bandit_mean_reward"] = self._totals["reward_sum"] / self._totals["bandit_updates"]
         ratio, groups = improvement_vs_fixed(view, self.hparams["objective"], self.hparams["mode"],
@@ -450,6 +514,8 @@ class AdaptiveLearningController(Controller):
             "anchor": {k: list(v) for k, v in self._anchor.items()},
             "last_bandit": dict(self._last_bandit),
             "ceiling": dict(self._ceiling),
+            "floor": dict(self._floor),
+            "undo": {k: dict(v) for k, v in self._undo.items()},
             "initial": {k: dict(v) for k, v in self._initial.items()},
             "touched": sorted(self._touched),
             "log": [dict(e) for e in self._log],
@@ -468,6 +534,8 @@ class AdaptiveLearningController(Controller):
         self._anchor = {k: [float(x) for x in v] for k, v in state["anchor"].items()}
         self._last_bandit = {k: int(v) for k, v in state["last_bandit"].items()}
         self._ceiling = {k: float(v) for k, v in state["ceiling"].items()}
+        self._floor = {k: float(v) for k, v in state.get("floor", {}).items()}
+        self._undo = {k: dict(v) for k, v in state.get("undo", {}).items()}
         self._initial = {k: dict(v) for k, v in state["initial"].items()}
         self._touched = set(state["touched"])
         self._log = [dict(e) for e in state["log"]]
