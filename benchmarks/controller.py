@@ -224,6 +224,7 @@ def bar_learned(seeds: list[int], size: int, rounds: int, steps: int, ctrl_hp: d
           f"best final validation loss (lower is better)")
     print("seed  " + "  ".join(f"{n:>12}" for n in names))
     wins = {n: 0 for n in variants}
+    rel: dict[str, list[float]] = {n: [] for n in ["core", *variants]}
     core_wins = 0
     for seed in seeds:
         data = digits_splits(seed)
@@ -235,12 +236,16 @@ def bar_learned(seeds: list[int], size: int, rounds: int, steps: int, ctrl_hp: d
             ctrl = AdaptiveLearningController({**ctrl_hp, **extra}, seed=seed)
             values[n] = min(final_valid(t) for t in run(configs, data, rounds, steps, seed, ctrl)[0])
         core_wins += values["core"] < values["fixed"]
+        rel["core"].append(values["core"] / values["fixed"] - 1.0)
         for n in variants:
             wins[n] += values[n] < values["core"]
+            rel[n].append(values[n] / values["core"] - 1.0)
         print(f"{seed:>4}  " + "  ".join(f"{values[n]:>12.4f}" for n in names), flush=True)
-    print(f"core beats fixed in {core_wins}/{len(seeds)} seeds")
+    print(f"core beats fixed in {core_wins}/{len(seeds)} seeds; "
+          f"mean change vs fixed {np.mean(rel['core']):+.1%}")
     for n in variants:
-        print(f"{n} beats the core in {wins[n]}/{len(seeds)} seeds")
+        print(f"{n} beats the core in {wins[n]}/{len(seeds)} seeds; mean change vs the core "
+              f"{np.mean(rel[n]):+.1%} (min {min(rel[n]):+.1%}, max {max(rel[n]):+.1%})")
     return wins
 
 
@@ -250,11 +255,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--learned", action="store_true",
                         help="only compare the learned bandit with its plain PBT core (5+ seeds)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     t0 = time.perf_counter()
     single_hp = {"warmup_rounds": 1}
     pbt_hp = {"warmup_rounds": 2, "ready_rounds": 2}

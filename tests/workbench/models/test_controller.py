@@ -303,7 +303,7 @@ def _engine_view(model: str, instance: str, epoch: int, hparams: dict, history: 
 
 
 @pytest.mark.parametrize("model,metric", [
-    ("environment_simulator", "eval/one_step_nmse"),  # its held-out one-step error
+    ("environment_simulator", "train/loss_epoch"),  # its held-out set changes every epoch
     ("causal_reasoning_engine", "train/loss_epoch"),  # no eval loss: the training objective
     ("alpha_deep_model", "train/loss_epoch"),
 ])
@@ -319,7 +319,7 @@ def test_steers_each_concept_model_through_the_engine_view_and_undoes_what_hurt(
         # Faster at 2x the start lr; at 4x the metric rises.
         factor = 0.8 if lr < 1.5 * lr0 else 0.7 if lr < 3 * lr0 else 1.3
         values.append(1.0 if not values else values[-1] * factor)
-        hist = {metric: values, "train/loss_epoch": values}
+        hist = {metric: values, "eval/one_step_nmse": values[::-1]}  # not the objective
         view = RunView(epoch, {"x": _engine_view(model, "x", epoch, {"lr": lr}, hist)})
         for d in lr_sets(c.decide(view)):
             log.append((epoch, d.value, d.reason))
@@ -348,3 +348,13 @@ def test_undo_guard_keeps_a_cut_that_helped_reverts_one_that_hurt_and_bars_it():
     for k in range(1, 4):
         assert lr_sets(c.decide(single(hist + [0.97] * (k + 1), lr=0.1))) == []
     assert c.evaluate(single(hist + [0.97] * 4, lr=0.1))["eval/undos"] == 1.0
+
+
+def test_objective_is_the_first_metric_of_the_list_every_member_reports():
+    from workbench.models.controller._values import resolve_objective
+
+    a = mv("a", 2, {"lr": 0.1}, {"train/loss_epoch": [2, 1], "eval/one_step_nmse": [0.2, 0.1]})
+    b = mv("b", 2, {"lr": 0.1}, {"train/loss_epoch": [2, 1], "eval/accuracy": [0.5, 0.6]})
+    assert resolve_objective([a], "eval/loss,eval/one_step_nmse", "auto").metric == "eval/one_step_nmse"
+    assert resolve_objective([b], "eval/loss, eval/accuracy", "auto") .sign == -1.0
+    assert resolve_objective([a, b], "eval/one_step_nmse", "auto").metric == "train/loss_epoch"

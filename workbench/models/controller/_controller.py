@@ -60,9 +60,9 @@ class AdaptiveLearningController(Controller):
                "train/bandit_updates", "eval/improvement_vs_fixed", "eval/decisions",
                "eval/exploits", "eval/bandit_mean_reward", "eval/fixed_groups")
     hyperparameters = {
-        "objective": HParam(str, "eval/loss,eval/one_step_nmse",
-                            help="metrics members are judged by, first one a group reports wins "
-                                 "(fallback: the training loss)"),
+        "objective": HParam(str, "eval/loss",
+                            help="metrics members are judged by (comma-separated: the first one a group "
+                                 "reports wins; fallback: the training loss)"),
         "mode": HParam(str, "auto", choices=("auto", "min", "max"),
                        help="direction of the objective; auto: accuracy/reward-like names are maximised"),
         "lr_name": HParam(str, "lr", help="the hyperparameter the guards and the bandit move"),

@@ -53,7 +53,8 @@ def resolve_objective(members: Iterable[ModelView], metric: str, mode: str) -> O
     """The first of ``metric``'s names (comma-separated) every member of a group reports.
 
     Models report different key metrics (a classifier ``eval/loss``, the simulator
-    ``eval/one_step_nmse``), so ``metric`` is a preference list; a group is ranked by one
+    ``eval/one_step_nmse``, the causal engine none), so ``metric`` is a preference list; a
+    group is ranked by one
     metric only, so a member that lacks a name (no evaluation yet, or a model that never
     reports it) moves the whole group to the next name, and finally to the training loss
     (``train/loss_epoch`` in a real run, ``train/loss`` in a scripted one).
