@@ -15,12 +15,15 @@ Bars:
    controller) is at least as good as the best of random search over the same initial
    draws, for each of three seeds.
 
-Run: ``PYTHONPATH=. python benchmarks/controller.py [--rounds 24 --steps 15]``
+Run: ``PYTHONPATH=. python benchmarks/controller.py [--rounds 24 --steps 15]``; the
+population comparison alone over more seeds: ``--core --seeds 20`` (add
+``--variant 'name={"exploit_margin": 0}'`` to measure a change against the core).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import time
 from typing import Any
@@ -211,19 +214,72 @@ def bar_population(seeds: list[int], size: int, rounds: int, steps: int, ctrl_hp
     return ok
 
 
+def bar_learned(seeds: list[int], size: int, rounds: int, steps: int, ctrl_hp: dict,
+                variants: dict[str, dict]) -> dict[str, int]:
+    """The PBT core against the fixed-hparams control, and variants against the core, per seed.
+
+    Every run starts from the same population draws and data split as the fixed-hparams
+    control (random search: the same members never changed). A variant is a dict of
+    controller hyperparameters on top of ``ctrl_hp``. Prints the best final validation
+    loss per seed and counts the seeds where the core beats the control and each variant
+    beats the core. (This is how the learned bandit was measured, and removed: issue 13.)
+    """
+    names = ["fixed", "core"] + list(variants)
+    print(f"\n== PBT core vs fixed, variants vs core, population {size}, {rounds} rounds x {steps} steps, "
+          f"best final validation loss (lower is better)")
+    print("seed  " + "  ".join(f"{n:>12}" for n in names))
+    wins = {n: 0 for n in variants}
+    rel: dict[str, list[float]] = {n: [] for n in ["core", *variants]}
+    core_wins = 0
+    for seed in seeds:
+        data = digits_splits(seed)
+        rng = np.random.default_rng(100 + seed)
+        configs = [{"lr": float(math.exp(rng.uniform(math.log(1e-3), math.log(1.0)))),
+                    "momentum": float(rng.uniform(0.0, 0.99))} for _ in range(size)]
+        values = {"fixed": min(final_valid(t) for t in run(configs, data, rounds, steps, seed, None)[0])}
+        for n, extra in [("core", {})] + list(variants.items()):
+            ctrl = AdaptiveLearningController({**ctrl_hp, **extra}, seed=seed)
+            values[n] = min(final_valid(t) for t in run(configs, data, rounds, steps, seed, ctrl)[0])
+        core_wins += values["core"] < values["fixed"]
+        rel["core"].append(values["core"] / values["fixed"] - 1.0)
+        for n in variants:
+            wins[n] += values[n] < values["core"]
+            rel[n].append(values[n] / values["core"] - 1.0)
+        print(f"{seed:>4}  " + "  ".join(f"{values[n]:>12.4f}" for n in names), flush=True)
+    print(f"core beats fixed in {core_wins}/{len(seeds)} seeds; "
+          f"mean change vs fixed {np.mean(rel['core']):+.1%}")
+    for n in variants:
+        print(f"{n} beats the core in {wins[n]}/{len(seeds)} seeds; mean change vs the core "
+              f"{np.mean(rel[n]):+.1%} (min {min(rel[n]):+.1%}, max {max(rel[n]):+.1%})")
+    return wins
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=24)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--population", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0)
+    parser.add_argument("--core", action="store_true",
+                        help="only the population comparison: PBT core vs fixed (and --variant) per seed")
+    parser.add_argument("--variant", action="append", default=[], metavar='NAME={"hparam": value}',
+                        help="with --core: controller hyperparameters to compare with the core")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     t0 = time.perf_counter()
     single_hp = {"warmup_rounds": 1}
     pbt_hp = {"warmup_rounds": 2, "ready_rounds": 2}
     print(f"controller hyperparameters: single {single_hp}; population {pbt_hp}")
+    if args.core:
+        variants = {}
+        for text in args.variant:
+            name, _, spec = text.partition("=")
+            variants[name] = json.loads(spec)
+        bar_learned(seeds, args.population, args.rounds, args.steps, pbt_hp, variants)
+        print(f"wall time {time.perf_counter() - t0:.0f} s")
+        return
     ok1 = bar_robustness(seeds, args.rounds, args.steps, single_hp)
     ok2 = bar_population(seeds, args.population, args.rounds, args.steps, pbt_hp)
     print(f"\nBar 1 (within 10% of best fixed lr from every start): {'PASS' if ok1 else 'MISS'}")

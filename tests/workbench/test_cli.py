@@ -117,7 +117,7 @@ def test_quick_preset_is_deterministic_uninterrupted_and_resumed(tmp_path):
     a time, so their timing differs too (which must not matter)."""
     runs = tmp_path / "runs"
     common = ["--preset", "quick", "--set", "seed=7", "--set", "epochs=4", "--set", "checkpoint_interval=2",
-              "--quiet", "--no-report"]
+              "--set", "collaboration.controller=true", "--quiet", "--no-report"]  # off in quick by default
     procs = []
     try:
         procs += [_start("run", *common, "--run-id", "first", runs_dir=runs),

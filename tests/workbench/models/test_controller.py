@@ -12,7 +12,6 @@ from workbench.control import Exploit, ModelView, RunView, SetHParam
 from workbench.errors import PresetError
 from workbench.models.controller import (
     AdaptiveLearningController,
-    AdjustmentBandit,
     exploit_pairs,
     explore,
     is_diverging,
@@ -53,8 +52,8 @@ def test_registered_and_validates_hparams():
     assert get_model("adaptive_learning_controller") is AdaptiveLearningController
     with pytest.raises(PresetError, match="quantile"):
         AdaptiveLearningController({"quantile": 0.9}, seed=0)
-    with pytest.raises(PresetError, match="bandit_actions"):
-        AdaptiveLearningController({"bandit_actions": "0.5,x"}, seed=0)
+    with pytest.raises(PresetError, match="bandit"):  # the learned part was removed (issue 13)
+        AdaptiveLearningController({"bandit": True}, seed=0)
 
 
 def test_guard_functions_on_scripted_series():
@@ -68,7 +67,7 @@ def test_guard_functions_on_scripted_series():
 
 
 def test_diverging_model_gets_lr_cut_even_while_cooling_down():
-    c = AdaptiveLearningController({"bandit": False, "schedule": False, "ready_rounds": 5}, seed=0)
+    c = AdaptiveLearningController({"schedule": False, "ready_rounds": 5}, seed=0)
     d = lr_sets(c.decide(single([1.0, 0.6, 0.5, 1.2], lr=0.5)))
     assert len(d) == 1 and d[0].value == pytest.approx(0.15) and "divergence" in d[0].reason
     d = lr_sets(c.decide(single([1.0, 0.6, 0.5, 1.2, float("inf")], lr=0.15)))
@@ -77,7 +76,7 @@ def test_diverging_model_gets_lr_cut_even_while_cooling_down():
 
 
 def test_plateau_reduces_lr_by_factor_after_patience():
-    c = AdaptiveLearningController({"bandit": False, "schedule": False, "patience": 3,
+    c = AdaptiveLearningController({"schedule": False, "patience": 3,
                                     "plateau_factor": 0.5}, seed=0)
     assert lr_sets(c.decide(single([1.0, 0.7, 0.5, 0.45], lr=0.2))) == []  # still improving
     d = lr_sets(c.decide(single([1.0, 0.7, 0.5, 0.45, 0.452, 0.449, 0.451], lr=0.2)))
@@ -116,8 +115,9 @@ def test_pure_functions_rank_pairs_explore():
     assert exploit_pairs(["a", "b"], {"a", "b"}, 0.25, rng) == [("b", "a")]
     assert exploit_pairs(["a", "b", "c"], {"a", "b", "c"}, 0.5, rng, protected={"c"}) == []
     spec = {"lr": SCHEMA["lr"]}
-    out = explore(spec, {"lr": 1.0}, rng, 1.25, 0.0, factor_for=lambda n: 2.0)
-    assert out == {}  # already at the upper bound: no move past it
+    moves = [explore(spec, {"lr": 1.0}, rng, 2.0, 0.0) for _ in range(20)]
+    # At the upper bound a raise is no move at all; only the halving comes out.
+    assert {m["lr"][0] for m in moves if m} == {0.5} and any(not m for m in moves)
 
 
 def _random_views(rng, epoch, pinned, lrs, n=4):
@@ -174,33 +174,6 @@ def _drive(controller, lr0: float, rounds: int, seed: int = 0) -> tuple[float, f
     return top, losses[-1]
 
 
-def test_guards_and_bandit_steer_a_single_model_from_too_small_or_too_large_lr():
-    best_fixed = min(_drive(None, lr, 40)[1] for lr in (0.01, 0.03, 0.1, 0.3))
-    start_small = _drive(None, 0.002, 40)[1]
-    # The simulated model's slow regime improves ~0.1% per round: the reward must be
-    # logarithmic from there on (reward_scale), or the bandit cannot hear it over the noise.
-    hp = {"warmup_rounds": 1, "reward_scale": 1e-3, "schedule": False, "patience": 3}
-    finals = []
-    for seed in range(3):
-        top_lr, loss = _drive(AdaptiveLearningController(hp, seed=seed), 0.002, 40, seed)
-        assert top_lr > 0.03  # it found the fast region, 15x above where it started
-        assert loss < 0.3 * start_small
-        finals.append(loss)
-        finals.append(_drive(AdaptiveLearningController(hp, seed=seed), 0.3, 40, seed)[1])
-    assert max(finals) < 1.6 * best_fixed
-    assert np.mean(finals) < 1.25 * best_fixed
-
-
-def test_bandit_arms_learn_from_rewards():
-    b = AdjustmentBandit((0.5, 1.0, 2.0), discount=1.0)
-    rng = np.random.default_rng(0)
-    for _ in range(60):
-        arm = b.select("g", rng)
-        b.update("g", arm, {0: -0.02, 1: 0.0, 2: 0.03}[arm] + rng.normal(0, 0.005))
-    mean, _ = b.posterior("g")
-    assert int(np.argmax(mean)) == 2
-
-
 def test_state_round_trip_gives_identical_decisions():
     def history(rng, rounds):
         return [_random_views(rng, e, ("momentum",), {f"p{i}": 0.01 * (i + 1) for i in range(4)})
@@ -219,6 +192,18 @@ def test_state_round_trip_gives_identical_decisions():
     rest_b = [b.decide(v) for v in views[15:]]
     assert rest_a == rest_b and any(rest_a)
     assert a.metrics_for_round() == b.metrics_for_round()
+
+
+def test_a_checkpoint_from_before_the_bandit_was_removed_still_loads():
+    a = AdaptiveLearningController({"warmup_rounds": 1}, seed=7)
+    a.decide(single([1.0, 0.9]))
+    old = a.state_dict()
+    old.update(bandit={"factors": [0.5, 1.0, 2.0], "stats": {}}, pending=[], last_bandit={})
+    old["totals"].update(bandit_updates=3, reward_sum=0.5)
+    b = AdaptiveLearningController({"warmup_rounds": 1}, seed=7)
+    b.load_state_dict(old)
+    assert b.decide(single([1.0, 0.9, 0.8])) == a.decide(single([1.0, 0.9, 0.8]))
+    assert "eval/bandit_mean_reward" not in b.evaluate(single([1.0, 0.9, 0.8]))
 
 
 def test_same_seed_same_views_same_decisions():
@@ -289,3 +274,72 @@ def test_population_lr_decays_together_in_the_anneal_part():
     c = AdaptiveLearningController({"anneal_fraction": 0.1, "anneal_factor": 0.5, "exploit": True}, seed=0)
     sets = {d.instance: d.value for d in lr_sets(c.decide(run_view(*views)))}
     assert sets == pytest.approx({"p0": 0.05, "p1": 0.1, "p2": 0.15})
+
+
+def _engine_view(model: str, instance: str, epoch: int, hparams: dict, history: dict,
+                 total: int = 6) -> ModelView:
+    """A view shaped like the engine's: one point per epoch, the training loss as ``train/loss_epoch``."""
+    cls = get_model(model)
+    schema = {k: v for k, v in cls.hyperparameters.items() if v.live}
+    hist = {k: tuple((e + 1, float(v)) for e, v in enumerate(vals)) for k, vals in history.items()}
+    return ModelView(instance=instance, model=model, dataset="d", group=f"{instance}-group", epoch=epoch,
+                     total_epochs=total, state="running", hparams=dict(hparams), pinned=frozenset(),
+                     schema=schema, history=hist)
+
+
+@pytest.mark.parametrize("model,metric", [
+    ("environment_simulator", "train/loss_epoch"),  # its held-out set changes every epoch
+    ("causal_reasoning_engine", "train/loss_epoch"),  # no eval loss: the training objective
+    ("alpha_deep_model", "train/loss_epoch"),
+])
+def test_steers_each_concept_model_through_the_engine_view_and_undoes_what_hurt(model, metric):
+    """The concept models report neither ``eval/loss`` nor a per-step ``train/loss`` in a
+    real run (issue 13: 0 decisions in ``quick``); the controller now judges each by the
+    metric it has, raises the lr while that pays and reverts the raise that made it worse."""
+    quick = {"warmup_rounds": 1, "search_fraction": 0.5, "anneal_fraction": 0.0}
+    c = AdaptiveLearningController(quick, seed=0)
+    lr0 = get_model(model).hyperparameters["lr"].default
+    lr, values, log = lr0, [], []
+    for epoch in range(1, 7):
+        # Faster at 2x the start lr; at 4x the metric rises.
+        factor = 0.8 if lr < 1.5 * lr0 else 0.7 if lr < 3 * lr0 else 1.3
+        values.append(1.0 if not values else values[-1] * factor)
+        hist = {metric: values, "eval/one_step_nmse": values[::-1]}  # not the objective
+        view = RunView(epoch, {"x": _engine_view(model, "x", epoch, {"lr": lr}, hist)})
+        for d in lr_sets(c.decide(view)):
+            log.append((epoch, d.value, d.reason))
+            lr = d.value
+        assert c.metrics_for_round()["train/decisions"] == float(sum(e == epoch for e, _, _ in log))
+    reasons = [r for _, _, r in log]
+    assert log[0][:2] == (2, 2 * lr0) and "lr search" in reasons[0], log
+    assert any(r.startswith("undo") for r in reasons), log
+    undo = next(i for i, r in enumerate(reasons) if r.startswith("undo"))
+    assert log[undo][1] == pytest.approx(2 * lr0)  # back to the last lr that paid
+    assert lr == pytest.approx(2 * lr0) and c.evaluate(view)["eval/undos"] == 1.0
+
+
+def test_undo_guard_keeps_a_cut_that_helped_reverts_one_that_hurt_and_bars_it():
+    hp = {"warmup_rounds": 1, "schedule": False, "patience": 1, "plateau_threshold": 0.1}
+    hist = [1.0, 0.95]  # less than 10% better: a plateau
+    c = AdaptiveLearningController(hp, seed=0)
+    d = lr_sets(c.decide(single(hist, lr=0.1)))
+    assert [x.reason.split(":")[0] for x in d] == ["plateau"] and d[0].value == pytest.approx(0.05)
+    assert lr_sets(c.decide(single(hist + [0.8], lr=0.05))) == []  # it helped: kept
+    c = AdaptiveLearningController(hp, seed=0)
+    lr_sets(c.decide(single(hist, lr=0.1)))
+    d = lr_sets(c.decide(single(hist + [0.97], lr=0.05)))
+    assert len(d) == 1 and d[0].reason.startswith("undo") and d[0].value == pytest.approx(0.1)
+    # Still on a plateau, but the cut that hurt is barred from now on.
+    for k in range(1, 4):
+        assert lr_sets(c.decide(single(hist + [0.97] * (k + 1), lr=0.1))) == []
+    assert c.evaluate(single(hist + [0.97] * 4, lr=0.1))["eval/undos"] == 1.0
+
+
+def test_objective_is_the_first_metric_of_the_list_every_member_reports():
+    from workbench.models.controller._values import resolve_objective
+
+    a = mv("a", 2, {"lr": 0.1}, {"train/loss_epoch": [2, 1], "eval/one_step_nmse": [0.2, 0.1]})
+    b = mv("b", 2, {"lr": 0.1}, {"train/loss_epoch": [2, 1], "eval/accuracy": [0.5, 0.6]})
+    assert resolve_objective([a], "eval/loss,eval/one_step_nmse", "auto").metric == "eval/one_step_nmse"
+    assert resolve_objective([b], "eval/loss, eval/accuracy", "auto") .sign == -1.0
+    assert resolve_objective([a, b], "eval/one_step_nmse", "auto").metric == "train/loss_epoch"

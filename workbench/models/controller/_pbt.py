@@ -8,7 +8,7 @@ controller turns them into :class:`~workbench.control.Exploit` and ``SetHParam``
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -52,14 +52,12 @@ def exploit_pairs(ranked: Sequence[str], ready: set[str], quantile: float,
 
 
 def explore(schema: Mapping[str, HParam], values: Mapping[str, Any], rng: np.random.Generator,
-            perturb_factor: float, resample_prob: float,
-            factor_for: Callable[[str], float | None] | None = None) -> dict[str, tuple[Any, str]]:
+            perturb_factor: float, resample_prob: float) -> dict[str, tuple[Any, str]]:
     """New values for the copied hyperparameters: ``{name: (value, how)}``.
 
     ``schema`` must hold only the hyperparameters the controller may change (live, not
     pinned). Each one is resampled from its range with ``resample_prob``, else scaled by
-    ``perturb_factor`` or its inverse (log-space symmetric). ``factor_for(name)`` lets the
-    learned bandit choose the factor for a hyperparameter instead of a coin flip.
+    ``perturb_factor`` or its inverse (log-space symmetric).
     """
     out: dict[str, tuple[Any, str]] = {}
     for name in sorted(schema):
@@ -74,8 +72,7 @@ def explore(schema: Mapping[str, HParam], values: Mapping[str, Any], rng: np.ran
             if new is not None:
                 out[name] = (new, "resample")
             continue
-        chosen = factor_for(name) if factor_for is not None else None
-        factor = chosen if chosen is not None else (perturb_factor if coin < 0.5 else 1.0 / perturb_factor)
+        factor = perturb_factor if coin < 0.5 else 1.0 / perturb_factor
         if spec.choices is not None or spec.type is bool:
             continue  # categorical values only move by resampling
         new = scaled(spec, current, factor)

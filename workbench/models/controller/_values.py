@@ -16,7 +16,10 @@ import numpy as np
 from ...control import ModelView
 from ...trainer import HParam
 
-FALLBACK_METRIC = "train/loss"
+# The engine's per-epoch mean of the step losses (``<name>_epoch``, what a ``ModelView``
+# of a real run holds), then the raw per-step name (scripted views and the benchmark).
+FALLBACK_METRICS = ("train/loss_epoch", "train/loss")
+FALLBACK_METRIC = FALLBACK_METRICS[0]
 # Metric names whose larger values are better when ``mode="auto"``.
 _HIGHER_BETTER_WORDS = ("accuracy", "acc", "reward", "return", "r2", "win", "score", "f1", "auc")
 
@@ -47,15 +50,33 @@ def direction(metric: str, mode: str) -> float:
 
 
 def resolve_objective(members: Iterable[ModelView], metric: str, mode: str) -> Objective:
-    """The objective every member of a group reports; else the fallback ``train/loss``.
+    """The first of ``metric``'s names (comma-separated) every member of a group reports.
 
-    A group is ranked by one metric only, so a member that lacks ``metric`` (no evaluation
-    yet, or a model that never reports it) sends the whole group to the fallback.
+    Models report different key metrics (a classifier ``eval/loss``, the simulator
+    ``eval/one_step_nmse``, the causal engine none), so ``metric`` is a preference list; a
+    group is ranked by one
+    metric only, so a member that lacks a name (no evaluation yet, or a model that never
+    reports it) moves the whole group to the next name, and finally to the training loss
+    (``train/loss_epoch`` in a real run, ``train/loss`` in a scripted one).
     """
     members = list(members)
-    if members and all(m.history.get(metric) for m in members):
-        return Objective(metric, direction(metric, mode))
+    names = [n.strip() for n in metric.split(",") if n.strip()]
+    for name in names:
+        if members and all(m.history.get(name) for m in members):
+            return Objective(name, direction(name, mode))
+    for name in FALLBACK_METRICS:
+        if members and all(m.history.get(name) for m in members):
+            return Objective(name, 1.0)
     return Objective(FALLBACK_METRIC, 1.0)
+
+
+def train_losses(view: ModelView) -> list[tuple[int, float]]:
+    """Per-epoch training loss: the engine's epoch mean, else the per-step values averaged."""
+    for name in FALLBACK_METRICS:
+        series = epoch_series(view, name)
+        if series:
+            return series
+    return []
 
 
 def epoch_series(view: ModelView, metric: str) -> list[tuple[int, float]]:
