@@ -113,6 +113,14 @@ def test_exports_real_and_imagined_transitions(trained_cartpole):
     assert close[inside].float().mean() > 0.8
 
 
+def test_imagined_transitions_are_off_by_default():
+    hp, _ = validate_hparams(EnvironmentSimulator.hyperparameters, {})
+    assert hp["imagined_count"] == 0  # no model consumes them (docs/collaboration.md)
+    t = make(imagined_count=0, steps_per_epoch=5)
+    assert t.produces() == {"transitions/cartpole"}
+    assert set(t.export_knowledge()) == {"transitions/cartpole"}
+
+
 def test_causal_mask_cuts_inputs_and_is_reported():
     t = make(architecture="factored", steps_per_epoch=5, mask_patience=1)
     names_in = ["push_right", "cart_position", "cart_velocity", "pole_angle", "pole_angular_velocity"]

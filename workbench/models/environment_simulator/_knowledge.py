@@ -3,7 +3,8 @@
 Kinds (``<d>`` is the dataset name):
 
 - ``transitions/<d>`` (exported): the most recent real transitions, up to 5,000.
-- ``imagined_transitions/<d>`` (exported): short model rollouts from real training states
+- ``imagined_transitions/<d>`` (exported only with ``imagined_count`` > 0; no model in
+  the workbench consumes it yet): short model rollouts from real training states
   with uniformly random actions, each rollout following one ensemble member, cut where
   the termination model says the episode has ended.
 - ``causal_mask/<d>`` (imported): ``{"mask": (obs_dim + act_dim, obs_dim) tensor,
@@ -34,7 +35,10 @@ class KnowledgeMixin:
     """Knowledge hooks of :class:`EnvironmentSimulator` (needs its attributes)."""
 
     def produces(self) -> set[str]:
-        return {f"transitions/{self.dataset_name}", f"imagined_transitions/{self.dataset_name}"}
+        kinds = {f"transitions/{self.dataset_name}"}
+        if self.hparams["imagined_count"] > 0:
+            kinds.add(f"imagined_transitions/{self.dataset_name}")
+        return kinds
 
     def consumes(self) -> set[str]:
         return {f"causal_mask/{self.dataset_name}"}
@@ -45,11 +49,11 @@ class KnowledgeMixin:
     def export_knowledge(self) -> dict[str, Any]:
         recent = self.buffer.recent(RECENT_TRANSITIONS)
         real = {k: recent[k] for k in ("obs", "act", "next_obs", "reward", "terminated")}
-        return {
-            f"transitions/{self.dataset_name}": {**real, **self._names()},
-            f"imagined_transitions/{self.dataset_name}": {**self.imagine(self.hparams["imagined_count"]),
-                                                          **self._names()},
-        }
+        out = {f"transitions/{self.dataset_name}": {**real, **self._names()}}
+        if self.hparams["imagined_count"] > 0:
+            out[f"imagined_transitions/{self.dataset_name}"] = {**self.imagine(self.hparams["imagined_count"]),
+                                                                **self._names()}
+        return out
 
     @torch.no_grad()
     def imagine(self, count: int) -> dict[str, torch.Tensor]:

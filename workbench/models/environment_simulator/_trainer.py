@@ -74,7 +74,8 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         "eval_episodes": HParam(int, 3, low=0, high=100, live=True,
                                 help="real episodes of the planner per evaluation (0 = skip)"),
         "eval_max_steps": HParam(int, 500, low=1, high=10_000, live=True),
-        "imagined_count": HParam(int, 1000, low=0, high=100_000, help="imagined transitions exported"),
+        "imagined_count": HParam(int, 0, low=0, high=100_000,
+                                 help="imagined transitions exported per epoch (0 = none: no model consumes them)"),
         "imagined_horizon": HParam(int, 10, low=1, high=100),
     }
 
