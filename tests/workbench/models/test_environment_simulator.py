@@ -252,3 +252,22 @@ def test_keep_best_planner_runs_and_keeps_its_plan(trained_cartpole):
     assert plan.best is not None and plan.best.shape == (10, 1)
     returns = run_episodes(make_env("CartPole-v1"), t.spec, plan.act, [7], 60)
     assert returns[0] > 25  # a random policy averages about 22
+
+
+def test_members_propagation_averages_every_members_return():
+    # "members" imagines each sequence with every member: the same as TS-1 on copies of the
+    # sequence placed so that copy k falls to member k, averaged over the copies.
+    from workbench.models.environment_simulator._planner import imagined_returns
+
+    spec = env_spec("CartPole-v1")
+    model = ProbabilisticEnsemble(4, 1, 3, 16, 2, generator=torch.Generator().manual_seed(0))
+    actions = (torch.rand(6, 10, 1, generator=torch.Generator().manual_seed(1)) < 0.5).float()
+    state = torch.tensor([0.1, 0.0, 0.05, 0.0])
+    members = imagined_returns(model, spec, state, actions, termination="known_bounds", bounds_cost=1.0,
+                               propagation="members")
+    copies = imagined_returns(model, spec, state, actions.repeat_interleave(3, 0), termination="known_bounds",
+                              bounds_cost=1.0, propagation="ts1")
+    assert torch.allclose(members, copies.reshape(6, 3).mean(1), atol=1e-5)
+    mean = imagined_returns(model, spec, state, actions, termination="known_bounds", bounds_cost=1.0,
+                            propagation="mean")
+    assert mean.shape == (6,) and not torch.allclose(mean, members)
