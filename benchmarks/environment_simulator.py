@@ -8,7 +8,10 @@
    10,000 random-policy transitions, joint vs factored (all inputs) vs factored with the
    TRUE mask vs factored with a mask from a quick Lasso fit on quadratic features.
 
-Usage: PYTHONPATH=. python benchmarks/environment_simulator.py [cartpole|pendulum|mask] [--quick]
+4. Propagation (only when asked): one CartPole model, the planner's return on 5 episodes
+   with each ``plan_propagation``.
+
+Usage: PYTHONPATH=. python benchmarks/environment_simulator.py [cartpole|pendulum|mask|propagation] [--quick]
        [--seeds 0,1,2,3,4] [--config bar|benchmark] [--set KEY=VALUE ...]
 """
 from __future__ import annotations
@@ -135,6 +138,32 @@ CARTPOLE["bar"] = {**CARTPOLE["benchmark"], "plan_propagation": "members"}
 BAR_RETURN, BAR_STEPS = 475.0, 10_000
 
 
+def propagation_study(epochs: int = 6, episodes: int = 5) -> None:
+    """One CartPole model (the benchmark's settings, seed 0, ``epochs`` epochs), then the
+    planner's return on the same episode seeds with each ``plan_propagation``."""
+    from workbench.models.environment_simulator._collect import run_episodes
+
+    hp, problems = validate_hparams(EnvironmentSimulator.hyperparameters, {**CARTPOLE["benchmark"], "eval_episodes": 0})
+    assert not problems, problems
+    cpu0 = time.process_time()
+    t = EnvironmentSimulator(hp, load_dataset("cartpole"), Resources(), seed=0)
+    ctx = StepContext()
+    for epoch in range(epochs):
+        for _ in range(t.steps_per_epoch):
+            t.train_step(ctx)
+        if epoch < epochs - 1:
+            t.on_epoch_end(ctx)
+    print(f"model: {t.buffer.total_added} real steps, {time.process_time() - cpu0:.0f} CPU s", flush=True)
+    seeds = [1_000_003 + i for i in range(episodes)]
+    for propagation in ("members", "ts1", "mean"):
+        cpu1 = time.process_time()
+        t.hparams["plan_propagation"] = propagation
+        plan = t.make_planner(torch.Generator().manual_seed(7919))
+        returns = run_episodes(make_env("CartPole-v1"), t.spec, plan.act, seeds, 500)
+        print(f"{propagation}: mean {np.mean(returns):.1f} over {episodes} episodes {returns} "
+              f"({time.process_time() - cpu1:.0f} CPU s)", flush=True)
+
+
 def _value(text: str):
     for cast in (int, float):
         try:
@@ -181,7 +210,7 @@ if __name__ == "__main__":
 
     torch.set_num_threads(1)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("part", nargs="?", default="all", choices=("all", "cartpole", "pendulum", "mask"))
+    ap.add_argument("part", nargs="?", default="all", choices=("all", "cartpole", "pendulum", "mask", "propagation"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", default="0", help="CartPole seeds, e.g. 0,1,2,3,4")
     ap.add_argument("--config", default="bar", choices=sorted(CARTPOLE), help="CartPole configuration")
@@ -193,6 +222,8 @@ if __name__ == "__main__":
     if part in ("all", "cartpole"):
         sets = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
         cartpole_seeds(args.config, [int(x) for x in args.seeds.split(",")], sets, args.jobs)
+    if part == "propagation":
+        propagation_study()
     if part in ("all", "pendulum"):
         trainer_run("pendulum", 3 if QUICK else 6,
                     {"initial_random_steps": 400, "env_steps_per_epoch": 400, "steps_per_epoch": 600,
