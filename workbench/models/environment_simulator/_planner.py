@@ -5,9 +5,10 @@ steps, imagines them with the ensemble, refits the sampling distribution to the 
 ``elite_fraction`` for ``iterations`` rounds (one round is random shooting), executes the
 first action and shifts the distribution by one step for the next call (warm start).
 
-Particles use one ensemble member each (TS-1 in PETS terms: particle ``n`` follows member
-``n mod members``), so model disagreement shows up as spread between candidate returns
-instead of being averaged away. Discrete actions (CartPole) are sampled from per-step
+By default particles use one ensemble member each (TS-1 in PETS terms: particle ``n``
+follows member ``n mod members``), so model disagreement shows up as spread between
+candidate returns instead of being averaged away; ``propagation="members"`` scores each
+sequence by its average over every member instead, ``"mean"`` along the members' mean. Discrete actions (CartPole) are sampled from per-step
 Bernoulli probabilities; continuous ones from a clipped per-step Gaussian.
 
 Termination: the expected return of a sequence weights each step's reward by the
