@@ -8,7 +8,11 @@
    10,000 random-policy transitions, joint vs factored (all inputs) vs factored with the
    TRUE mask vs factored with a mask from a quick Lasso fit on quadratic features.
 
-Usage: PYTHONPATH=. python benchmarks/environment_simulator.py [--quick]
+4. Propagation (only when asked): one CartPole model, the planner's return on 5 episodes
+   with each ``plan_propagation``.
+
+Usage: PYTHONPATH=. python benchmarks/environment_simulator.py [cartpole|pendulum|mask|propagation] [--quick]
+       [--seeds 0,1,2,3,4] [--config bar|benchmark] [--set KEY=VALUE ...]
 """
 from __future__ import annotations
 
@@ -34,11 +38,11 @@ TRUE_MASKS = {
 }
 
 
-def trainer_run(dataset: str, epochs: int, overrides: dict, final_episodes: int) -> None:
+def trainer_run(dataset: str, epochs: int, overrides: dict, final_episodes: int, seed: int = 0) -> dict[str, float]:
     hp, problems = validate_hparams(EnvironmentSimulator.hyperparameters, {**overrides, "eval_episodes": 0})
     assert not problems, problems
-    t0 = time.time()
-    t = EnvironmentSimulator(hp, load_dataset(dataset), Resources(), seed=0)
+    t0, cpu0 = time.time(), time.process_time()
+    t = EnvironmentSimulator(hp, load_dataset(dataset), Resources(), seed=seed)
     ctx = StepContext()
     for epoch in range(epochs):
         for _ in range(t.steps_per_epoch):
@@ -47,11 +51,14 @@ def trainer_run(dataset: str, epochs: int, overrides: dict, final_episodes: int)
             t.on_epoch_end(ctx)
         m = t.evaluate()
         print(f"  epoch {epoch}: steps {m['eval/real_env_steps']:.0f} r2 {m.get('eval/one_step_r2', float('nan')):.5f} "
-              f"rollout_nmse_25 {m.get('eval/rollout_nmse_25', float('nan')):.5f} ({time.time() - t0:.0f}s)", flush=True)
+              f"rollout_nmse_25 {m.get('eval/rollout_nmse_25', float('nan')):.5f} "
+              f"({time.process_time() - cpu0:.0f} CPU s)", flush=True)
     t.hparams["eval_episodes"] = final_episodes
-    m = t.evaluate()
-    print(f"{dataset}: {dict((k, round(v, 5)) for k, v in m.items())}  ({time.time() - t0:.0f}s wall, busy 2-core box)",
-          flush=True)
+    m = dict(t.evaluate())
+    m["cpu_s"] = time.process_time() - cpu0
+    print(f"{dataset} seed {seed}: {dict((k, round(v, 5)) for k, v in m.items())}  "
+          f"({time.time() - t0:.0f}s wall, busy 2-core box)", flush=True)
+    return m
 
 
 def random_data(env_id: str, n: int, seed: int) -> dict[str, torch.Tensor]:
@@ -121,14 +128,102 @@ def mask_study(env_id: str, sizes: list[int], steps: int) -> None:
               + f"  (lasso mask wrong entries: {errs}/{true.numel()})", flush=True)
 
 
-if __name__ == "__main__":
+# CartPole configurations. "benchmark" is the former benchmark setting (5,000 real steps);
+# "bar" is the configuration docs/models/environment_simulator.md names for the CartPole bar.
+CARTPOLE = {
+    "benchmark": {"initial_random_steps": 500, "env_steps_per_epoch": 500, "steps_per_epoch": 600,
+                  "plan_population": 100, "plan_iterations": 2, "bounds_cost": 1.0},
+}
+CARTPOLE["bar"] = {**CARTPOLE["benchmark"], "plan_propagation": "members"}
+BAR_RETURN, BAR_STEPS = 475.0, 10_000
+
+
+def propagation_study(epochs: int = 6, episodes: int = 5) -> None:
+    """One CartPole model (the benchmark's settings, seed 0, ``epochs`` epochs), then the
+    planner's return on the same episode seeds with each ``plan_propagation``."""
+    from workbench.models.environment_simulator._collect import run_episodes
+
+    hp, problems = validate_hparams(EnvironmentSimulator.hyperparameters, {**CARTPOLE["benchmark"], "eval_episodes": 0})
+    assert not problems, problems
+    cpu0 = time.process_time()
+    t = EnvironmentSimulator(hp, load_dataset("cartpole"), Resources(), seed=0)
+    ctx = StepContext()
+    for epoch in range(epochs):
+        for _ in range(t.steps_per_epoch):
+            t.train_step(ctx)
+        if epoch < epochs - 1:
+            t.on_epoch_end(ctx)
+    print(f"model: {t.buffer.total_added} real steps, {time.process_time() - cpu0:.0f} CPU s", flush=True)
+    seeds = [1_000_003 + i for i in range(episodes)]
+    for propagation in ("members", "ts1", "mean"):
+        cpu1 = time.process_time()
+        t.hparams["plan_propagation"] = propagation
+        plan = t.make_planner(torch.Generator().manual_seed(7919))
+        returns = run_episodes(make_env("CartPole-v1"), t.spec, plan.act, seeds, 500)
+        print(f"{propagation}: mean {np.mean(returns):.1f} over {episodes} episodes {returns} "
+              f"({time.process_time() - cpu1:.0f} CPU s)", flush=True)
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _cartpole_seed(args: tuple[int, dict, int]) -> tuple[int, float, float, float]:
+    seed, hp, epochs = args
     torch.set_num_threads(1)
-    part = next((a for a in sys.argv[1:] if not a.startswith("--")), "all")
+    m = trainer_run("cartpole", epochs, hp, 3 if QUICK else 20, seed=seed)
+    return seed, m["eval/cartpole_return"], m["eval/real_env_steps"], m["cpu_s"]
+
+
+def cartpole_seeds(config: str, seeds: list[int], sets: dict, jobs: int = 1) -> None:
+    """Per seed: the planner's 20-episode return, real steps and CPU seconds (of that seed's
+    process alone), then how many seeds met the bar. ``jobs`` > 1 runs seeds in parallel
+    processes (the figures do not change: every seed is deterministic)."""
+    hp = {**CARTPOLE[config], **sets}
+    epochs = hp.pop("epochs", 10)  # real steps: initial_random_steps + (epochs - 1) * env_steps_per_epoch
+    print(f"cartpole config {config!r}: {hp}, {epochs} epochs", flush=True)
+    tasks = [(seed, hp, epochs) for seed in seeds]
+    if jobs > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(jobs) as pool:
+            rows = list(pool.map(_cartpole_seed, tasks))
+    else:
+        rows = [_cartpole_seed(task) for task in tasks]
+    print("seed  return  real_steps  cpu_s  met")
+    met = 0
+    for seed, ret, steps, cpu in rows:
+        ok = ret >= BAR_RETURN and steps <= BAR_STEPS
+        met += ok
+        print(f"{seed:4d}  {ret:6.1f}  {steps:10.0f}  {cpu:5.0f}  {'yes' if ok else 'no'}")
+    print(f"bar (return >= {BAR_RETURN:.0f} over {3 if QUICK else 20} episodes, <= {BAR_STEPS} real steps) "
+          f"met on {met} of {len(rows)} seeds", flush=True)
+
+
+if __name__ == "__main__":
+    import argparse
+
+    torch.set_num_threads(1)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("part", nargs="?", default="all", choices=("all", "cartpole", "pendulum", "mask", "propagation"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--seeds", default="0", help="CartPole seeds, e.g. 0,1,2,3,4")
+    ap.add_argument("--config", default="bar", choices=sorted(CARTPOLE), help="CartPole configuration")
+    ap.add_argument("--jobs", type=int, default=1, help="CartPole seeds run in parallel processes")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a CartPole hyperparameter (or epochs)")
+    args = ap.parse_args()
+    part = args.part
     if part in ("all", "cartpole"):
-        # Budget: 500 random + 9 x 500 planner steps = 5,000 real steps (bar: <= 10,000).
-        trainer_run("cartpole", 4 if QUICK else 10,
-                    {"initial_random_steps": 500, "env_steps_per_epoch": 500, "steps_per_epoch": 600,
-                     "plan_population": 100, "plan_iterations": 2, "bounds_cost": 1.0}, 3 if QUICK else 20)
+        sets = {k: _value(v) for k, v in (item.split("=", 1) for item in args.set)}
+        cartpole_seeds(args.config, [int(x) for x in args.seeds.split(",")], sets, args.jobs)
+    if part == "propagation":
+        propagation_study()
     if part in ("all", "pendulum"):
         trainer_run("pendulum", 3 if QUICK else 6,
                     {"initial_random_steps": 400, "env_steps_per_epoch": 400, "steps_per_epoch": 600,

@@ -3,13 +3,16 @@
 Kinds (``<d>`` is the dataset name):
 
 - ``transitions/<d>`` (exported): the most recent real transitions, up to 5,000.
-- ``imagined_transitions/<d>`` (exported): short model rollouts from real training states
+- ``imagined_transitions/<d>`` (exported only with ``imagined_count`` > 0; no model in
+  the workbench consumes it yet): short model rollouts from real training states
   with uniformly random actions, each rollout following one ensemble member, cut where
   the termination model says the episode has ended.
 - ``causal_mask/<d>`` (imported): ``{"mask": (obs_dim + act_dim, obs_dim) tensor,
   "inputs": names, "outputs": names}``; 1 where input ``i`` drives next-state output ``j``.
   Several sources are merged by union (dropping a true parent costs more than keeping a
-  spurious one). The factored heads then see only their parents.
+  spurious one). An edge is dropped only when ``mask_patience`` consecutive imports left
+  it out, and restored for good when the simulator's held-out data still support it
+  (:mod:`._mask_guard`). The factored heads then see only the inputs kept.
 
 Artifacts carry tensors ``obs, act, next_obs, reward, terminated`` and the lists
 ``state_names`` and ``action_names``.
@@ -21,6 +24,8 @@ from typing import Any
 
 import torch
 
+from ._mask_guard import supported_gain
+
 __all__ = ["KnowledgeMixin", "RECENT_TRANSITIONS"]
 
 RECENT_TRANSITIONS = 5_000
@@ -30,7 +35,10 @@ class KnowledgeMixin:
     """Knowledge hooks of :class:`EnvironmentSimulator` (needs its attributes)."""
 
     def produces(self) -> set[str]:
-        return {f"transitions/{self.dataset_name}", f"imagined_transitions/{self.dataset_name}"}
+        kinds = {f"transitions/{self.dataset_name}"}
+        if self.hparams["imagined_count"] > 0:
+            kinds.add(f"imagined_transitions/{self.dataset_name}")
+        return kinds
 
     def consumes(self) -> set[str]:
         return {f"causal_mask/{self.dataset_name}"}
@@ -41,11 +49,11 @@ class KnowledgeMixin:
     def export_knowledge(self) -> dict[str, Any]:
         recent = self.buffer.recent(RECENT_TRANSITIONS)
         real = {k: recent[k] for k in ("obs", "act", "next_obs", "reward", "terminated")}
-        return {
-            f"transitions/{self.dataset_name}": {**real, **self._names()},
-            f"imagined_transitions/{self.dataset_name}": {**self.imagine(self.hparams["imagined_count"]),
-                                                          **self._names()},
-        }
+        out = {f"transitions/{self.dataset_name}": {**real, **self._names()}}
+        if self.hparams["imagined_count"] > 0:
+            out[f"imagined_transitions/{self.dataset_name}"] = {**self.imagine(self.hparams["imagined_count"]),
+                                                                **self._names()}
+        return out
 
     @torch.no_grad()
     def imagine(self, count: int) -> dict[str, torch.Tensor]:
@@ -87,13 +95,44 @@ class KnowledgeMixin:
         for name in sorted(sources):
             mask = self._aligned_mask(sources[name])
             merged = mask if merged is None else torch.maximum(merged, mask)
-        self.causal_mask = merged
-        self.model.set_input_mask(merged)
-        inputs = list(self.spec.state_names) + list(self.spec.action_names)
-        dropped = {out: [inp for i, inp in enumerate(inputs) if merged[i, j] == 0]
-                   for j, out in enumerate(self.spec.state_names)}
-        self.mask_info = {"sources": sorted(sources), "density": float(merged.mean()), "dropped_inputs": dropped}
+        self.mask_votes = torch.where(merged == 0, self.mask_votes + 1, torch.zeros_like(self.mask_votes))
+        drop = (self.mask_votes >= self.hparams["mask_patience"]) & ~self.mask_vetoed
+        self._apply_mask((~drop).float())
+        self.mask_info = {"sources": sorted(sources), "proposed_density": float(merged.mean()),
+                          **self._mask_summary(), "restored": list(self.mask_info.get("restored", []))}
         return {"causal_mask": dict(self.mask_info)}
+
+    def _edge_names(self) -> tuple[list[str], list[str]]:
+        return list(self.spec.state_names) + list(self.spec.action_names), list(self.spec.state_names)
+
+    def _apply_mask(self, mask: torch.Tensor) -> None:
+        self.causal_mask = mask
+        self.model.set_input_mask(mask)
+
+    def _mask_summary(self) -> dict[str, Any]:
+        inputs, outputs = self._edge_names()
+        m = self.causal_mask
+        dropped = {out: [inp for i, inp in enumerate(inputs) if m[i, j] == 0] for j, out in enumerate(outputs)}
+        return {"density": float(m.mean()), "dropped_inputs": dropped}
+
+    def guard_mask(self) -> list[str]:
+        """Restore every dropped edge that the held-out transitions still support (see
+        :mod:`._mask_guard`); returns the restored edges as ``"input->output"``."""
+        if self.causal_mask is None or not self.model.factored or bool((self.causal_mask > 0).all()):
+            return []
+        gain = supported_gain(self.model, self.buffer.split(holdout=True), self.causal_mask)
+        restore = gain > self.hparams["mask_restore_gain"]
+        if not bool(restore.any()):
+            return []
+        inputs, outputs = self._edge_names()
+        names = [f"{inputs[i]}->{outputs[j]}" for i, j in torch.nonzero(restore).tolist()]
+        self.mask_vetoed |= restore
+        mask = self.causal_mask.clone()
+        mask[restore] = 1.0
+        self._apply_mask(mask)
+        self.mask_info = {**self.mask_info, **self._mask_summary(),
+                          "restored": list(self.mask_info.get("restored", [])) + names}
+        return names
 
     def _aligned_mask(self, artifact: Mapping[str, Any]) -> torch.Tensor:
         """The artifact's mask as (inputs, outputs) in this model's variable order, 0/1 valued."""

@@ -5,9 +5,10 @@ steps, imagines them with the ensemble, refits the sampling distribution to the 
 ``elite_fraction`` for ``iterations`` rounds (one round is random shooting), executes the
 first action and shifts the distribution by one step for the next call (warm start).
 
-Particles use one ensemble member each (TS-1 in PETS terms: particle ``n`` follows member
-``n mod members``), so model disagreement shows up as spread between candidate returns
-instead of being averaged away. Discrete actions (CartPole) are sampled from per-step
+By default particles use one ensemble member each (TS-1 in PETS terms: particle ``n``
+follows member ``n mod members``), so model disagreement shows up as spread between
+candidate returns instead of being averaged away; ``propagation="members"`` scores each
+sequence by its average over every member instead, ``"mean"`` along the members' mean. Discrete actions (CartPole) are sampled from per-step
 Bernoulli probabilities; continuous ones from a clipped per-step Gaussian.
 
 Termination: the expected return of a sequence weights each step's reward by the
@@ -24,9 +25,10 @@ from ._collect import EnvSpec
 from ._ensemble import ProbabilisticEnsemble
 from ._termination import TerminationModel
 
-__all__ = ["CEMPlanner", "imagined_returns", "TERMINATION_MODELS"]
+__all__ = ["CEMPlanner", "imagined_returns", "TERMINATION_MODELS", "PROPAGATIONS"]
 
 TERMINATION_MODELS = ("learned", "known_bounds", "learned+bounds")
+PROPAGATIONS = ("ts1", "members", "mean")
 
 
 def _bounds_done(spec: EnvSpec, state: torch.Tensor) -> torch.Tensor:
@@ -48,22 +50,35 @@ def _heading(spec: EnvSpec, state: torch.Tensor, k: int, lead: float) -> torch.T
 def imagined_returns(model: ProbabilisticEnsemble, spec: EnvSpec, state: torch.Tensor,
                      actions: torch.Tensor, done_model: TerminationModel | None = None,
                      termination: str = "learned", temperature: float = 1.0,
-                     bounds_cost: float = 0.0, bounds_lead: float = 0.0) -> torch.Tensor:
+                     bounds_cost: float = 0.0, bounds_lead: float = 0.0,
+                     propagation: str = "ts1") -> torch.Tensor:
     """Expected undiscounted return of each action sequence.
 
     ``state``: (state_dim,), ``actions``: (population, horizon, action_dim) with
-    ``population`` a multiple of the ensemble size. Returns (population,).
+    ``population`` a multiple of the ensemble size (for ``"ts1"``). Returns (population,).
+
+    ``propagation``: ``"ts1"`` imagines sequence ``n`` with member ``n mod members`` only;
+    ``"members"`` imagines every sequence with every member and averages the returns
+    (members x the work); ``"mean"`` moves every sequence along the members' mean
+    prediction (members x the work).
     """
     e = model.n_members
     pop, horizon, _ = actions.shape
     # The whole imagination runs on the model's device (stand-in models may have none).
     device = model.in_mean.device if hasattr(model, "in_mean") else state.device
-    acts = actions.to(device).reshape(pop // e, e, horizon, -1).transpose(0, 1)  # (E, P/E, H, A)
-    s = state.to(device).expand(e, pop // e, -1).clone()
-    alive = torch.ones(e, pop // e, device=device)
-    total = torch.zeros(e, pop // e, device=device)
+    if propagation == "ts1":
+        acts = actions.to(device).reshape(pop // e, e, horizon, -1).transpose(0, 1)  # (E, P/E, H, A)
+        width = pop // e
+    else:
+        acts = actions.to(device).expand(e, -1, -1, -1)  # (E, P, H, A): every member sees every sequence
+        width = pop
+    s = state.to(device).expand(e, width, -1).clone()
+    alive = torch.ones(e, width, device=device)
+    total = torch.zeros(e, width, device=device)
     for t in range(horizon):
         s, reward = model.predict(s, acts[:, :, t])
+        if propagation == "mean":
+            s = s.mean(0, keepdim=True).expand(e, -1, -1)
         total += alive * reward
         if spec.terminates:
             if termination == "known_bounds" or done_model is None:
@@ -82,6 +97,8 @@ def imagined_returns(model: ProbabilisticEnsemble, spec: EnvSpec, state: torch.T
                 closeness = sum(((_heading(spec, s, k, bounds_lead) / b) ** 2).clamp(max=1.0)
                                 for k, (_, b) in enumerate(spec.state_bounds))
                 total += bounds_cost * alive * (len(spec.state_bounds) - closeness)
+    if propagation != "ts1":
+        return total.mean(0).to(actions.device)
     return total.transpose(0, 1).reshape(pop).to(actions.device)
 
 
@@ -92,14 +109,15 @@ class CEMPlanner:
                  horizon: int = 25,
                  population: int = 200, iterations: int = 3, elite_fraction: float = 0.1,
                  termination: str = "learned", temperature: float = 1.0, bounds_cost: float = 0.0,
-                 bounds_lead: float = 0.0, keep_best: bool = False, generator: torch.Generator | None = None):
+                 bounds_lead: float = 0.0, keep_best: bool = False, propagation: str = "ts1",
+                 generator: torch.Generator | None = None):
         e = model.n_members
         self.model, self.spec, self.done_model = model, spec, done_model
         self.horizon, self.iterations = horizon, iterations
         self.population = max(e, (population // e) * e)
         self.n_elite = max(2, int(round(elite_fraction * self.population)))
         self.termination, self.temperature, self.bounds_cost = termination, temperature, bounds_cost
-        self.bounds_lead, self.keep_best = bounds_lead, keep_best
+        self.bounds_lead, self.keep_best, self.propagation = bounds_lead, keep_best, propagation
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         self.reset()
 
@@ -136,7 +154,7 @@ class CEMPlanner:
                 # sequence that scores better (sampling noise alone cannot flip it).
                 actions[0] = best
             returns = imagined_returns(self.model, self.spec, state, actions, self.done_model, self.termination,
-                                       self.temperature, self.bounds_cost, self.bounds_lead)
+                                       self.temperature, self.bounds_cost, self.bounds_lead, self.propagation)
             top = torch.topk(returns, self.n_elite).indices
             if float(returns[top[0]]) > best_return:
                 best, best_return = actions[top[0]].clone(), float(returns[top[0]])

@@ -20,7 +20,7 @@ from ._collect import collect, env_spec, make_env, random_action, run_episodes
 from ._ensemble import ProbabilisticEnsemble, gaussian_nll_loss
 from ._knowledge import KnowledgeMixin
 from ._metrics import one_step_scores, rollout_nmse
-from ._planner import TERMINATION_MODELS, CEMPlanner
+from ._planner import PROPAGATIONS, TERMINATION_MODELS, CEMPlanner
 from ._termination import TerminationModel
 
 __all__ = ["EnvironmentSimulator"]
@@ -45,6 +45,11 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         "architecture": HParam(str, "joint", choices=("joint", "factored"),
                                help="factored = one head per next-state variable (can use a causal mask)"),
         "use_causal_mask": HParam(bool, True, help="apply an imported causal_mask to the factored heads"),
+        "mask_patience": HParam(int, 2, low=1, high=100,
+                                help="consecutive imported masks that must leave an input out before it is dropped"),
+        "mask_restore_gain": HParam(float, 0.1, low=0.0, high=1.0,
+                                    help="share of a head's held-out residual a dropped input may explain before "
+                                         "it is restored for good (1 = never restore)"),
         "initial_random_steps": HParam(int, 300, low=1, high=1_000_000),
         "env_steps_per_epoch": HParam(int, 300, low=0, high=1_000_000, live=True,
                                       help="real environment steps collected after each epoch"),
@@ -56,6 +61,8 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         "plan_iterations": HParam(int, 3, low=1, high=20, live=True, help="1 = random shooting"),
         "plan_keep_best": HParam(bool, False, live=True,
                                  help="the previous step's best sequence (shifted) competes in every CEM round"),
+        "plan_propagation": HParam(str, "ts1", choices=PROPAGATIONS, live=True,
+                                   help="ts1 = one member per sequence; members / mean = every member (members x cost)"),
         "termination": HParam(str, "learned", choices=TERMINATION_MODELS,
                               help="how imagined CartPole episodes end in the planner"),
         "termination_temperature": HParam(float, 1.0, low=1.0, high=100.0, live=True,
@@ -67,7 +74,8 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         "eval_episodes": HParam(int, 3, low=0, high=100, live=True,
                                 help="real episodes of the planner per evaluation (0 = skip)"),
         "eval_max_steps": HParam(int, 500, low=1, high=10_000, live=True),
-        "imagined_count": HParam(int, 1000, low=0, high=100_000, help="imagined transitions exported"),
+        "imagined_count": HParam(int, 0, low=0, high=100_000,
+                                 help="imagined transitions exported per epoch (0 = none: no model consumes them)"),
         "imagined_horizon": HParam(int, 10, low=1, high=100),
     }
 
@@ -88,6 +96,11 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         self.buffer = TransitionBuffer(self.spec.state_dim, self.spec.action_dim)
         self.causal_mask: torch.Tensor | None = None
         self.mask_info: dict[str, Any] = {}
+        in_dim = self.spec.state_dim + self.spec.action_dim
+        # Per (input, output): consecutive imports that left the edge out, and edges the
+        # held-out check restored (never dropped again).
+        self.mask_votes = torch.zeros(in_dim, self.spec.state_dim, dtype=torch.long)
+        self.mask_vetoed = torch.zeros(in_dim, self.spec.state_dim, dtype=torch.bool)
         self.evaluations = 0
         self._collect(hp["initial_random_steps"], planner=False)
 
@@ -119,7 +132,8 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         return CEMPlanner(self.model, self.spec, self.done_model, hp["plan_horizon"], hp["plan_population"],
                           hp["plan_iterations"], termination=hp["termination"],
                           temperature=hp["termination_temperature"], bounds_cost=hp["bounds_cost"],
-                          bounds_lead=hp["bounds_lead"], keep_best=hp["plan_keep_best"], generator=generator)
+                          bounds_lead=hp["bounds_lead"], keep_best=hp["plan_keep_best"], propagation=hp["plan_propagation"],
+                          generator=generator)
 
     # -- training ----------------------------------------------------------------------
     @property
@@ -139,6 +153,9 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         return {"train/loss": float(loss.detach()), **stats}
 
     def on_epoch_end(self, ctx: StepContext) -> Mapping[str, float]:
+        restored = self.guard_mask()
+        if restored:
+            ctx.log(f"causal mask: restored {', '.join(restored)} (the held-out data still support them)")
         self._collect(self.hparams["env_steps_per_epoch"], planner=True)
         return {"train/real_env_steps": float(self.buffer.total_added)}
 
@@ -178,6 +195,8 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
             "hparams": dict(self.hparams),
             "causal_mask": self.causal_mask.clone() if self.causal_mask is not None else None,
             "mask_info": dict(self.mask_info),
+            "mask_votes": self.mask_votes.clone(),
+            "mask_vetoed": self.mask_vetoed.clone(),
             "evaluations": self.evaluations,
         }
 
@@ -192,6 +211,8 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         self.rng = _numpy_state_from_dict(state["rng"])
         self.causal_mask = state["causal_mask"]
         self.mask_info = dict(state["mask_info"])
+        if "mask_votes" in state:  # checkpoints from before the guarded mask have neither
+            self.mask_votes, self.mask_vetoed = state["mask_votes"].clone(), state["mask_vetoed"].clone()
         self.evaluations = int(state["evaluations"])
 
 
