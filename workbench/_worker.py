@@ -8,6 +8,7 @@ between steps.
 """
 from __future__ import annotations
 
+import array
 import collections
 import copy
 import dataclasses
@@ -49,11 +50,16 @@ class SegmentSpec:
     hparams: dict[str, Any]  # in force at segment start (the coordinator's authoritative copy)
     threads: int = 1
     gpu_fraction: float | None = None
-    flush_interval: float = 0.2
+    # Step metrics leave the worker once a second, packed (see _Packer): each message costs
+    # work in the worker's event loop thread, which contends with training for the GIL.
+    flush_interval: float = 1.0
     snapshot: bool = True  # keep a copy of the state at segment start for NaN roll-back
     profile_path: str | None = None  # run this segment under torch.profiler, trace written here
     epochs: int = 1  # epochs in this segment (more when nothing needs the coordinator between them)
     max_failures: int = 3  # out-of-memory retries at a smaller batch before the step fails
+    # Epochs at whose end the trainer's checkpoint state is taken inside the segment and
+    # returned with its record (no separate task, no round trip before the next segment).
+    checkpoints: tuple[int, ...] = ()
     # Replayed changes, applied when the global step reaches ``step`` (before that step runs):
     # ``(step, name, value, command_id)``. Carried here, never through the mailbox, so the
     # step is exact whatever the timing.
@@ -234,7 +240,7 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
             if trainer.hparams.get(name) != value:
                 trainer.set_hparam(name, value)
         if slot.step_in_epoch == 0 and spec.snapshot:
-            slot.snapshot = {"trainer": copy.deepcopy(trainer.state_dict()), "rng": slot.rng, "step": slot.step}
+            slot.snapshot = {"trainer": _copy_state(trainer.state_dict()), "rng": slot.rng, "step": slot.step}
         used = trainer.import_knowledge(knowledge) if (knowledge and slot.step_in_epoch == 0) else {}
         knowledge_s = time.perf_counter() - t0
         pmap = _parallel_map()
@@ -244,12 +250,14 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
         records = []
         for epoch in range(spec.epoch, spec.epoch + spec.epochs):
             if records and spec.snapshot:  # the roll-back point of each epoch
-                slot.snapshot = {"trainer": copy.deepcopy(trainer.state_dict()), "rng": _capture_rng(),
+                slot.snapshot = {"trainer": _copy_state(trainer.state_dict()), "rng": _capture_rng(),
                                  "step": slot.step}
             ctx = StepContext(epoch=epoch, total_epochs=spec.total_epochs, parallel_map=pmap,
                               log=lambda msg: emit({"kind": "log", "model": spec.instance, "text": msg}))
             record = _train_epoch(slot, spec, epoch, ctx, emit, scheduled)
             record["timing"]["time/knowledge_s"] = knowledge_s if not records else 0.0
+            if record["status"] == "done" and epoch in spec.checkpoints:
+                record["state"] = _state_payload(slot, _capture_rng())
             records.append(record)
             if record["status"] != "done":
                 break
@@ -265,7 +273,7 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
     trainer = slot.trainer
     timing: dict[str, float] = collections.defaultdict(float)
     applied: list[dict[str, Any]] = []
-    buffer: list[tuple] = []
+    buffer = _Packer(spec.instance, epoch)
     last_flush = start = time.perf_counter()
     status = "done"
     steps = trainer.steps_per_epoch
@@ -297,15 +305,17 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
             steps_run += 1
             now = time.time()
             for name, value in metrics.items():
-                buffer.append((spec.instance, epoch, slot.step, name, float(value), now))
-                sums[name] += float(value)
+                value = float(value)
+                buffer.add(slot.step, name, value, now)
+                sums[name] += value
             loss = metrics.get("train/loss")
             if loss is not None and not math.isfinite(loss):
                 status = "nonfinite"
                 break
-            if time.perf_counter() - last_flush > spec.flush_interval:
-                emit({"kind": "metrics", "model": spec.instance, "rows": buffer, "applied": applied})
-                buffer, applied, last_flush = [], [], time.perf_counter()
+            # a change applied is acknowledged at once (the panel waits on it); metrics once a second
+            if applied or time.perf_counter() - last_flush > spec.flush_interval:
+                emit({"kind": "metrics", "model": spec.instance, "packed": buffer.pack(), "applied": applied})
+                buffer, applied, last_flush = _Packer(spec.instance, epoch), [], time.perf_counter()
         timing["time/compute_s"] = time.perf_counter() - start
         if status == "done":
             t1 = time.perf_counter()
@@ -322,7 +332,7 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
     if profiler is not None:
         _save_profile(profiler, spec.profile_path, emit, spec.instance)
     if buffer or applied:
-        emit({"kind": "metrics", "model": spec.instance, "rows": buffer, "applied": applied})
+        emit({"kind": "metrics", "model": spec.instance, "packed": buffer.pack(), "applied": applied})
     compute = timing.get("time/compute_s", 0.0)
     sys_metrics = {
         "sys/steps_per_s": steps_run / compute if compute > 0 else 0.0,
@@ -338,6 +348,66 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
             "sys": sys_metrics, "step": slot.step, "steps_run": steps_run, "error": error,
             "seconds": time.perf_counter() - start,
             "train_means": {f"{k}_epoch": v / steps_run for k, v in sums.items()} if steps_run else {}}
+
+
+class _Packer:
+    """One epoch's step metrics as a few byte strings (steps, values, times, name indices):
+    a message of a second of steps is then a handful of objects for Dask to send through the
+    worker's event loop, the scheduler and the client, not six per point. :func:`unpack`
+    gives the rows back."""
+
+    __slots__ = ("model", "epoch", "names", "index", "steps", "values", "times", "which")
+
+    def __init__(self, model: str, epoch: int) -> None:
+        self.model, self.epoch = model, epoch
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
+        self.steps, self.values, self.times, self.which = array.array("q"), array.array("d"), array.array("d"), \
+            array.array("H")
+
+    def add(self, step: int, name: str, value: float, now: float) -> None:
+        i = self.index.get(name)
+        if i is None:
+            i = self.index[name] = len(self.names)
+            self.names.append(name)
+        self.steps.append(step)
+        self.values.append(value)
+        self.times.append(now)
+        self.which.append(i)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def pack(self) -> dict[str, Any]:
+        return {"model": self.model, "epoch": self.epoch, "names": self.names, "steps": self.steps.tobytes(),
+                "values": self.values.tobytes(), "times": self.times.tobytes(), "which": self.which.tobytes()}
+
+
+def unpack(packed: dict[str, Any]) -> list[tuple[str, int, int, str, float, float]]:
+    """The rows ``(model, epoch, step, name, value, wall_time)`` of a :class:`_Packer` message."""
+    columns = []
+    for key, code in (("steps", "q"), ("values", "d"), ("times", "d"), ("which", "H")):
+        column = array.array(code)
+        column.frombytes(packed[key])
+        columns.append(column)
+    model, epoch, names = packed["model"], packed["epoch"], packed["names"]
+    return [(model, epoch, step, names[i], value, now) for step, value, now, i in zip(*columns)]
+
+
+def _copy_state(state: Any) -> Any:
+    """A deep copy of a ``state_dict``: tensors cloned, containers rebuilt, anything else
+    through ``copy.deepcopy`` (several times faster than deepcopy of the whole, taken every epoch)."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if type(state) in (dict, collections.OrderedDict):
+        return type(state)((k, _copy_state(v)) for k, v in state.items())
+    if type(state) in (list, tuple):
+        return type(state)(_copy_state(v) for v in state)
+    if state is None or isinstance(state, (int, float, str, bool)):
+        return state
+    return copy.deepcopy(state)
 
 
 _PROCESS: list[Any] = []
@@ -399,13 +469,18 @@ def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
 def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
     """Checkpoint payload: the trainer's state plus the engine's RNG and step counter."""
     slot = _SLOTS[(run_id, instance)]
-    t0 = time.perf_counter()
     with slot.lock:
-        trainer_state = _device.to_host(slot.trainer.state_dict(), copy=True)
-        files = slot.trainer.output_files() if hasattr(slot.trainer, "output_files") else {}
-        return {"trainer": trainer_state, "files": files,
-                "engine": {"rng": rng_to_tensors(slot.rng), "step": slot.step,
-                           "state_seconds": time.perf_counter() - t0}}
+        return _state_payload(slot, slot.rng)
+
+
+def _state_payload(slot: _Slot, rng: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint holds of a trainer (its lock held by the caller); ``rng``: the
+    global generators' states as the next step would find them."""
+    t0 = time.perf_counter()
+    trainer_state = _device.to_host(slot.trainer.state_dict(), copy=True)
+    files = slot.trainer.output_files() if hasattr(slot.trainer, "output_files") else {}
+    return {"trainer": trainer_state, "files": files,
+            "engine": {"rng": rng_to_tensors(rng), "step": slot.step, "state_seconds": time.perf_counter() - t0}}
 
 
 def load_state(run_id: str, instance: str, payload: dict[str, Any], hparams: dict[str, Any] | None = None,

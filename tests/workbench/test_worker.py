@@ -58,3 +58,49 @@ def test_a_class_shipped_by_value_is_built_and_changes_land_on_their_step():
         assert [lr for _, lr in trainer.seen] == [0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
     finally:
         _worker.drop("r", "seen@x")
+
+
+def test_step_metrics_travel_packed_and_come_back_as_rows():
+    packer = _worker._Packer("m@d", 3)
+    rows = [("m@d", 3, 10, "train/loss", 0.5, 100.25), ("m@d", 3, 10, "train/acc", 0.75, 100.25),
+            ("m@d", 3, 11, "train/loss", 0.25, 100.5)]
+    for _, _, step, name, value, now in rows:
+        packer.add(step, name, value, now)
+    packed = packer.pack()
+    assert all(isinstance(packed[k], bytes) for k in ("steps", "values", "times", "which"))
+    assert _worker.unpack(packed) == rows
+    assert _worker.unpack(_worker._Packer("m@d", 1).pack()) == []
+
+
+def test_a_state_copy_shares_nothing_with_the_trainer():
+    import torch
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    state = {"net": net.state_dict(), "opt": opt.state_dict(), "position": 4, "order": [1, 2], "none": None}
+    copied = _worker._copy_state(state)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    opt.step()
+    assert not torch.equal(copied["net"]["weight"], net.state_dict()["weight"])
+    assert copied["opt"]["state"][0]["step"] != opt.state_dict()["state"][0]["step"]
+    assert copied["position"] == 4 and copied["order"] == [1, 2] and copied["none"] is None
+    net.load_state_dict(copied["net"])  # loads as a state_dict does
+
+
+def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
+    blob = cloudpickle.dumps(_shipped_class())
+    _worker.build("r", "ck@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    try:
+        spec = _worker.SegmentSpec("r", "ck@x", 1, 6, "topic", {"lr": 0.1}, epochs=6, checkpoints=(2, 4, 6))
+        result = _worker.run_segment(spec)
+        assert result["status"] == "done"
+        with_state = {r["epoch"]: r["state"]["engine"]["step"] for r in result["epochs"] if "state" in r}
+        assert with_state == {2: 8, 4: 16, 6: 24}  # the step counter as each of those epochs ended
+        # the last one is what the separate state task returns after the segment
+        assert result["epochs"][-1]["state"]["engine"]["rng"]["torch"].equal(
+            _worker.state("r", "ck@x")["engine"]["rng"]["torch"])
+    finally:
+        _worker.drop("r", "ck@x")
