@@ -22,7 +22,8 @@ from typing import Any
 
 from . import _device, _oom
 
-__all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "load_state", "deliver", "drop"]
+__all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "load_state", "deliver", "drop",
+           "drop_run", "unpack"]
 
 
 @dataclasses.dataclass
@@ -190,6 +191,12 @@ def drop(run_id: str, instance: str) -> None:
     _SLOTS.pop((run_id, instance), None)
 
 
+def drop_run(run_id: str) -> None:
+    """Forget every trainer of a run that ended (this worker outlives it when parked)."""
+    for key in [k for k in _SLOTS if k[0] == run_id]:
+        _SLOTS.pop(key, None)
+
+
 def _parallel_map():
     """Dask tasks from inside a task (seceding while they run), else a plain loop."""
     try:
@@ -248,19 +255,22 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
         for step, name, value, command_id in spec.changes:
             scheduled.setdefault(step, []).append((name, value, command_id))
         records = []
+        packer = _Packer(spec.instance)  # step metrics, sent once a second across the segment's epochs
         for epoch in range(spec.epoch, spec.epoch + spec.epochs):
             if records and spec.snapshot:  # the roll-back point of each epoch
                 slot.snapshot = {"trainer": _copy_state(trainer.state_dict()), "rng": _capture_rng(),
                                  "step": slot.step}
             ctx = StepContext(epoch=epoch, total_epochs=spec.total_epochs, parallel_map=pmap,
                               log=lambda msg: emit({"kind": "log", "model": spec.instance, "text": msg}))
-            record = _train_epoch(slot, spec, epoch, ctx, emit, scheduled)
+            record = _train_epoch(slot, spec, epoch, ctx, emit, scheduled, packer)
             record["timing"]["time/knowledge_s"] = knowledge_s if not records else 0.0
             if record["status"] == "done" and epoch in spec.checkpoints:
                 record["state"] = _state_payload(slot, _capture_rng())
             records.append(record)
             if record["status"] != "done":
                 break
+        if packer:
+            packer.send(emit, [])
         slot.rng = _capture_rng()
         last = records[-1]
         return {"status": last["status"], "epochs": records, "step": slot.step, "knowledge_used": used,
@@ -268,13 +278,16 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
 
 
 def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
-                 scheduled: dict[int, list[tuple[str, Any, int]]] | None = None) -> dict[str, Any]:
-    """The steps of one epoch (from where a pause left it), then its end and evaluation."""
+                 scheduled: dict[int, list[tuple[str, Any, int]]] | None = None,
+                 packer: "_Packer | None" = None) -> dict[str, Any]:
+    """The steps of one epoch (from where a pause left it), then its end and evaluation.
+    Step metrics go into ``packer`` (sent every ``spec.flush_interval``; the caller sends
+    the rest), with the changes applied, which are sent at once."""
     trainer = slot.trainer
     timing: dict[str, float] = collections.defaultdict(float)
     applied: list[dict[str, Any]] = []
-    buffer = _Packer(spec.instance, epoch)
-    last_flush = start = time.perf_counter()
+    buffer = packer if packer is not None else _Packer(spec.instance)
+    start = time.perf_counter()
     status = "done"
     steps = trainer.steps_per_epoch
     profiler = _start_profiler() if spec.profile_path else None
@@ -306,16 +319,16 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
             now = time.time()
             for name, value in metrics.items():
                 value = float(value)
-                buffer.add(slot.step, name, value, now)
+                buffer.add(epoch, slot.step, name, value, now)
                 sums[name] += value
             loss = metrics.get("train/loss")
             if loss is not None and not math.isfinite(loss):
                 status = "nonfinite"
                 break
             # a change applied is acknowledged at once (the panel waits on it); metrics once a second
-            if applied or time.perf_counter() - last_flush > spec.flush_interval:
-                emit({"kind": "metrics", "model": spec.instance, "packed": buffer.pack(), "applied": applied})
-                buffer, applied, last_flush = _Packer(spec.instance, epoch), [], time.perf_counter()
+            if applied or time.perf_counter() - buffer.sent > spec.flush_interval:
+                buffer.send(emit, applied)
+                applied = []
         timing["time/compute_s"] = time.perf_counter() - start
         if status == "done":
             t1 = time.perf_counter()
@@ -331,8 +344,8 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
         error = "".join(traceback.format_exception(exc))
     if profiler is not None:
         _save_profile(profiler, spec.profile_path, emit, spec.instance)
-    if buffer or applied:
-        emit({"kind": "metrics", "model": spec.instance, "packed": buffer.pack(), "applied": applied})
+    if applied or (packer is None and buffer):
+        buffer.send(emit, applied)
     compute = timing.get("time/compute_s", 0.0)
     sys_metrics = {
         "sys/steps_per_s": steps_run / compute if compute > 0 else 0.0,
@@ -351,25 +364,30 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
 
 
 class _Packer:
-    """One epoch's step metrics as a few byte strings (steps, values, times, name indices):
-    a message of a second of steps is then a handful of objects for Dask to send through the
+    """Step metrics as a few byte strings (epochs, steps, values, times, name indices): a
+    message of a second of steps is then a handful of objects for Dask to carry through the
     worker's event loop, the scheduler and the client, not six per point. :func:`unpack`
     gives the rows back."""
 
-    __slots__ = ("model", "epoch", "names", "index", "steps", "values", "times", "which")
+    __slots__ = ("model", "names", "index", "epochs", "steps", "values", "times", "which", "sent")
 
-    def __init__(self, model: str, epoch: int) -> None:
-        self.model, self.epoch = model, epoch
+    def __init__(self, model: str) -> None:
+        self.model = model
         self.names: list[str] = []
         self.index: dict[str, int] = {}
-        self.steps, self.values, self.times, self.which = array.array("q"), array.array("d"), array.array("d"), \
-            array.array("H")
+        self.sent = time.perf_counter()
+        self._clear()
 
-    def add(self, step: int, name: str, value: float, now: float) -> None:
+    def _clear(self) -> None:
+        self.epochs, self.steps, self.values, self.times, self.which = (
+            array.array("q"), array.array("q"), array.array("d"), array.array("d"), array.array("H"))
+
+    def add(self, epoch: int, step: int, name: str, value: float, now: float) -> None:
         i = self.index.get(name)
         if i is None:
             i = self.index[name] = len(self.names)
             self.names.append(name)
+        self.epochs.append(epoch)
         self.steps.append(step)
         self.values.append(value)
         self.times.append(now)
@@ -379,19 +397,26 @@ class _Packer:
         return len(self.steps)
 
     def pack(self) -> dict[str, Any]:
-        return {"model": self.model, "epoch": self.epoch, "names": self.names, "steps": self.steps.tobytes(),
-                "values": self.values.tobytes(), "times": self.times.tobytes(), "which": self.which.tobytes()}
+        return {"model": self.model, "names": list(self.names), "epochs": self.epochs.tobytes(),
+                "steps": self.steps.tobytes(), "values": self.values.tobytes(), "times": self.times.tobytes(),
+                "which": self.which.tobytes()}
+
+    def send(self, emit, applied: list[dict[str, Any]]) -> None:
+        """Emit what is buffered (and ``applied``, the changes applied since the last send)."""
+        emit({"kind": "metrics", "model": self.model, "packed": self.pack(), "applied": applied})
+        self._clear()
+        self.sent = time.perf_counter()
 
 
 def unpack(packed: dict[str, Any]) -> list[tuple[str, int, int, str, float, float]]:
     """The rows ``(model, epoch, step, name, value, wall_time)`` of a :class:`_Packer` message."""
     columns = []
-    for key, code in (("steps", "q"), ("values", "d"), ("times", "d"), ("which", "H")):
+    for key, code in (("epochs", "q"), ("steps", "q"), ("values", "d"), ("times", "d"), ("which", "H")):
         column = array.array(code)
         column.frombytes(packed[key])
         columns.append(column)
-    model, epoch, names = packed["model"], packed["epoch"], packed["names"]
-    return [(model, epoch, step, names[i], value, now) for step, value, now, i in zip(*columns)]
+    model, names = packed["model"], packed["names"]
+    return [(model, epoch, step, names[i], value, now) for epoch, step, value, now, i in zip(*columns)]
 
 
 def _copy_state(state: Any) -> Any:

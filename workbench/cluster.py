@@ -40,6 +40,9 @@ __all__ = ["ClusterHandle", "start_local_cluster", "connect"]
 
 PRELOAD = "workbench._preload"
 IDLE_CLOSE_S = 300.0  # a parked cluster unused this long is closed
+# Two workers importing torch on a 2-core machine at load 20-30 took over 120 s (the
+# previous limit): a slow start is not a failure to start.
+WORKER_START_TIMEOUT_S = 240.0  # inside the detached driver's own start limit (_driver.START_TIMEOUT_S)
 
 
 @dataclasses.dataclass
@@ -235,7 +238,18 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
                           "distributed.admin.system-monitor.interval": "2s"}):
         cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR, security=security)
         client = Client(cluster, security=security)
-    client.wait_for_workers(len(specs), timeout=120)
+    try:
+        client.wait_for_workers(len(specs), timeout=WORKER_START_TIMEOUT_S)
+    except Exception as exc:  # distributed's WorkerStartTimeoutError (a TimeoutError) or a nanny that died
+        with contextlib.suppress(Exception):
+            client.close(timeout=10)
+        with contextlib.suppress(Exception):
+            cluster.close(timeout=20)
+        from .errors import WorkbenchError
+
+        raise WorkbenchError(f"the local cluster's {len(specs)} worker(s) did not start within "
+                             f"{WORKER_START_TIMEOUT_S:.0f} s ({str(exc).splitlines()[0][:160]}); the machine may be "
+                             "overloaded: try again, or start fewer models at once") from None
     by_name = {s.name: s for s in specs}
     info = client.scheduler_info(n_workers=-1)["workers"]
     return ClusterHandle(client, cluster, {addr: by_name[w["name"]] for addr, w in info.items()}, reuse_key=key)

@@ -61,15 +61,33 @@ def test_a_class_shipped_by_value_is_built_and_changes_land_on_their_step():
 
 
 def test_step_metrics_travel_packed_and_come_back_as_rows():
-    packer = _worker._Packer("m@d", 3)
+    packer = _worker._Packer("m@d")
     rows = [("m@d", 3, 10, "train/loss", 0.5, 100.25), ("m@d", 3, 10, "train/acc", 0.75, 100.25),
-            ("m@d", 3, 11, "train/loss", 0.25, 100.5)]
-    for _, _, step, name, value, now in rows:
-        packer.add(step, name, value, now)
+            ("m@d", 4, 11, "train/loss", 0.25, 100.5)]
+    for _, epoch, step, name, value, now in rows:
+        packer.add(epoch, step, name, value, now)
     packed = packer.pack()
-    assert all(isinstance(packed[k], bytes) for k in ("steps", "values", "times", "which"))
+    assert all(isinstance(packed[k], bytes) for k in ("epochs", "steps", "values", "times", "which"))
     assert _worker.unpack(packed) == rows
-    assert _worker.unpack(_worker._Packer("m@d", 1).pack()) == []
+    sent = []
+    packer.send(sent.append, [{"id": 1}])
+    assert _worker.unpack(sent[0]["packed"]) == rows and sent[0]["applied"] == [{"id": 1}] and len(packer) == 0
+    assert _worker.unpack(packer.pack()) == []
+
+
+def test_a_segment_streams_every_step_once_in_order(monkeypatch):
+    blob = cloudpickle.dumps(_shipped_class())
+    _worker.build("r", "st@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    sent = []
+    monkeypatch.setattr(_worker, "_emitter", lambda topic: sent.append)  # what Dask's event log would carry
+    try:
+        _worker.run_segment(_worker.SegmentSpec("r", "st@x", 1, 3, "topic", {"lr": 0.1}, epochs=3))
+    finally:
+        _worker.drop("r", "st@x")
+    rows = [row for msg in sent for row in _worker.unpack(msg["packed"])]
+    expected = [(e, s) for e in (1, 2, 3) for s in range(4 * e - 3, 4 * e + 1)]  # 4 steps an epoch
+    assert [(epoch, step) for _, epoch, step, *_ in rows] == expected
+    assert len(sent) == 1  # a segment of well under a second: one message
 
 
 def test_a_state_copy_shares_nothing_with_the_trainer():
@@ -104,3 +122,13 @@ def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
             _worker.state("r", "ck@x")["engine"]["rng"]["torch"])
     finally:
         _worker.drop("r", "ck@x")
+
+
+def test_the_end_of_a_run_forgets_its_trainers_and_only_them():
+    blob = cloudpickle.dumps(_shipped_class())
+    for run, name in (("r1", "a@x"), ("r1", "b@x"), ("r2", "a@x")):
+        _worker.build(run, name, "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    _worker.drop_run("r1")
+    assert ("r1", "a@x") not in _worker._SLOTS and ("r1", "b@x") not in _worker._SLOTS
+    assert ("r2", "a@x") in _worker._SLOTS
+    _worker.drop_run("r2")
