@@ -179,9 +179,10 @@ class Watchdog:
         if coord.state == RunState.STOPPING and self.stop_seen is None:
             self.stop_seen = now
         stuck = []
+        ledger = coord._ledger() if flying else None  # once a check, not once per model (64 models: 64 ledgers)
         for key, m in flying.items():
             limit = segment_timeout(coord.plan.preset.get("segment_timeout"), m.epoch_seconds,
-                                    segment_epochs(coord._ledger(), m.name))
+                                    segment_epochs(ledger, m.name))
             if overdue(self.since[key], limit, now):
                 stuck.append(m)
                 coord._fail(m, f"segment hung: no result after {limit:g} s (preset key segment_timeout)")
