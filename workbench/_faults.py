@@ -71,11 +71,19 @@ def result_unless_lost(client: Any, future: Any, worker: str | None, poll: float
         try:
             wait([future], timeout=poll)
         except TimeoutError:
-            if worker is not None and worker not in worker_names(client):
+            # The client's copy of the worker list lags under load (a live worker was taken
+            # for dead during a slow build): a suspect is confirmed by the scheduler itself.
+            if worker is not None and worker not in worker_names(client) \
+                    and worker not in client.run_on_scheduler(_scheduler_workers):
                 future.cancel()
                 raise RuntimeError(f"worker {worker} died") from None
             continue
         return future.result()
+
+
+def _scheduler_workers(dask_scheduler=None) -> list[str]:
+    """The workers the scheduler knows now (run on the scheduler)."""
+    return list(dask_scheduler.workers)
 
 
 def segment_timeout(configured: float | None, epoch_seconds: float | None, epochs: int = 1) -> float:
@@ -171,9 +179,10 @@ class Watchdog:
         if coord.state == RunState.STOPPING and self.stop_seen is None:
             self.stop_seen = now
         stuck = []
+        ledger = coord._ledger() if flying else None  # once a check, not once per model (64 models: 64 ledgers)
         for key, m in flying.items():
             limit = segment_timeout(coord.plan.preset.get("segment_timeout"), m.epoch_seconds,
-                                    segment_epochs(coord._ledger(), m.name))
+                                    segment_epochs(ledger, m.name))
             if overdue(self.since[key], limit, now):
                 stuck.append(m)
                 coord._fail(m, f"segment hung: no result after {limit:g} s (preset key segment_timeout)")

@@ -34,7 +34,11 @@ __all__ = ["ModelEntry", "Ledger", "FailureAction", "SEGMENT_SECONDS", "flow_of"
 # Which preset switch (``collaboration.*``) governs a knowledge kind.
 _FLOWS = {"soft_predictions/*": "mutual_learning", "causal_mask/*": "causal_mask",
           "transitions/*": "experience", "imagined_transitions/*": "experience"}
-SEGMENT_SECONDS = 1.0  # a multi-epoch segment's target length (a second or two: docs/engine.md)
+# A multi-epoch segment's target length (docs/engine.md). Each segment costs the driver and
+# its scheduler a task, a result and its events; two seconds keep that a few percent of the
+# training CPU for epochs of tens of milliseconds. Live changes reach a segment's steps
+# through the mailbox whatever its length; what waits for its end is the epoch's metrics.
+SEGMENT_SECONDS = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,7 +219,8 @@ def segment_epochs(ledger: Ledger, name: str, segment_seconds: float = SEGMENT_S
 
     One, unless nothing needs the driver between epochs (no knowledge flow in or out, no
     controller, no profile) and an epoch's length is known; then as many epochs as make
-    about ``segment_seconds``, never past the next checkpoint or the end.
+    about ``segment_seconds``, never past the end. Checkpoints due inside a segment are
+    taken by the segment itself (``SegmentSpec.checkpoints``), so they do not cut it short.
     """
     m = ledger.models[name]
     if (ledger.controllers or not m.epoch_seconds or ledger.profile_epoch
@@ -224,10 +229,8 @@ def segment_epochs(ledger: Ledger, name: str, segment_seconds: float = SEGMENT_S
     remaining = m.total_epochs - m.completed
     if remaining <= 0:
         return 1
-    until_checkpoint = next(k for k in range(1, remaining + 1)
-                            if should_checkpoint(m.completed + k, ledger.checkpoint_interval, m.total_epochs))
     wanted = int(segment_seconds / max(m.epoch_seconds, 1e-3))
-    return max(1, min(wanted, until_checkpoint, remaining))
+    return max(1, min(wanted, remaining))
 
 
 def checkpoint_due(ledger: Ledger, name: str) -> bool:

@@ -8,6 +8,7 @@ between steps.
 """
 from __future__ import annotations
 
+import array
 import collections
 import copy
 import dataclasses
@@ -21,7 +22,8 @@ from typing import Any
 
 from . import _device, _oom
 
-__all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "load_state", "deliver", "drop"]
+__all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "load_state", "deliver", "drop",
+           "drop_run", "unpack"]
 
 
 @dataclasses.dataclass
@@ -49,11 +51,16 @@ class SegmentSpec:
     hparams: dict[str, Any]  # in force at segment start (the coordinator's authoritative copy)
     threads: int = 1
     gpu_fraction: float | None = None
-    flush_interval: float = 0.2
+    # Step metrics leave the worker once a second, packed (see _Packer): each message costs
+    # work in the worker's event loop thread, which contends with training for the GIL.
+    flush_interval: float = 1.0
     snapshot: bool = True  # keep a copy of the state at segment start for NaN roll-back
     profile_path: str | None = None  # run this segment under torch.profiler, trace written here
     epochs: int = 1  # epochs in this segment (more when nothing needs the coordinator between them)
     max_failures: int = 3  # out-of-memory retries at a smaller batch before the step fails
+    # Epochs at whose end the trainer's checkpoint state is taken inside the segment and
+    # returned with its record (no separate task, no round trip before the next segment).
+    checkpoints: tuple[int, ...] = ()
     # Replayed changes, applied when the global step reaches ``step`` (before that step runs):
     # ``(step, name, value, command_id)``. Carried here, never through the mailbox, so the
     # step is exact whatever the timing.
@@ -184,6 +191,12 @@ def drop(run_id: str, instance: str) -> None:
     _SLOTS.pop((run_id, instance), None)
 
 
+def drop_run(run_id: str) -> None:
+    """Forget every trainer of a run that ended (this worker outlives it when parked)."""
+    for key in [k for k in _SLOTS if k[0] == run_id]:
+        _SLOTS.pop(key, None)
+
+
 def _parallel_map():
     """Dask tasks from inside a task (seceding while they run), else a plain loop."""
     try:
@@ -234,7 +247,7 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
             if trainer.hparams.get(name) != value:
                 trainer.set_hparam(name, value)
         if slot.step_in_epoch == 0 and spec.snapshot:
-            slot.snapshot = {"trainer": copy.deepcopy(trainer.state_dict()), "rng": slot.rng, "step": slot.step}
+            slot.snapshot = {"trainer": _copy_state(trainer.state_dict()), "rng": slot.rng, "step": slot.step}
         used = trainer.import_knowledge(knowledge) if (knowledge and slot.step_in_epoch == 0) else {}
         knowledge_s = time.perf_counter() - t0
         pmap = _parallel_map()
@@ -242,17 +255,22 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
         for step, name, value, command_id in spec.changes:
             scheduled.setdefault(step, []).append((name, value, command_id))
         records = []
+        packer = _Packer(spec.instance)  # step metrics, sent once a second across the segment's epochs
         for epoch in range(spec.epoch, spec.epoch + spec.epochs):
             if records and spec.snapshot:  # the roll-back point of each epoch
-                slot.snapshot = {"trainer": copy.deepcopy(trainer.state_dict()), "rng": _capture_rng(),
+                slot.snapshot = {"trainer": _copy_state(trainer.state_dict()), "rng": _capture_rng(),
                                  "step": slot.step}
             ctx = StepContext(epoch=epoch, total_epochs=spec.total_epochs, parallel_map=pmap,
                               log=lambda msg: emit({"kind": "log", "model": spec.instance, "text": msg}))
-            record = _train_epoch(slot, spec, epoch, ctx, emit, scheduled)
+            record = _train_epoch(slot, spec, epoch, ctx, emit, scheduled, packer)
             record["timing"]["time/knowledge_s"] = knowledge_s if not records else 0.0
+            if record["status"] == "done" and epoch in spec.checkpoints:
+                record["state"] = _state_payload(slot, _capture_rng())
             records.append(record)
             if record["status"] != "done":
                 break
+        if packer:
+            packer.send(emit, [])
         slot.rng = _capture_rng()
         last = records[-1]
         return {"status": last["status"], "epochs": records, "step": slot.step, "knowledge_used": used,
@@ -260,13 +278,16 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
 
 
 def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
-                 scheduled: dict[int, list[tuple[str, Any, int]]] | None = None) -> dict[str, Any]:
-    """The steps of one epoch (from where a pause left it), then its end and evaluation."""
+                 scheduled: dict[int, list[tuple[str, Any, int]]] | None = None,
+                 packer: "_Packer | None" = None) -> dict[str, Any]:
+    """The steps of one epoch (from where a pause left it), then its end and evaluation.
+    Step metrics go into ``packer`` (sent every ``spec.flush_interval``; the caller sends
+    the rest), with the changes applied, which are sent at once."""
     trainer = slot.trainer
     timing: dict[str, float] = collections.defaultdict(float)
     applied: list[dict[str, Any]] = []
-    buffer: list[tuple] = []
-    last_flush = start = time.perf_counter()
+    buffer = packer if packer is not None else _Packer(spec.instance)
+    start = time.perf_counter()
     status = "done"
     steps = trainer.steps_per_epoch
     profiler = _start_profiler() if spec.profile_path else None
@@ -297,15 +318,17 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
             steps_run += 1
             now = time.time()
             for name, value in metrics.items():
-                buffer.append((spec.instance, epoch, slot.step, name, float(value), now))
-                sums[name] += float(value)
+                value = float(value)
+                buffer.add(epoch, slot.step, name, value, now)
+                sums[name] += value
             loss = metrics.get("train/loss")
             if loss is not None and not math.isfinite(loss):
                 status = "nonfinite"
                 break
-            if time.perf_counter() - last_flush > spec.flush_interval:
-                emit({"kind": "metrics", "model": spec.instance, "rows": buffer, "applied": applied})
-                buffer, applied, last_flush = [], [], time.perf_counter()
+            # a change applied is acknowledged at once (the panel waits on it); metrics once a second
+            if applied or time.perf_counter() - buffer.sent > spec.flush_interval:
+                buffer.send(emit, applied)
+                applied = []
         timing["time/compute_s"] = time.perf_counter() - start
         if status == "done":
             t1 = time.perf_counter()
@@ -321,8 +344,8 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
         error = "".join(traceback.format_exception(exc))
     if profiler is not None:
         _save_profile(profiler, spec.profile_path, emit, spec.instance)
-    if buffer or applied:
-        emit({"kind": "metrics", "model": spec.instance, "rows": buffer, "applied": applied})
+    if applied or (packer is None and buffer):
+        buffer.send(emit, applied)
     compute = timing.get("time/compute_s", 0.0)
     sys_metrics = {
         "sys/steps_per_s": steps_run / compute if compute > 0 else 0.0,
@@ -338,6 +361,78 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
             "sys": sys_metrics, "step": slot.step, "steps_run": steps_run, "error": error,
             "seconds": time.perf_counter() - start,
             "train_means": {f"{k}_epoch": v / steps_run for k, v in sums.items()} if steps_run else {}}
+
+
+class _Packer:
+    """Step metrics as a few byte strings (epochs, steps, values, times, name indices): a
+    message of a second of steps is then a handful of objects for Dask to carry through the
+    worker's event loop, the scheduler and the client, not six per point. :func:`unpack`
+    gives the rows back."""
+
+    __slots__ = ("model", "names", "index", "epochs", "steps", "values", "times", "which", "sent")
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
+        self.sent = time.perf_counter()
+        self._clear()
+
+    def _clear(self) -> None:
+        self.epochs, self.steps, self.values, self.times, self.which = (
+            array.array("q"), array.array("q"), array.array("d"), array.array("d"), array.array("H"))
+
+    def add(self, epoch: int, step: int, name: str, value: float, now: float) -> None:
+        i = self.index.get(name)
+        if i is None:
+            i = self.index[name] = len(self.names)
+            self.names.append(name)
+        self.epochs.append(epoch)
+        self.steps.append(step)
+        self.values.append(value)
+        self.times.append(now)
+        self.which.append(i)
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def pack(self) -> dict[str, Any]:
+        return {"model": self.model, "names": list(self.names), "epochs": self.epochs.tobytes(),
+                "steps": self.steps.tobytes(), "values": self.values.tobytes(), "times": self.times.tobytes(),
+                "which": self.which.tobytes()}
+
+    def send(self, emit, applied: list[dict[str, Any]]) -> None:
+        """Emit what is buffered (and ``applied``, the changes applied since the last send)."""
+        emit({"kind": "metrics", "model": self.model, "packed": self.pack(), "applied": applied})
+        self._clear()
+        self.sent = time.perf_counter()
+
+
+def unpack(packed: dict[str, Any]) -> list[tuple[str, int, int, str, float, float]]:
+    """The rows ``(model, epoch, step, name, value, wall_time)`` of a :class:`_Packer` message."""
+    columns = []
+    for key, code in (("epochs", "q"), ("steps", "q"), ("values", "d"), ("times", "d"), ("which", "H")):
+        column = array.array(code)
+        column.frombytes(packed[key])
+        columns.append(column)
+    model, names = packed["model"], packed["names"]
+    return [(model, epoch, step, names[i], value, now) for epoch, step, value, now, i in zip(*columns)]
+
+
+def _copy_state(state: Any) -> Any:
+    """A deep copy of a ``state_dict``: tensors cloned, containers rebuilt, anything else
+    through ``copy.deepcopy`` (several times faster than deepcopy of the whole, taken every epoch)."""
+    import torch
+
+    if isinstance(state, torch.Tensor):
+        return state.detach().clone()
+    if type(state) in (dict, collections.OrderedDict):
+        return type(state)((k, _copy_state(v)) for k, v in state.items())
+    if type(state) in (list, tuple):
+        return type(state)(_copy_state(v) for v in state)
+    if state is None or isinstance(state, (int, float, str, bool)):
+        return state
+    return copy.deepcopy(state)
 
 
 _PROCESS: list[Any] = []
@@ -399,13 +494,18 @@ def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
 def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
     """Checkpoint payload: the trainer's state plus the engine's RNG and step counter."""
     slot = _SLOTS[(run_id, instance)]
-    t0 = time.perf_counter()
     with slot.lock:
-        trainer_state = _device.to_host(slot.trainer.state_dict(), copy=True)
-        files = slot.trainer.output_files() if hasattr(slot.trainer, "output_files") else {}
-        return {"trainer": trainer_state, "files": files,
-                "engine": {"rng": rng_to_tensors(slot.rng), "step": slot.step,
-                           "state_seconds": time.perf_counter() - t0}}
+        return _state_payload(slot, slot.rng)
+
+
+def _state_payload(slot: _Slot, rng: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint holds of a trainer (its lock held by the caller); ``rng``: the
+    global generators' states as the next step would find them."""
+    t0 = time.perf_counter()
+    trainer_state = _device.to_host(slot.trainer.state_dict(), copy=True)
+    files = slot.trainer.output_files() if hasattr(slot.trainer, "output_files") else {}
+    return {"trainer": trainer_state, "files": files,
+            "engine": {"rng": rng_to_tensors(rng), "step": slot.step, "state_seconds": time.perf_counter() - t0}}
 
 
 def load_state(run_id: str, instance: str, payload: dict[str, Any], hparams: dict[str, Any] | None = None,

@@ -170,8 +170,9 @@ class Coordinator(Steering):
         """What trainers publish while they train (Dask's event log): metrics, applied changes, logs."""
         _, msg = event
         if msg.get("kind") == "metrics":
-            rows = msg["rows"]
-            self.bus.emit(Metrics(tuple(rows), live=True))
+            rows = _worker.unpack(msg["packed"]) if "packed" in msg else msg["rows"]
+            if rows:
+                self.bus.emit(Metrics(tuple(rows), live=True))
             model = msg.get("model") or (rows[0][0] if rows else None)
             for applied in msg.get("applied", ()):
                 with self._lock:
@@ -298,13 +299,15 @@ class Coordinator(Steering):
                                                         workers=[m.worker], allow_other_workers=True)
                                 for src, epoch in srcs.items()} for kind, srcs in routed.items()}
             epoch = m.completed + 1
+            epochs = policy.segment_epochs(ledger, name)
             profile = None
             if self.plan.preset.get("profile_epoch") == epoch:
                 profile = str(self.run_dir / "profiles" / f"{name}-epoch{epoch}.json")
             spec = _worker.SegmentSpec(self.run_id, name, epoch, m.spec.epochs, self.topic, dict(m.hparams),
                                        m.placement.threads, m.placement.gpu_fraction, profile_path=profile,
-                                       epochs=policy.segment_epochs(ledger, name),
-                                       max_failures=self.max_failures,
+                                       epochs=epochs, max_failures=self.max_failures,
+                                       checkpoints=tuple(e for e in range(epoch, epoch + epochs)
+                                                         if should_checkpoint(e, self.interval, m.spec.epochs)),
                                        changes=self._replayed_in_segment(m))
             m.future = self.client.submit(_worker.run_segment, spec, knowledge or None, *m.deps,
                                           workers=[m.worker], allow_other_workers=False, pure=False,
@@ -380,15 +383,18 @@ class Coordinator(Steering):
                                       "timing": result["timing"]})
         self.bus.emit(EpochEnd(name, e, m.step, {k: float(v) for k, v in values.items()}))
         deps = [fut] if (fut := self._export(m)) is not None else []
-        if policy.checkpoint_due(self._ledger(), name):
-            fut = self.client.submit(_worker.state, self.run_id, name, workers=[m.worker],
-                                     allow_other_workers=False, pure=False)
-            deps.append(fut)
-            # The history too: a resumed controller must see the same histories it saw here.
-            self.checkpoints.add(fut, name, e, m.step, {
-                "hparams": dict(m.hparams), "pinned": sorted(m.pinned), "completed": e,
-                "history": {k: [[int(x), float(v)] for x, v in points] for k, points in m.history.items()},
-                "last_eval": dict(m.last_eval)})
+        if should_checkpoint(e, self.interval, m.spec.epochs):
+            if "state" in result:  # taken by the segment at this epoch's end
+                fut = _Ready(result.pop("state"))
+            else:
+                fut = self.client.submit(_worker.state, self.run_id, name, workers=[m.worker],
+                                         allow_other_workers=False, pure=False)
+                deps.append(fut)
+            extra = {"hparams": dict(m.hparams), "pinned": sorted(m.pinned), "completed": e,
+                     "last_eval": dict(m.last_eval)}
+            if self.controllers:  # a resumed controller must see the same histories it saw here
+                extra["history"] = {k: [[int(x), float(v)] for x, v in points] for k, points in m.history.items()}
+            self.checkpoints.add(fut, name, e, m.step, extra)
         m.deps = deps
         if e >= m.spec.epochs:
             m.state = ModelState.FINISHED
@@ -399,7 +405,7 @@ class Coordinator(Steering):
 
     def _export(self, m: _Model) -> Any:
         """Ask for ``m``'s knowledge after its last completed epoch, if anyone consumes it."""
-        if not policy.should_export(self._ledger(), m.name):
+        if not self.collab or not policy.should_export(self._ledger(), m.name):  # no ledger (O(models)) per epoch
             return None
         fut = self.client.submit(_worker.export, self.run_id, m.name, workers=[m.worker],
                                  allow_other_workers=False, pure=False)
@@ -637,15 +643,31 @@ class Coordinator(Steering):
             pass
         try:
             alive = set(_faults.worker_names(self.client))  # a dead worker's address costs a 30 s timeout
-            for m in self.models.values():
-                if m.worker in alive:
-                    self.client.run(_worker.drop, self.run_id, m.name, workers=[m.worker])
+            used = sorted({m.worker for m in self.models.values() if m.worker in alive})
+            if used:  # one call for every worker (not one round trip per model: 64 models, 64 trips)
+                self.client.run(_worker.drop_run, self.run_id, workers=used)
         except Exception:
             pass
         self._event(None, K(self.state.value), {"models": {n: m.state.value for n, m in self.models.items()},
                                                 "seconds": time.time() - self.started,
                                                 **({"reason": self.fatal} if self.fatal else {})})
         self.store.set_run(state=self.state.value, finished=time.time())
+
+
+class _Ready:
+    """A checkpoint state that came back with its segment, shaped as the future the
+    checkpoint writer otherwise waits on."""
+
+    status = "finished"
+
+    def __init__(self, value: dict[str, Any]) -> None:
+        self._value = value
+
+    def done(self) -> bool:
+        return True
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        return self._value
 
 
 def _worker_addresses(dask_scheduler=None) -> list[str]:

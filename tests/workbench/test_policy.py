@@ -100,11 +100,11 @@ def test_routing_picks_each_kind_by_its_switch():
 
 
 def test_segment_length():
-    alone = Ledger.of([ModelEntry("m", completed=2, total_epochs=20, epoch_seconds=0.1)], checkpoint_interval=5)
-    assert policy.segment_epochs(alone, "m") == 3  # ten would fit a second, the checkpoint at 5 comes first
-    assert policy.segment_epochs(_replace(alone, "m", completed=5), "m") == 5
-    assert policy.segment_epochs(_replace(alone, "m", completed=18), "m") == 2  # never past the end
-    assert policy.segment_epochs(_replace(alone, "m", epoch_seconds=0.4), "m") == 2
+    alone = Ledger.of([ModelEntry("m", completed=2, total_epochs=40, epoch_seconds=0.1)], checkpoint_interval=5)
+    assert policy.segment_epochs(alone, "m") == 20  # two seconds; the checkpoints at 5, 10, ... are taken inside
+    assert policy.segment_epochs(alone, "m", segment_seconds=1.0) == 10
+    assert policy.segment_epochs(_replace(alone, "m", completed=38), "m") == 2  # never past the end
+    assert policy.segment_epochs(_replace(alone, "m", epoch_seconds=0.4), "m") == 5
     assert policy.segment_epochs(_replace(alone, "m", epoch_seconds=3.0), "m") == 1
     assert policy.segment_epochs(_replace(alone, "m", epoch_seconds=None), "m") == 1  # not measured yet
     assert policy.segment_epochs(Ledger.of(alone.models.values(), controllers=True), "m") == 1
@@ -112,7 +112,8 @@ def test_segment_length():
     fast_peers = _mutual()
     fast_peers = _replace(_replace(fast_peers, "mlp", epoch_seconds=0.01), "alpha", epoch_seconds=0.01)
     assert policy.segment_epochs(fast_peers, "mlp") == 1  # knowledge flows between its epochs
-    assert policy.segment_epochs(fast_peers, "alpha") == 1  # the default interval (1): a checkpoint every epoch
+    # outside the flow: its checkpoint every epoch (the default interval) is taken inside the segment
+    assert policy.segment_epochs(fast_peers, "alpha") == 6
 
 
 def test_checkpoint_due():

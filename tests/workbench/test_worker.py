@@ -58,3 +58,77 @@ def test_a_class_shipped_by_value_is_built_and_changes_land_on_their_step():
         assert [lr for _, lr in trainer.seen] == [0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
     finally:
         _worker.drop("r", "seen@x")
+
+
+def test_step_metrics_travel_packed_and_come_back_as_rows():
+    packer = _worker._Packer("m@d")
+    rows = [("m@d", 3, 10, "train/loss", 0.5, 100.25), ("m@d", 3, 10, "train/acc", 0.75, 100.25),
+            ("m@d", 4, 11, "train/loss", 0.25, 100.5)]
+    for _, epoch, step, name, value, now in rows:
+        packer.add(epoch, step, name, value, now)
+    packed = packer.pack()
+    assert all(isinstance(packed[k], bytes) for k in ("epochs", "steps", "values", "times", "which"))
+    assert _worker.unpack(packed) == rows
+    sent = []
+    packer.send(sent.append, [{"id": 1}])
+    assert _worker.unpack(sent[0]["packed"]) == rows and sent[0]["applied"] == [{"id": 1}] and len(packer) == 0
+    assert _worker.unpack(packer.pack()) == []
+
+
+def test_a_segment_streams_every_step_once_in_order(monkeypatch):
+    blob = cloudpickle.dumps(_shipped_class())
+    _worker.build("r", "st@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    sent = []
+    monkeypatch.setattr(_worker, "_emitter", lambda topic: sent.append)  # what Dask's event log would carry
+    try:
+        _worker.run_segment(_worker.SegmentSpec("r", "st@x", 1, 3, "topic", {"lr": 0.1}, epochs=3))
+    finally:
+        _worker.drop("r", "st@x")
+    rows = [row for msg in sent for row in _worker.unpack(msg["packed"])]
+    expected = [(e, s) for e in (1, 2, 3) for s in range(4 * e - 3, 4 * e + 1)]  # 4 steps an epoch
+    assert [(epoch, step) for _, epoch, step, *_ in rows] == expected
+    assert len(sent) == 1  # a segment of well under a second: one message
+
+
+def test_a_state_copy_shares_nothing_with_the_trainer():
+    import torch
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    state = {"net": net.state_dict(), "opt": opt.state_dict(), "position": 4, "order": [1, 2], "none": None}
+    copied = _worker._copy_state(state)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    opt.step()
+    assert not torch.equal(copied["net"]["weight"], net.state_dict()["weight"])
+    assert copied["opt"]["state"][0]["step"] != opt.state_dict()["state"][0]["step"]
+    assert copied["position"] == 4 and copied["order"] == [1, 2] and copied["none"] is None
+    net.load_state_dict(copied["net"])  # loads as a state_dict does
+
+
+def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
+    blob = cloudpickle.dumps(_shipped_class())
+    _worker.build("r", "ck@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    try:
+        spec = _worker.SegmentSpec("r", "ck@x", 1, 6, "topic", {"lr": 0.1}, epochs=6, checkpoints=(2, 4, 6))
+        result = _worker.run_segment(spec)
+        assert result["status"] == "done"
+        with_state = {r["epoch"]: r["state"]["engine"]["step"] for r in result["epochs"] if "state" in r}
+        assert with_state == {2: 8, 4: 16, 6: 24}  # the step counter as each of those epochs ended
+        # the last one is what the separate state task returns after the segment
+        assert result["epochs"][-1]["state"]["engine"]["rng"]["torch"].equal(
+            _worker.state("r", "ck@x")["engine"]["rng"]["torch"])
+    finally:
+        _worker.drop("r", "ck@x")
+
+
+def test_the_end_of_a_run_forgets_its_trainers_and_only_them():
+    blob = cloudpickle.dumps(_shipped_class())
+    for run, name in (("r1", "a@x"), ("r1", "b@x"), ("r2", "a@x")):
+        _worker.build(run, name, "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    _worker.drop_run("r1")
+    assert ("r1", "a@x") not in _worker._SLOTS and ("r1", "b@x") not in _worker._SLOTS
+    assert ("r2", "a@x") in _worker._SLOTS
+    _worker.drop_run("r2")
