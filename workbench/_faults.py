@@ -24,8 +24,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-__all__ = ["RESTART_WAIT", "NO_WORKER_WAIT", "STOP_GRACE", "Watchdog", "report_fallback", "worker_names", "replacement_worker",
-           "result_unless_lost", "restart_workers", "segment_timeout", "overdue", "progressed", "write_failure"]
+__all__ = ["RESTART_WAIT", "NO_WORKER_WAIT", "STOP_GRACE", "Watchdog", "report_fallback", "worker_names",
+           "scheduler_workers", "replacement_worker", "result_unless_lost", "restart_workers", "segment_timeout", "overdue", "progressed", "write_failure"]
 
 STOP_GRACE = 10.0  # seconds a stop waits for a step boundary before abandoning the segment
 RESTART_WAIT = 60.0  # seconds to wait for a nanny to bring a dead worker back (a few seconds unloaded)
@@ -74,14 +74,14 @@ def result_unless_lost(client: Any, future: Any, worker: str | None, poll: float
             # The client's copy of the worker list lags under load (a live worker was taken
             # for dead during a slow build): a suspect is confirmed by the scheduler itself.
             if worker is not None and worker not in worker_names(client) \
-                    and worker not in client.run_on_scheduler(_scheduler_workers):
+                    and worker not in client.run_on_scheduler(scheduler_workers):
                 future.cancel()
                 raise RuntimeError(f"worker {worker} died") from None
             continue
         return future.result()
 
 
-def _scheduler_workers(dask_scheduler=None) -> list[str]:
+def scheduler_workers(dask_scheduler=None) -> list[str]:
     """The workers the scheduler knows now (run on the scheduler)."""
     return list(dask_scheduler.workers)
 

@@ -450,7 +450,7 @@ class Coordinator(Steering):
         alive = set(info)
         suspects = [m for m in self.models.values() if m.future is not None and m.worker not in alive]
         if suspects:  # the client's copy of the worker list can lag under load: ask the scheduler itself
-            alive = set(self.client.run_on_scheduler(_worker_addresses))
+            alive = set(self.client.run_on_scheduler(_faults.scheduler_workers))
         recovered = False
         for m in suspects:
             if m.worker not in alive:
@@ -668,13 +668,6 @@ class _Ready:
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         return self._value
-
-
-def _worker_addresses(dask_scheduler=None) -> list[str]:
-    """The workers the scheduler knows now (run on the scheduler)."""
-    return list(dask_scheduler.workers)
-
-
 def _stuck_tasks(keys: list[str], dask_scheduler=None) -> list[str]:
     """Keys (run on the scheduler) waiting on an input that no worker can compute."""
 
