@@ -25,7 +25,8 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 __all__ = ["RESTART_WAIT", "NO_WORKER_WAIT", "STOP_GRACE", "Watchdog", "report_fallback", "worker_names",
-           "scheduler_workers", "replacement_worker", "result_unless_lost", "restart_workers", "segment_timeout", "overdue", "progressed", "write_failure"]
+           "scheduler_workers", "replacement_worker", "result_unless_lost", "restart_workers", "segment_timeout",
+           "overdue", "progressed", "write_failure"]
 
 STOP_GRACE = 10.0  # seconds a stop waits for a step boundary before abandoning the segment
 RESTART_WAIT = 60.0  # seconds to wait for a nanny to bring a dead worker back (a few seconds unloaded)
