@@ -10,9 +10,11 @@ Kinds (``<d>`` is the dataset name):
 - ``causal_mask/<d>`` (imported): ``{"mask": (obs_dim + act_dim, obs_dim) tensor,
   "inputs": names, "outputs": names}``; 1 where input ``i`` drives next-state output ``j``.
   Several sources are merged by union (dropping a true parent costs more than keeping a
-  spurious one). An edge is dropped only when ``mask_patience`` consecutive imports left
-  it out, and restored for good when the simulator's held-out data still support it
-  (:mod:`._mask_guard`). The factored heads then see only the inputs kept.
+  spurious one). With the guard on (``mask_restore_gain`` < 1; off by default, see
+  docs/collaboration.md for why), an edge is dropped only when ``mask_patience``
+  consecutive imports left it out, and restored for good when the simulator's held-out
+  data still support it (:mod:`._mask_guard`). The factored heads then see only the
+  inputs kept.
 
 Artifacts carry tensors ``obs, act, next_obs, reward, terminated`` and the lists
 ``state_names`` and ``action_names``.
@@ -118,7 +120,8 @@ class KnowledgeMixin:
     def guard_mask(self) -> list[str]:
         """Restore every dropped edge that the held-out transitions still support (see
         :mod:`._mask_guard`); returns the restored edges as ``"input->output"``."""
-        if self.causal_mask is None or not self.model.factored or bool((self.causal_mask > 0).all()):
+        if (self.causal_mask is None or not self.model.factored or bool((self.causal_mask > 0).all())
+                or self.hparams["mask_restore_gain"] >= 1.0):  # the guard is off (the default): no test to run
             return []
         gain = supported_gain(self.model, self.buffer.split(holdout=True), self.causal_mask)
         restore = gain > self.hparams["mask_restore_gain"]

@@ -45,9 +45,9 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         "architecture": HParam(str, "joint", choices=("joint", "factored"),
                                help="factored = one head per next-state variable (can use a causal mask)"),
         "use_causal_mask": HParam(bool, True, help="apply an imported causal_mask to the factored heads"),
-        "mask_patience": HParam(int, 2, low=1, high=100,
+        "mask_patience": HParam(int, 1, low=1, high=100,
                                 help="consecutive imported masks that must leave an input out before it is dropped"),
-        "mask_restore_gain": HParam(float, 0.1, low=0.0, high=1.0,
+        "mask_restore_gain": HParam(float, 1.0, low=0.0, high=1.0,
                                     help="share of a head's held-out residual a dropped input may explain before "
                                          "it is restored for good (1 = never restore)"),
         "initial_random_steps": HParam(int, 300, low=1, high=1_000_000),
