@@ -111,10 +111,11 @@ def test_sigkilled_run_resumes_to_the_same_final_metrics(tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(2400)  # about 4 minutes on a quiet 2-core machine; far more on a shared one
 def test_quick_preset_is_deterministic_uninterrupted_and_resumed(tmp_path):
-    """The ``quick`` preset with every flow switched on (mutual learning, causal mask, experience,
-    self-play, the controller's exploit and lr search; some are off in ``quick`` by default), twice straight and once SIGKILLed after its
-    epoch-2 checkpoints and resumed: all final ``eval/`` metrics bitwise equal. Runs go two at
-    a time, so their timing differs too (which must not matter)."""
+    """The ``quick`` preset with every flow switched on (mutual learning, causal mask,
+    experience, self-play, the controller's exploit and lr search; some are off in ``quick``
+    by default), twice straight and once SIGKILLed after its epoch-2 checkpoints and resumed:
+    all final ``eval/`` metrics bitwise equal. Runs go two at a time, so their timing differs
+    too (which must not matter)."""
     runs = tmp_path / "runs"
     common = ["--preset", "quick", "--set", "seed=7", "--set", "epochs=4", "--set", "checkpoint_interval=2",
               "--set", "collaboration.controller=true", "--set", "collaboration.experience=true",
