@@ -227,7 +227,10 @@ def test_profile_epoch_writes_a_trace(runs_dir, inprocess_scheduler):
 def test_a_worker_killed_mid_segment_costs_only_the_work_since_the_checkpoint(runs_dir, models):
     """A real local cluster (worker processes): kill the process training a model. With a
     peer, the peer may be waiting for knowledge that died with the worker: it must go on."""
-    run = wb.start_run("digits_mutual", {"epochs": 6, "checkpoint_interval": 1, "target_models": models,
+    # Enough epochs that the kill lands inside a segment: a model without flows runs segments
+    # of about 2 s (several epochs), so with 6 epochs its second segment could be its last.
+    epochs = 20
+    run = wb.start_run("digits_mutual", {"epochs": epochs, "checkpoint_interval": 1, "target_models": models,
                                          "models.digits_mlp.hyperparameters.batch_size": 4})
     name = "digits_mlp@digits"
     deadline = time.time() + 180
@@ -252,7 +255,7 @@ def test_a_worker_killed_mid_segment_costs_only_the_work_since_the_checkpoint(ru
     assert (states == "finished").all()
     for model in states.index:
         final = run.metrics(name="eval/test_accuracy", model=model)
-        assert final["epoch"].max() == 6 and final["value"].iloc[-1] > 0.8
+        assert final["epoch"].max() == epochs and final["value"].iloc[-1] > 0.8
 
 
 @pytest.mark.gpu
