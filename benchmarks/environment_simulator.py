@@ -38,21 +38,32 @@ TRUE_MASKS = {
 }
 
 
-def trainer_run(dataset: str, epochs: int, overrides: dict, final_episodes: int, seed: int = 0) -> dict[str, float]:
-    hp, problems = validate_hparams(EnvironmentSimulator.hyperparameters, {**overrides, "eval_episodes": 0})
-    assert not problems, problems
-    t0, cpu0 = time.time(), time.process_time()
-    t = EnvironmentSimulator(hp, load_dataset(dataset), Resources(), seed=seed)
+def _train(t: EnvironmentSimulator, epochs: int, after_epoch=None) -> None:
+    """``epochs`` epochs of a simulator trainer: steps, then (except after the last) the
+    epoch end that collects real transitions; ``after_epoch(epoch)`` after each."""
     ctx = StepContext()
     for epoch in range(epochs):
         for _ in range(t.steps_per_epoch):
             t.train_step(ctx)
         if epoch < epochs - 1:
             t.on_epoch_end(ctx)
+        if after_epoch is not None:
+            after_epoch(epoch)
+
+
+def trainer_run(dataset: str, epochs: int, overrides: dict, final_episodes: int, seed: int = 0) -> dict[str, float]:
+    hp, problems = validate_hparams(EnvironmentSimulator.hyperparameters, {**overrides, "eval_episodes": 0})
+    assert not problems, problems
+    t0, cpu0 = time.time(), time.process_time()
+    t = EnvironmentSimulator(hp, load_dataset(dataset), Resources(), seed=seed)
+
+    def report(epoch: int) -> None:
         m = t.evaluate()
         print(f"  epoch {epoch}: steps {m['eval/real_env_steps']:.0f} r2 {m.get('eval/one_step_r2', float('nan')):.5f} "
               f"rollout_nmse_25 {m.get('eval/rollout_nmse_25', float('nan')):.5f} "
               f"({time.process_time() - cpu0:.0f} CPU s)", flush=True)
+
+    _train(t, epochs, report)
     t.hparams["eval_episodes"] = final_episodes
     m = dict(t.evaluate())
     m["cpu_s"] = time.process_time() - cpu0
@@ -147,12 +158,7 @@ def propagation_study(epochs: int = 6, episodes: int = 5) -> None:
     assert not problems, problems
     cpu0 = time.process_time()
     t = EnvironmentSimulator(hp, load_dataset("cartpole"), Resources(), seed=0)
-    ctx = StepContext()
-    for epoch in range(epochs):
-        for _ in range(t.steps_per_epoch):
-            t.train_step(ctx)
-        if epoch < epochs - 1:
-            t.on_epoch_end(ctx)
+    _train(t, epochs)
     print(f"model: {t.buffer.total_added} real steps, {time.process_time() - cpu0:.0f} CPU s", flush=True)
     seeds = [1_000_003 + i for i in range(episodes)]
     for propagation in ("members", "ts1", "mean"):
