@@ -170,10 +170,10 @@ class Coordinator(Steering):
         """What trainers publish while they train (Dask's event log): metrics, applied changes, logs."""
         _, msg = event
         if msg.get("kind") == "metrics":
-            rows = _worker.unpack(msg["packed"]) if "packed" in msg else msg["rows"]
+            rows = _worker.unpack(msg["packed"])
             if rows:
                 self.bus.emit(Metrics(tuple(rows), live=True))
-            model = msg.get("model") or (rows[0][0] if rows else None)
+            model = msg["model"]
             for applied in msg.get("applied", ()):
                 with self._lock:
                     self._acknowledged.add(applied.get("id"))
