@@ -238,7 +238,7 @@ def ablate(preset: str, seeds: str | Sequence[int] = (0, 1, 2), overrides: dict[
             if cond.name == "all_on":
                 for flow, models in got.items():
                     receivers.setdefault(flow, set()).update(models)
-                if plan.controllers and resolved.get("collaboration", {}).get("controller", True):
+                if plan.controllers and plan.preset["collaboration"]["controller"]:
                     receivers.setdefault("controller", set()).update(i.instance for i in plan.trainers)
                 if conditions is None:
                     conditions = _conditions([f for f in FLOWS if f in receivers], classifiers)

@@ -176,4 +176,21 @@ def make_plan(preset_name: str, preset: dict[str, Any]) -> Plan:
                         f"{MAX_TRAINERS}: lower a population or list fewer models or datasets")
     if problems:
         raise PresetError(problems, source=f"preset '{preset_name}'")
-    return Plan(preset_name, preset, tuple(instances), tuple(notes))
+    return Plan(preset_name, _resolve_controller(preset, instances, explicit, notes), tuple(instances), tuple(notes))
+
+
+def _resolve_controller(preset: dict[str, Any], instances: list[ModelInstance], explicit: set[str],
+                        notes: list[str]) -> dict[str, Any]:
+    """``preset`` with ``collaboration.controller`` decided when the preset left it open:
+    on when ``target_models`` names a controller, off when one only came with ``all_models``
+    (measured, it did not pay there: docs/collaboration.md)."""
+    collab = dict(preset.get("collaboration") or {})
+    if collab.get("controller") is not None:
+        return preset
+    named = [i.model for i in instances if i.controller and i.model in explicit]
+    others = [i.model for i in instances if i.controller and i.model not in explicit]
+    collab["controller"] = bool(named)
+    if others and not named:
+        notes.append(f"{', '.join(others)} came in with all_models and steers nothing: name it in target_models "
+                     f"or set collaboration.controller=true")
+    return {**preset, "collaboration": collab}

@@ -25,6 +25,22 @@ def test_defaults_fill_optional_keys():
     assert resolve_preset("digits_mutual")[1]["collaboration"]["mutual_learning"] is True  # its demonstration
 
 
+def test_flows_that_did_not_pay_are_off_and_a_controller_steers_only_when_named():
+    from workbench.plan import make_plan
+
+    def flows(preset, **overrides):
+        return make_plan(*resolve_preset(preset, overrides))
+
+    quick = flows("quick")  # all_models brings the controller in; it does not steer (docs/collaboration.md)
+    assert quick.controllers and quick.preset["collaboration"] == {
+        "mutual_learning": False, "causal_mask": True, "experience": False, "controller": False}
+    assert any("adaptive_learning_controller came in with all_models and steers nothing" in n for n in quick.notes)
+    assert flows("digits_pbt").preset["collaboration"]["controller"] is True  # named in target_models
+    assert flows("quick", **{"collaboration.controller": True}).preset["collaboration"]["controller"] is True
+    assert flows("digits_pbt", **{"collaboration.controller": False}).preset["collaboration"]["controller"] is False
+    assert resolve_preset("quick")[1]["collaboration"]["controller"] is None  # decided by the plan, not the preset
+
+
 def test_every_problem_is_reported_by_path_with_suggestion():
     with pytest.raises(PresetError) as info:
         resolve_preset("quick", {"epoch": 3, "batch_size": -1, "checkpoint_interval": "x",

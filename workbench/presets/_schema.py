@@ -17,9 +17,10 @@ DEFAULTS: dict[str, Any] = {
     "seed": 0,
     "models": {},  # per model: hyperparameters, population, epochs, resources, datasets
     "data": {},  # user datasets: name -> {"path": ..., "target": ...}
-    # Mutual learning is off unless a preset asks: measured, it does not beat its controls
-    # (docs/collaboration.md).
-    "collaboration": {"mutual_learning": False, "causal_mask": True, "experience": True, "controller": True},
+    # A flow is on by default only where it beat its controls in most seeds; mutual learning
+    # and experience did not (docs/collaboration.md). The controller (None: decided by the
+    # plan) steers when target_models names it, not when it only comes in with all_models.
+    "collaboration": {"mutual_learning": False, "causal_mask": True, "experience": False, "controller": None},
     "workers": None,  # Dask workers of the local cluster; None = one per core
     "max_failures": 3,  # NaN roll-backs and crashed segments before a model is marked failed
     "profile_epoch": None,  # run this epoch of every model under torch.profiler (RUN/profiles/)
