@@ -104,7 +104,7 @@ def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str
         for key, value in preset["collaboration"].items():
             if key not in _COLLAB_KEYS:
                 problems.append(_unknown(f"{path}.collaboration", key, _COLLAB_KEYS))
-            else:
+            elif not (value is None and DEFAULTS["collaboration"][key] is None):  # None: the plan decides
                 _check_type(f"{path}.collaboration.{key}", value, bool, problems)
     if "data" in preset and _check_type(f"{path}.data", preset["data"], dict, problems):
         for dname, spec in preset["data"].items():
