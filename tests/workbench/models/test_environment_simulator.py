@@ -220,6 +220,42 @@ def test_ensemble_nll_training_reduces_error_on_linear_data():
     assert stats["train/mse"] < 0.05 * first
 
 
+def _fit_masked(soft: bool, steps: int = 400):
+    """Two state variables and one action; state change 0 is 0.8 x state 1 (its only parent),
+    change 1 is 0.5 x state 0. The mask wrongly drops state 1 -> change 0 and rightly drops
+    the action -> change 1. Returns the one-step MSE per output and each input's strength."""
+    from workbench.models.environment_simulator._ensemble import gaussian_nll_loss
+
+    g = torch.Generator().manual_seed(0)
+    m = ProbabilisticEnsemble(2, 1, n_members=2, hidden=16, layers=2, factored=True, generator=g)
+    x = torch.randn(512, 3, generator=g)
+    y = torch.stack([0.8 * x[:, 1], 0.5 * x[:, 0], torch.zeros(512)], 1)
+    m.fit_normaliser(x, y)
+    mask = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])  # (inputs, outputs)
+    m.set_input_mask(mask, soft=soft)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    xn, yn = ((x - m.in_mean) / m.in_std).expand(2, -1, -1), ((y - m.out_mean) / m.out_std).expand(2, -1, -1)
+    for _ in range(steps):
+        loss, _ = gaussian_nll_loss(m, xn, yn)
+        loss = loss + 0.1 * m.mask_penalty()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        mean, _ = m(xn)
+    return ((mean - yn) ** 2).mean((0, 1))[:2], m.input_strength()
+
+
+def test_a_soft_mask_keeps_a_parent_the_data_need_and_prices_out_an_unneeded_input():
+    hard_mse, _ = _fit_masked(soft=False)
+    soft_mse, strength = _fit_masked(soft=True)
+    assert hard_mse[0] > 0.5, "the hard cut leaves change 0 without its only parent"
+    assert soft_mse[0] < 0.02 and soft_mse[1] < 0.02, "under the price the data still pull the parent in"
+    # strength is (heads, inputs): the needed parent stays strong, the unneeded action withers.
+    assert strength[0, 1] > 0.5 * strength[1, 0]
+    assert strength[1, 2] < 0.2 * strength[1, 0]
+
+
 class _DriftModel:
     """Stand-in dynamics: the pole angle grows by 0.05 rad per step whatever the action."""
 

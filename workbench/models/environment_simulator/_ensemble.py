@@ -12,6 +12,9 @@ Two layouts:
   plus one head for reward). Head ``j``'s inputs are multiplied by column
   ``j`` of an input mask, so a causal mask ("input i drives output j") removes spurious
   inputs exactly; with the all-ones mask it is an unmasked model with separate heads.
+  A *soft* mask keeps every input and instead prices each masked-out one: a group-lasso
+  penalty on its first-layer weights (:meth:`ProbabilisticEnsemble.mask_penalty`), so an
+  input the data support strongly enough survives a wrong proposal.
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ class ProbabilisticEnsemble(nn.Module):
         self.min_logvar = nn.Parameter(torch.full((self.n_targets,), -10.0))
         # mask[h, i] = 1 when input i feeds head h; all ones until a causal mask arrives.
         self.register_buffer("mask", torch.ones(self.n_heads, self.in_dim))
+        self.mask_soft = False  # True: the mask prices inputs (mask_penalty) instead of cutting them
         self.register_buffer("in_mean", torch.zeros(self.in_dim))
         self.register_buffer("in_std", torch.ones(self.in_dim))
         self.register_buffer("out_mean", torch.zeros(self.n_targets))
@@ -69,11 +73,13 @@ class ProbabilisticEnsemble(nn.Module):
         self.out_mean.copy_(targets.mean(0))
         self.out_std.copy_(targets.std(0).clamp_min(1e-4) if len(targets) > 1 else torch.ones(self.n_targets))
 
-    def set_input_mask(self, state_mask: torch.Tensor | None) -> None:
+    def set_input_mask(self, state_mask: torch.Tensor | None, soft: bool = False) -> None:
         """Apply a causal mask of shape ``(in_dim, state_dim)``; ``None`` restores all inputs.
 
-        Only the factored layout can use it; the reward head keeps every input.
+        Only the factored layout can use it; the reward head keeps every input. ``soft``:
+        masked-out inputs stay connected and are priced by :meth:`mask_penalty` instead.
         """
+        self.mask_soft = soft
         self.mask.fill_(1.0)
         if state_mask is not None:
             if not self.factored:
@@ -83,8 +89,10 @@ class ProbabilisticEnsemble(nn.Module):
     # -- forward -----------------------------------------------------------------------
     def _heads(self, x_norm: torch.Tensor) -> torch.Tensor:
         e, b, _ = x_norm.shape
-        if self.factored:
+        if self.factored and not self.mask_soft:
             h = (x_norm.unsqueeze(1) * self.mask.unsqueeze(1)).reshape(e * self.n_heads, b, self.in_dim)
+        elif self.factored:
+            h = x_norm.unsqueeze(1).expand(e, self.n_heads, b, self.in_dim).reshape(e * self.n_heads, b, self.in_dim)
         else:
             h = x_norm
         last = len(self.weights) - 1
@@ -126,6 +134,22 @@ class ProbabilisticEnsemble(nn.Module):
         mean = h[..., 0].transpose(1, 2) if self.factored else h[:, 0, :, : self.n_targets]
         out = mean * self.out_std + self.out_mean
         return (state + out[..., : self.state_dim]).to(home), out[..., -1].to(home)
+
+    def mask_penalty(self) -> torch.Tensor:
+        """Group lasso on the masked-out inputs of a soft mask: per member, the sum over
+        (head, input) pairs the mask leaves out of the L2 norm of that input's first-layer
+        weights (0 without a soft mask). Under it an input's weights go to zero unless the
+        data pull harder than the price."""
+        if not (self.factored and self.mask_soft) or bool((self.mask > 0).all()):
+            return self.weights[0].new_zeros(())
+        w = self.weights[0].view(self.n_members, self.n_heads, self.in_dim, -1)
+        return ((1.0 - self.mask) * w.norm(dim=-1)).sum() / self.n_members
+
+    def input_strength(self) -> torch.Tensor:
+        """(heads, in_dim): mean over members of each input's first-layer weight norm in each
+        head (factored layout): how much a head still uses an input the mask priced."""
+        w = self.weights[0].detach().view(self.n_members, self.n_heads, self.in_dim, -1)
+        return w.norm(dim=-1).mean(0)
 
     def regulariser(self) -> torch.Tensor:
         """Keeps the learned log-variance bounds tight (PETS)."""

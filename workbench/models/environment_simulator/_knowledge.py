@@ -109,7 +109,7 @@ class KnowledgeMixin:
 
     def _apply_mask(self, mask: torch.Tensor) -> None:
         self.causal_mask = mask
-        self.model.set_input_mask(mask)
+        self.model.set_input_mask(mask, soft=self.hparams["mask_mode"] == "penalty")
 
     def _mask_summary(self) -> dict[str, Any]:
         inputs, outputs = self._edge_names()

@@ -45,6 +45,10 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         "architecture": HParam(str, "joint", choices=("joint", "factored"),
                                help="factored = one head per next-state variable (can use a causal mask)"),
         "use_causal_mask": HParam(bool, True, help="apply an imported causal_mask to the factored heads"),
+        "mask_mode": HParam(str, "hard", choices=("hard", "penalty"),
+                            help="hard = masked-out inputs are cut; penalty = kept, their weights priced by mask_penalty"),
+        "mask_penalty": HParam(float, 0.1, low=0.0, high=100.0, live=True,
+                               help="mask_mode=penalty: group-lasso price of each masked-out input's weights"),
         "mask_patience": HParam(int, 1, low=1, high=100,
                                 help="consecutive imported masks that must leave an input out before it is dropped"),
         "mask_restore_gain": HParam(float, 1.0, low=0.0, high=1.0,
@@ -147,6 +151,8 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         x = (self.train_x[idx] - self.model.in_mean) / self.model.in_std
         y = (self.train_y[idx] - self.model.out_mean) / self.model.out_std
         loss, stats = gaussian_nll_loss(self.model, x, y)
+        if self.model.mask_soft:
+            loss = loss + self.hparams["mask_penalty"] * self.model.mask_penalty()
         self.opt.zero_grad()
         loss.backward()
         self.opt.step()
@@ -210,6 +216,7 @@ class EnvironmentSimulator(KnowledgeMixin, Trainer):
         self.generator.set_state(state["generator"])
         self.rng = _numpy_state_from_dict(state["rng"])
         self.causal_mask = state["causal_mask"]
+        self.model.mask_soft = self.causal_mask is not None and self.hparams["mask_mode"] == "penalty"
         self.mask_info = dict(state["mask_info"])
         if "mask_votes" in state:  # checkpoints from before the guarded mask have neither
             self.mask_votes, self.mask_vetoed = state["mask_votes"].clone(), state["mask_vetoed"].clone()
