@@ -36,6 +36,9 @@ class _Slot:
     step: int = 0  # global step counter of this model
     step_in_epoch: int = 0
     oom_failures: int = 0  # CUDA out-of-memory errors so far (workbench._oom)
+    # When its state was last taken for a checkpoint, or it was built (restored from one):
+    # the time floor of ``SegmentSpec.checkpoint_seconds`` counts from here.
+    checkpointed: float = dataclasses.field(default_factory=time.perf_counter)
 
 
 _SLOTS: dict[tuple[str, str], _Slot] = {}
@@ -58,9 +61,16 @@ class SegmentSpec:
     profile_path: str | None = None  # run this segment under torch.profiler, trace written here
     epochs: int = 1  # epochs in this segment (more when nothing needs the coordinator between them)
     max_failures: int = 3  # out-of-memory retries at a smaller batch before the step fails
-    # Epochs at whose end the trainer's checkpoint state is taken inside the segment and
-    # returned with its record (no separate task, no round trip before the next segment).
-    checkpoints: tuple[int, ...] = ()
+    # The trainer's checkpoint state is taken inside the segment and returned with its
+    # epoch's record (no separate task, no round trip before the next segment) every
+    # ``checkpoint_interval`` epochs and at the last epoch (0: never).
+    checkpoint_interval: int = 0
+    # A due checkpoint (other than the last epoch's) is skipped when the model's previous
+    # one was taken less than this many seconds ago (docs/engine.md, "Checkpoints").
+    checkpoint_seconds: float = 0.0
+    # Stop after the first epoch that ends this many seconds after the segment started (at
+    # most ``epochs``): the segment's length adapts to the epochs' length, known or not.
+    seconds: float | None = None
     # Replayed changes, applied when the global step reaches ``step`` (before that step runs):
     # ``(step, name, value, command_id)``. Carried here, never through the mailbox, so the
     # step is exact whatever the timing.
@@ -257,6 +267,8 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
         records = []
         packer = _Packer(spec.instance)  # step metrics, sent once a second across the segment's epochs
         for epoch in range(spec.epoch, spec.epoch + spec.epochs):
+            if records and spec.seconds is not None and time.perf_counter() - t0 >= spec.seconds:
+                break
             if records and spec.snapshot:  # the roll-back point of each epoch
                 slot.snapshot = {"trainer": _copy_state(trainer.state_dict()), "rng": _capture_rng(),
                                  "step": slot.step}
@@ -264,8 +276,9 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
                               log=lambda msg: emit({"kind": "log", "model": spec.instance, "text": msg}))
             record = _train_epoch(slot, spec, epoch, ctx, emit, scheduled, packer)
             record["timing"]["time/knowledge_s"] = knowledge_s if not records else 0.0
-            if record["status"] == "done" and epoch in spec.checkpoints:
+            if record["status"] == "done" and _checkpoint_now(spec, slot, epoch):
                 record["state"] = _state_payload(slot, _capture_rng())
+                slot.checkpointed = time.perf_counter()
             records.append(record)
             if record["status"] != "done":
                 break
@@ -275,6 +288,16 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
         last = records[-1]
         return {"status": last["status"], "epochs": records, "step": slot.step, "knowledge_used": used,
                 "error": last["error"], "hparams": dict(trainer.hparams)}
+
+
+def _checkpoint_now(spec: SegmentSpec, slot: _Slot, epoch: int) -> bool:
+    """Take the checkpoint state at the end of ``epoch``? (``SegmentSpec.checkpoint_interval``)"""
+    from .checkpoint import should_checkpoint
+
+    if not spec.checkpoint_interval:
+        return False
+    return should_checkpoint(epoch, spec.checkpoint_interval, spec.total_epochs,
+                             since=time.perf_counter() - slot.checkpointed, min_seconds=spec.checkpoint_seconds)
 
 
 def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,

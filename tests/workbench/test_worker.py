@@ -112,7 +112,7 @@ def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
     blob = cloudpickle.dumps(_shipped_class())
     _worker.build("r", "ck@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
     try:
-        spec = _worker.SegmentSpec("r", "ck@x", 1, 6, "topic", {"lr": 0.1}, epochs=6, checkpoints=(2, 4, 6))
+        spec = _worker.SegmentSpec("r", "ck@x", 1, 6, "topic", {"lr": 0.1}, epochs=6, checkpoint_interval=2)
         result = _worker.run_segment(spec)
         assert result["status"] == "done"
         with_state = {r["epoch"]: r["state"]["engine"]["step"] for r in result["epochs"] if "state" in r}
@@ -122,6 +122,34 @@ def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
             _worker.state("r", "ck@x")["engine"]["rng"]["torch"])
     finally:
         _worker.drop("r", "ck@x")
+
+
+def test_a_checkpoint_due_within_the_time_floor_is_skipped_but_never_the_last():
+    blob = cloudpickle.dumps(_shipped_class())
+    _worker.build("r", "fl@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    try:
+        spec = _worker.SegmentSpec("r", "fl@x", 1, 6, "topic", {"lr": 0.1}, epochs=6, checkpoint_interval=2,
+                                   checkpoint_seconds=3600.0)
+        result = _worker.run_segment(spec)
+        assert [r["epoch"] for r in result["epochs"] if "state" in r] == [6]
+    finally:
+        _worker.drop("r", "fl@x")
+
+
+def test_a_segment_bounded_by_time_ends_after_the_epoch_that_reaches_it():
+    blob = cloudpickle.dumps(_shipped_class())
+    _worker.build("r", "tb@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    try:
+        # 0 s: past the bound as soon as the first epoch ends, so exactly one epoch runs
+        result = _worker.run_segment(_worker.SegmentSpec("r", "tb@x", 1, 6, "topic", {"lr": 0.1}, epochs=6,
+                                                         seconds=0.0))
+        assert result["status"] == "done" and [r["epoch"] for r in result["epochs"]] == [1]
+        # an hour: every epoch asked for, and the next segment goes on from the step reached
+        result = _worker.run_segment(_worker.SegmentSpec("r", "tb@x", 2, 6, "topic", {"lr": 0.1}, epochs=5,
+                                                         seconds=3600.0))
+        assert [r["epoch"] for r in result["epochs"]] == [2, 3, 4, 5, 6] and result["step"] == 24
+    finally:
+        _worker.drop("r", "tb@x")
 
 
 def test_the_end_of_a_run_forgets_its_trainers_and_only_them():
