@@ -23,7 +23,7 @@ from typing import Any
 from . import _device, _oom
 
 __all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "load_state", "deliver", "drop",
-           "drop_run", "unpack"]
+           "drop_run", "unpack", "to_wire", "from_wire"]
 
 
 @dataclasses.dataclass
@@ -523,12 +523,72 @@ def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
 
 def _state_payload(slot: _Slot, rng: dict[str, Any]) -> dict[str, Any]:
     """What a checkpoint holds of a trainer (its lock held by the caller); ``rng``: the
-    global generators' states as the next step would find them."""
+    global generators' states as the next step would find them. Its tensors travel as
+    numpy arrays (:func:`to_wire`); the receiver calls :func:`from_wire`."""
     t0 = time.perf_counter()
     trainer_state = _device.to_host(slot.trainer.state_dict(), copy=True)
     files = slot.trainer.output_files() if hasattr(slot.trainer, "output_files") else {}
-    return {"trainer": trainer_state, "files": files,
-            "engine": {"rng": rng_to_tensors(rng), "step": slot.step, "state_seconds": time.perf_counter() - t0}}
+    return to_wire({"trainer": trainer_state, "files": files,
+                    "engine": {"rng": rng_to_tensors(rng), "step": slot.step,
+                               "state_seconds": time.perf_counter() - t0}})
+
+
+class _Wired:
+    """A host tensor carried as its numpy array. Pickling a torch tensor costs about 0.1 ms
+    each way (its storage goes through torch's own reducer): a digits MLP's state with its
+    optimiser, 29 tensors and 350 KB, took 3 ms to pickle and 4 ms to unpickle, against
+    0.1 ms each as numpy arrays."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+
+    def __reduce__(self):
+        return (_Wired, (self.array,))
+
+
+def to_wire(obj: Any) -> Any:
+    """``obj`` with every plain host tensor numpy can hold replaced by a :class:`_Wired`
+    sharing its memory (dicts, ordered dicts with their metadata, lists and tuples rebuilt).
+    Other tensors (bfloat16, sparse, subclasses) stay as they are."""
+    import numpy as np
+    import torch
+
+    if type(obj) is torch.Tensor:
+        if obj.device.type == "cpu" and obj.layout == torch.strided and not obj.requires_grad:
+            try:
+                return _Wired(obj.numpy())
+            except (TypeError, RuntimeError):  # a dtype numpy lacks (bfloat16), conjugate views
+                return obj
+        return obj
+    if isinstance(obj, np.ndarray):
+        return obj
+    return _rebuild(obj, to_wire)
+
+
+def from_wire(obj: Any) -> Any:
+    """The inverse of :func:`to_wire`: every :class:`_Wired` back to a torch tensor."""
+    import torch
+
+    if isinstance(obj, _Wired):
+        array = obj.array
+        return torch.from_numpy(array if array.flags.writeable else array.copy())
+    return _rebuild(obj, from_wire)
+
+
+def _rebuild(obj: Any, fn) -> Any:
+    if isinstance(obj, dict):
+        out = type(obj)((k, fn(v)) for k, v in obj.items()) if type(obj) in (dict, collections.OrderedDict) \
+            else {k: fn(v) for k, v in obj.items()}
+        if hasattr(obj, "_metadata"):  # a module's state_dict keeps its version metadata
+            out._metadata = obj._metadata
+        return out
+    if type(obj) is list:
+        return [fn(v) for v in obj]
+    if type(obj) is tuple:
+        return tuple(fn(v) for v in obj)
+    return obj
 
 
 def load_state(run_id: str, instance: str, payload: dict[str, Any], hparams: dict[str, Any] | None = None,
@@ -536,7 +596,7 @@ def load_state(run_id: str, instance: str, payload: dict[str, Any], hparams: dic
     """Load a state into a live trainer (population exploit, NaN roll-back)."""
     slot = _SLOTS[(run_id, instance)]
     with slot.lock:
-        slot.trainer.load_state_dict(copy.deepcopy(payload["trainer"]))
+        slot.trainer.load_state_dict(copy.deepcopy(from_wire(payload["trainer"])))
         if hparams:
             for name, value in hparams.items():
                 slot.trainer.set_hparam(name, value)

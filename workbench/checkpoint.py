@@ -248,7 +248,9 @@ class CheckpointWriter:
             self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint lost ({future.status})"}))
             return
         try:
-            payload = future.result(timeout=60)
+            from ._worker import from_wire
+
+            payload = from_wire(future.result(timeout=60))
             payload["coordinator"] = extra
             files = payload.pop("files", None) or {}
         except Exception as exc:  # the state never came (its worker died on the way): that model's loss

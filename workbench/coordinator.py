@@ -344,9 +344,9 @@ class Coordinator(Steering):
         for key in ("batch_size", "grad_accumulation"):  # lowered by the worker after an out-of-memory error
             if key in m.hparams and key in result["hparams"]:
                 m.hparams[key] = result["hparams"][key]
-        for i, record in enumerate(result["epochs"]):
-            if record["status"] == "done":
-                self._epoch_done(m, record, result["knowledge_used"] if i == 0 else {})
+        done = [record for record in result["epochs"] if record["status"] == "done"]
+        for i, record in enumerate(done):
+            self._epoch_done(m, record, result["knowledge_used"] if i == 0 else {}, save=i == len(done) - 1)
         if status == "paused":
             self._save_model(name, state=m.state.value)
         elif status in ("nonfinite", "error"):
@@ -369,7 +369,10 @@ class Coordinator(Steering):
                                            "reason": status})
             self._save_model(name, hparams=m.hparams, last_error=m.last_error)
 
-    def _epoch_done(self, m: _Model, result: dict[str, Any], knowledge_used: dict[str, Any]) -> None:
+    def _epoch_done(self, m: _Model, result: dict[str, Any], knowledge_used: dict[str, Any],
+                    save: bool = True) -> None:
+        """Record a finished epoch; ``save``: write the model's row (the last epoch of a
+        segment: its epochs arrive together, so one row write per segment says the same)."""
         name = m.name
         m.completed += 1
         e = m.completed
@@ -408,7 +411,8 @@ class Coordinator(Steering):
             self._event(name, K.FINISHED, {"epoch": e, "eval": m.last_eval})
             if m.placement.gpu_index is not None:
                 self._release_share(m)
-        self._save_model(name, state=m.state.value, epoch=e, hparams=m.hparams, last_error=m.last_error)
+        if save or m.state == ModelState.FINISHED:
+            self._save_model(name, state=m.state.value, epoch=e, hparams=m.hparams, last_error=m.last_error)
 
     def _export(self, m: _Model) -> Any:
         """Ask for ``m``'s knowledge after its last completed epoch, if anyone consumes it."""

@@ -118,8 +118,8 @@ def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
         with_state = {r["epoch"]: r["state"]["engine"]["step"] for r in result["epochs"] if "state" in r}
         assert with_state == {2: 8, 4: 16, 6: 24}  # the step counter as each of those epochs ended
         # the last one is what the separate state task returns after the segment
-        assert result["epochs"][-1]["state"]["engine"]["rng"]["torch"].equal(
-            _worker.state("r", "ck@x")["engine"]["rng"]["torch"])
+        last = _worker.from_wire(result["epochs"][-1]["state"])
+        assert last["engine"]["rng"]["torch"].equal(_worker.from_wire(_worker.state("r", "ck@x"))["engine"]["rng"]["torch"])
     finally:
         _worker.drop("r", "ck@x")
 
@@ -150,6 +150,36 @@ def test_a_segment_bounded_by_time_ends_after_the_epoch_that_reaches_it():
         assert [r["epoch"] for r in result["epochs"]] == [2, 3, 4, 5, 6] and result["step"] == 24
     finally:
         _worker.drop("r", "tb@x")
+
+
+def test_a_state_travels_as_numpy_and_comes_back_as_the_same_tensors(tmp_path):
+    import collections
+    import io
+    import pickle
+
+    import torch
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    state = {"net": net.state_dict(), "opt": opt.state_dict(), "half": torch.ones(2, dtype=torch.bfloat16),
+             "rng": torch.get_rng_state(), "plain": [1, "a", None]}
+    wired = _worker.to_wire(state)
+    assert isinstance(wired["net"]["weight"], _worker._Wired)  # numpy inside
+    assert isinstance(wired["half"], torch.Tensor)  # numpy has no bfloat16: left a tensor
+    back = _worker.from_wire(pickle.loads(pickle.dumps(wired, protocol=5)))
+    assert isinstance(back["net"], collections.OrderedDict) and back["net"]._metadata == state["net"]._metadata
+    for key in ("weight", "bias"):
+        assert torch.equal(back["net"][key], state["net"][key]) and back["net"][key].dtype == torch.float32
+    assert back["opt"]["state"][0]["step"].dim() == 0 and torch.equal(back["opt"]["state"][0]["step"],
+                                                                        state["opt"]["state"][0]["step"])
+    assert torch.equal(back["rng"], state["rng"]) and torch.equal(back["half"], state["half"])
+    assert back["plain"] == [1, "a", None]
+    buffer = io.BytesIO()  # what the driver writes loads as a checkpoint does (weights only)
+    torch.save(back, buffer)
+    buffer.seek(0)
+    assert torch.equal(torch.load(buffer, weights_only=True)["net"]["weight"], state["net"]["weight"])
 
 
 def test_the_end_of_a_run_forgets_its_trainers_and_only_them():
