@@ -229,8 +229,9 @@ def segment_epochs(ledger: Ledger, name: str) -> int:
     One, unless the model is :func:`alone`; then every remaining epoch, and the worker
     ends the segment after the first epoch that finishes :data:`SEGMENT_SECONDS` after it
     started (``SegmentSpec.seconds``), so its length adapts to the epochs' length without
-    a first one-epoch segment to measure it. Checkpoints due inside a segment are taken by
-    the segment itself (``SegmentSpec.checkpoint_interval``), so they do not cut it short.
+    a first one-epoch segment to measure it, or after an epoch it took a checkpoint state
+    at (``SegmentSpec.checkpoint_interval``: the state is then on disk at once, never lost
+    with a later epoch of the segment that hangs; :func:`checkpoint_seconds` keeps those rare).
     """
     m = ledger.models[name]
     if not alone(ledger, name):

@@ -63,7 +63,7 @@ class SegmentSpec:
     max_failures: int = 3  # out-of-memory retries at a smaller batch before the step fails
     # The trainer's checkpoint state is taken inside the segment and returned with its
     # epoch's record (no separate task, no round trip before the next segment) every
-    # ``checkpoint_interval`` epochs and at the last epoch (0: never).
+    # ``checkpoint_interval`` epochs and at the last epoch (0: never); the segment ends there.
     checkpoint_interval: int = 0
     # A due checkpoint (other than the last epoch's) is skipped when the model's previous
     # one was taken less than this many seconds ago (docs/engine.md, "Checkpoints").
@@ -280,7 +280,10 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
                 record["state"] = _state_payload(slot, _capture_rng())
                 slot.checkpointed = time.perf_counter()
             records.append(record)
-            if record["status"] != "done":
+            # A checkpoint ends the segment: its state then reaches the driver's disk now, not
+            # lost with a later epoch of the segment that hangs or kills its worker. With the
+            # time floor (checkpoint_seconds) that is one more segment every ten seconds or so.
+            if record["status"] != "done" or "state" in record:
                 break
         if packer:
             packer.send(emit, [])
