@@ -7,7 +7,8 @@ as there are cores), each for the same epochs with an evaluation after every epo
 
 (a) a plain ``concurrent.futures`` process pool (the loop and nothing else);
 (b) the workbench, with metrics streaming (a train/loss point every step), control and
-    checkpoints at the default interval (5) on;
+    checkpoints at the product's defaults on (interval 5 as the built-in presets, and the
+    10 s floor of ``checkpoint_seconds``: a checkpoint at most every 10 s per model);
 (c) Ray Tune trials (``pip install "ray[tune]"``, the ``bench`` extra), each reporting its
     metrics once per epoch; skipped with a line saying so when ray is not installed.
 

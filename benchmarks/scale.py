@@ -16,9 +16,11 @@ prints, over the training phase (the ``started`` event to the last ``segment`` e
 - wall time per epoch of the whole population, and the store's size per model-epoch.
 
 "At most linear" means the per-model-epoch figures stay flat as N grows. Ten epochs by
-default: a model's first segment is one epoch, then segments grow to about two seconds of
-epochs (checkpoints are taken inside them), as in real runs; with 2 epochs every
-model-epoch is a segment of its own. ``--quick``: 8, 32 and 64 models for 5 epochs.
+default: each segment runs epochs until about two seconds have passed (the worker ends it;
+checkpoints are taken inside it), as in real runs, so a model whose epochs take tens of
+milliseconds trains them all in one segment; with many models on few cores an epoch takes
+longer and segments hold fewer. Checkpoints at the product's defaults (interval 5 as the
+built-in presets, ``checkpoint_seconds`` 10). ``--quick``: 8, 32 and 64 models for 5 epochs.
 """
 from __future__ import annotations
 

@@ -171,7 +171,7 @@ class Watchdog:
         abandoned (its model stops at its last finished epoch). Its worker is restarted (a
         hung step holds the worker's only thread), except when a local cluster is about to
         close anyway. Returns whether any segment was given up."""
-        from ._policy import segment_epochs
+        from ._policy import SEGMENT_SECONDS, segment_epochs
         from .events import EventKind
         from .states import RunState
 
@@ -182,8 +182,10 @@ class Watchdog:
         stuck = []
         ledger = coord._ledger() if flying else None  # once a check, not once per model (64 models: 64 ledgers)
         for key, m in flying.items():
-            limit = segment_timeout(coord.plan.preset.get("segment_timeout"), m.epoch_seconds,
-                                    segment_epochs(ledger, m.name))
+            epochs = segment_epochs(ledger, m.name)
+            if epochs > 1 and m.epoch_seconds:  # the worker ends it after SEGMENT_SECONDS (plus an epoch)
+                epochs = min(epochs, 1 + int(SEGMENT_SECONDS / max(m.epoch_seconds, 1e-3)))
+            limit = segment_timeout(coord.plan.preset.get("segment_timeout"), m.epoch_seconds, epochs)
             if overdue(self.since[key], limit, now):
                 stuck.append(m)
                 coord._fail(m, f"segment hung: no result after {limit:g} s (preset key segment_timeout)")

@@ -27,17 +27,18 @@ from .checkpoint import should_checkpoint
 from .states import ModelState
 
 __all__ = ["ModelEntry", "Ledger", "FailureAction", "SEGMENT_SECONDS", "flow_of", "shared_kinds", "peers",
-           "consumers", "ready", "waiting_for", "ready_models", "route_knowledge", "should_export", "segment_epochs",
-           "checkpoint_due", "controller_round_due", "after_failure", "forgive", "resume_epochs",
+           "consumers", "ready", "waiting_for", "ready_models", "route_knowledge", "should_export", "alone", "segment_epochs",
+           "checkpoint_seconds", "checkpoint_due", "controller_round_due", "after_failure", "forgive", "resume_epochs",
            "assign_workers", "choose_worker"]
 
 # Which preset switch (``collaboration.*``) governs a knowledge kind.
 _FLOWS = {"soft_predictions/*": "mutual_learning", "causal_mask/*": "causal_mask",
           "transitions/*": "experience", "imagined_transitions/*": "experience"}
-# A multi-epoch segment's target length (docs/engine.md). Each segment costs the driver and
-# its scheduler a task, a result and its events; two seconds keep that a few percent of the
-# training CPU for epochs of tens of milliseconds. Live changes reach a segment's steps
-# through the mailbox whatever its length; what waits for its end is the epoch's metrics.
+# A multi-epoch segment's target length (docs/engine.md), kept by the worker. Each segment
+# costs the driver and its scheduler a task, a result and its events; two seconds keep that
+# a few percent of the training CPU for epochs of tens of milliseconds. Live changes reach a
+# segment's steps through the mailbox whatever its length; what waits for its end is the
+# epochs' records (evaluation metrics, checkpoints written, the progress table's epoch).
 SEGMENT_SECONDS = 2.0
 
 
@@ -71,6 +72,7 @@ class Ledger:
     controllers: bool = False  # a controller steers the run (rounds gate every model)
     round: int = 0  # the last controller round decided
     checkpoint_interval: int = 1
+    checkpoint_seconds: float = 0.0  # the preset's floor between two checkpoints of a model alone
     max_failures: int = 3
     profile_epoch: int | None = None
 
@@ -214,23 +216,35 @@ def should_export(ledger: Ledger, name: str) -> bool:
     return ledger.models[name].state != ModelState.FAILED and bool(consumers(ledger, name))
 
 
-def segment_epochs(ledger: Ledger, name: str, segment_seconds: float = SEGMENT_SECONDS) -> int:
-    """Epochs in ``name``'s next segment.
+def alone(ledger: Ledger, name: str) -> bool:
+    """Does nothing need the driver between ``name``'s epochs? (no knowledge flow in or
+    out, no controller, no profile): its segments may then span many epochs, and its
+    checkpoints need not fall on the same epochs as any other model's."""
+    return not (ledger.controllers or ledger.profile_epoch or peers(ledger, name) or consumers(ledger, name))
 
-    One, unless nothing needs the driver between epochs (no knowledge flow in or out, no
-    controller, no profile) and an epoch's length is known; then as many epochs as make
-    about ``segment_seconds``, never past the end. Checkpoints due inside a segment are
-    taken by the segment itself (``SegmentSpec.checkpoints``), so they do not cut it short.
+
+def segment_epochs(ledger: Ledger, name: str) -> int:
+    """The most epochs ``name``'s next segment may train.
+
+    One, unless the model is :func:`alone`; then every remaining epoch, and the worker
+    ends the segment after the first epoch that finishes :data:`SEGMENT_SECONDS` after it
+    started (``SegmentSpec.seconds``), so its length adapts to the epochs' length without
+    a first one-epoch segment to measure it, or after an epoch it took a checkpoint state
+    at (``SegmentSpec.checkpoint_interval``: the state is then on disk at once, never lost
+    with a later epoch of the segment that hangs; :func:`checkpoint_seconds` keeps those rare).
     """
     m = ledger.models[name]
-    if (ledger.controllers or not m.epoch_seconds or ledger.profile_epoch
-            or peers(ledger, name) or consumers(ledger, name)):
+    if not alone(ledger, name):
         return 1
-    remaining = m.total_epochs - m.completed
-    if remaining <= 0:
-        return 1
-    wanted = int(segment_seconds / max(m.epoch_seconds, 1e-3))
-    return max(1, min(wanted, remaining))
+    return max(1, m.total_epochs - m.completed)
+
+
+def checkpoint_seconds(ledger: Ledger, name: str) -> float:
+    """The time floor between two of ``name``'s checkpoints (``checkpoint_seconds`` of the
+    preset), or 0 when its checkpoints must fall every ``checkpoint_interval`` epochs:
+    models coupled by knowledge or a controller resume together from an epoch every one of
+    them has a checkpoint for (:func:`resume_epochs`), so theirs cannot depend on timing."""
+    return ledger.checkpoint_seconds if alone(ledger, name) else 0.0
 
 
 def checkpoint_due(ledger: Ledger, name: str) -> bool:

@@ -31,9 +31,19 @@ def check_name(name: str, what: str = "name") -> str:
     return name
 
 
-def should_checkpoint(epoch: int, interval: int, total_epochs: int) -> bool:
-    """Checkpoint every ``interval`` completed epochs and at the end."""
-    return epoch > 0 and (epoch % interval == 0 or epoch >= total_epochs)
+def should_checkpoint(epoch: int, interval: int, total_epochs: int, since: float | None = None,
+                      min_seconds: float = 0.0) -> bool:
+    """Checkpoint every ``interval`` completed epochs and at the end; with ``min_seconds``,
+    an interval's checkpoint only when the previous one was taken at least that many
+    seconds ago (``since``), so epochs of milliseconds are not saved several times a second.
+    The last epoch is always checkpointed."""
+    if epoch <= 0:
+        return False
+    if epoch >= total_epochs:
+        return True
+    if epoch % interval:
+        return False
+    return not min_seconds or since is None or since >= min_seconds
 
 
 def write_outputs(folder: Path, files: dict[str, str]) -> None:
@@ -238,7 +248,9 @@ class CheckpointWriter:
             self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint lost ({future.status})"}))
             return
         try:
-            payload = future.result(timeout=60)
+            from ._worker import from_wire
+
+            payload = from_wire(future.result(timeout=60))
             payload["coordinator"] = extra
             files = payload.pop("files", None) or {}
         except Exception as exc:  # the state never came (its worker died on the way): that model's loss

@@ -35,6 +35,7 @@ from .commands import Command, CommandOp
 from .control import Exploit, ModelView, RunView, SetHParam
 from .events import EpochEnd, Event, EventBus, EventKind, LogFiles, LogLine, Metrics, StoreHandler, Subscribers
 from .plan import ModelInstance, Plan
+from .presets import DEFAULTS
 from .registry import _REGISTRY, get_model
 from .replay import ReplayQueue, ReplaySchedule
 from .resources import Placement, rebalance
@@ -75,6 +76,7 @@ class _Model:
     steps_per_s: float | None = None
     epoch_seconds: float | None = None
     unacknowledged: dict[str, int] = dataclasses.field(default_factory=dict)  # hparam -> command id not yet applied
+    checkpoint_floor: float = 0.0  # the time floor its segment in flight applies to checkpoints
 
     @property
     def name(self) -> str:
@@ -108,6 +110,7 @@ class Coordinator(Steering):
         self.collab = plan.preset.get("enable_collaborative_training", False)
         self.flows = dict(plan.preset.get("collaboration", {}))
         self.interval = int(plan.preset["checkpoint_interval"])
+        self.checkpoint_floor = float(plan.preset.get("checkpoint_seconds", DEFAULTS["checkpoint_seconds"]))
         self.max_failures = int(plan.preset.get("max_failures", 3))
         self.models = {i.instance: _Model(i, placements[i.instance], hparams=dict(i.hparams))
                        for i in plan.trainers}
@@ -156,7 +159,8 @@ class Coordinator(Steering):
     def _ledger(self) -> policy.Ledger:
         return policy.Ledger.of((m.entry() for m in self.models.values()), collaborate=self.collab,
                                 flows=self.flows, controllers=bool(self.controllers), round=self.round,
-                                checkpoint_interval=self.interval, max_failures=self.max_failures,
+                                checkpoint_interval=self.interval, checkpoint_seconds=self.checkpoint_floor,
+                                max_failures=self.max_failures,
                                 profile_epoch=self.plan.preset.get("profile_epoch"))
 
     def _event(self, model: str | None, kind: EventKind, payload: dict[str, Any] | None = None) -> None:
@@ -300,14 +304,15 @@ class Coordinator(Steering):
                                 for src, epoch in srcs.items()} for kind, srcs in routed.items()}
             epoch = m.completed + 1
             epochs = policy.segment_epochs(ledger, name)
+            m.checkpoint_floor = policy.checkpoint_seconds(ledger, name)
             profile = None
             if self.plan.preset.get("profile_epoch") == epoch:
                 profile = str(self.run_dir / "profiles" / f"{name}-epoch{epoch}.json")
             spec = _worker.SegmentSpec(self.run_id, name, epoch, m.spec.epochs, self.topic, dict(m.hparams),
                                        m.placement.threads, m.placement.gpu_fraction, profile_path=profile,
                                        epochs=epochs, max_failures=self.max_failures,
-                                       checkpoints=tuple(e for e in range(epoch, epoch + epochs)
-                                                         if should_checkpoint(e, self.interval, m.spec.epochs)),
+                                       checkpoint_interval=self.interval, checkpoint_seconds=m.checkpoint_floor,
+                                       seconds=policy.SEGMENT_SECONDS if epochs > 1 else None,
                                        changes=self._replayed_in_segment(m))
             m.future = self.client.submit(_worker.run_segment, spec, knowledge or None, *m.deps,
                                           workers=[m.worker], allow_other_workers=False, pure=False,
@@ -339,9 +344,9 @@ class Coordinator(Steering):
         for key in ("batch_size", "grad_accumulation"):  # lowered by the worker after an out-of-memory error
             if key in m.hparams and key in result["hparams"]:
                 m.hparams[key] = result["hparams"][key]
-        for i, record in enumerate(result["epochs"]):
-            if record["status"] == "done":
-                self._epoch_done(m, record, result["knowledge_used"] if i == 0 else {})
+        done = [record for record in result["epochs"] if record["status"] == "done"]
+        for i, record in enumerate(done):
+            self._epoch_done(m, record, result["knowledge_used"] if i == 0 else {}, save=i == len(done) - 1)
         if status == "paused":
             self._save_model(name, state=m.state.value)
         elif status in ("nonfinite", "error"):
@@ -364,7 +369,10 @@ class Coordinator(Steering):
                                            "reason": status})
             self._save_model(name, hparams=m.hparams, last_error=m.last_error)
 
-    def _epoch_done(self, m: _Model, result: dict[str, Any], knowledge_used: dict[str, Any]) -> None:
+    def _epoch_done(self, m: _Model, result: dict[str, Any], knowledge_used: dict[str, Any],
+                    save: bool = True) -> None:
+        """Record a finished epoch; ``save``: write the model's row (the last epoch of a
+        segment: its epochs arrive together, so one row write per segment says the same)."""
         name = m.name
         m.completed += 1
         e = m.completed
@@ -383,8 +391,10 @@ class Coordinator(Steering):
                                       "timing": result["timing"]})
         self.bus.emit(EpochEnd(name, e, m.step, {k: float(v) for k, v in values.items()}))
         deps = [fut] if (fut := self._export(m)) is not None else []
-        if should_checkpoint(e, self.interval, m.spec.epochs):
-            if "state" in result:  # taken by the segment at this epoch's end
+        # Taken by the segment at this epoch's end when due (past the time floor, if any);
+        # a state task only for a due one the segment did not take (it never does today).
+        if "state" in result or (not m.checkpoint_floor and should_checkpoint(e, self.interval, m.spec.epochs)):
+            if "state" in result:
                 fut = _Ready(result.pop("state"))
             else:
                 fut = self.client.submit(_worker.state, self.run_id, name, workers=[m.worker],
@@ -401,7 +411,8 @@ class Coordinator(Steering):
             self._event(name, K.FINISHED, {"epoch": e, "eval": m.last_eval})
             if m.placement.gpu_index is not None:
                 self._release_share(m)
-        self._save_model(name, state=m.state.value, epoch=e, hparams=m.hparams, last_error=m.last_error)
+        if save or m.state == ModelState.FINISHED:
+            self._save_model(name, state=m.state.value, epoch=e, hparams=m.hparams, last_error=m.last_error)
 
     def _export(self, m: _Model) -> Any:
         """Ask for ``m``'s knowledge after its last completed epoch, if anyone consumes it."""

@@ -43,7 +43,7 @@ def load_trainer(run_id: str | Path, instance: str, runs_dir: str | Path | None 
     loaded = DiskSaver(record.dir / "checkpoints").load_latest(instance)
     if loaded is None:
         raise WorkbenchError(f"model '{instance}' of run {record.id} has no checkpoint yet: it is written every "
-                             f"checkpoint_interval epochs and at the end")
+                             f"checkpoint_interval epochs (at most every checkpoint_seconds) and at the end")
     _, payload = loaded
     hparams = {**inst.hparams, **payload.get("coordinator", {}).get("hparams", {})}
     ds = inst.dataset

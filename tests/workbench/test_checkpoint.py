@@ -52,3 +52,13 @@ def test_checkpoints_cannot_carry_code(tmp_path):
 def test_names_cannot_escape(bad):
     with pytest.raises(WorkbenchError):
         check_name(bad)
+
+
+def test_a_time_floor_skips_interval_checkpoints_taken_too_soon_but_never_the_last():
+    from workbench.checkpoint import should_checkpoint
+
+    assert should_checkpoint(10, 5, 20, since=2.0, min_seconds=10.0) is False
+    assert should_checkpoint(10, 5, 20, since=12.0, min_seconds=10.0) is True
+    assert should_checkpoint(11, 5, 20, since=12.0, min_seconds=10.0) is False  # not on the interval
+    assert should_checkpoint(20, 5, 20, since=0.1, min_seconds=10.0) is True  # the last epoch, always
+    assert should_checkpoint(10, 5, 20, since=0.1, min_seconds=0.0) is True  # no floor: every interval

@@ -204,7 +204,8 @@ class NotebookRegressor(wb.Trainer):
         self.hparams.update(state["hparams"])
 
 preset = {"description": "a notebook model", "datasets": ["digits"], "target_models": ["nb_regressor"],
-          "epochs": 30, "batch_size": 32, "checkpoint_interval": 2, "enable_collaborative_training": False,
+          "epochs": 30, "batch_size": 32, "checkpoint_interval": 2, "checkpoint_seconds": 0,
+          "enable_collaborative_training": False,
           "models": {"nb_regressor": {"population": 2}}}
 path = runs_dir + "/nb_preset.json"
 import json, os

@@ -90,8 +90,10 @@ sys.exit(main(sys.argv[1:]))
 
 
 def _preset(tmp_path: Path, models: list[str], **extra) -> Path:
+    # A checkpoint every epoch, whatever its length (no time floor): the tests check which survive.
     preset = {"description": "a fault", "datasets": ["digits"], "target_models": models, "epochs": 4,
-              "batch_size": 32, "checkpoint_interval": 1, "enable_collaborative_training": True, **extra}
+              "batch_size": 32, "checkpoint_interval": 1, "checkpoint_seconds": 0,
+              "enable_collaborative_training": True, **extra}
     path = tmp_path / "fault.json"
     path.write_text(json.dumps({"fault": preset}))
     return path
@@ -341,7 +343,8 @@ def _file_size_limit(limit: int):
 @pytest.mark.slow
 @pytest.mark.parametrize("where, limit, extra", [
     ("store.sqlite", 300 * 1024, ["--set", "epochs=6"]),
-    ("checkpoint digits_", 250 * 1024, ["--set", "epochs=3", "--set", "checkpoint_interval=1"]),
+    ("checkpoint digits_", 250 * 1024, ["--set", "epochs=3", "--set", "checkpoint_interval=1",
+                                        "--set", "checkpoint_seconds=0"]),
 ], ids=["store", "checkpoint"])
 def test_a_full_disk_fails_the_run_with_the_reason_and_keeps_what_was_written_valid(tmp_path, where, limit, extra):
     runs = tmp_path / "runs"

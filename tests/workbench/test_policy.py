@@ -101,19 +101,26 @@ def test_routing_picks_each_kind_by_its_switch():
 
 def test_segment_length():
     alone = Ledger.of([ModelEntry("m", completed=2, total_epochs=40, epoch_seconds=0.1)], checkpoint_interval=5)
-    assert policy.segment_epochs(alone, "m") == 20  # two seconds; the checkpoints at 5, 10, ... are taken inside
-    assert policy.segment_epochs(alone, "m", segment_seconds=1.0) == 10
-    assert policy.segment_epochs(_replace(alone, "m", completed=38), "m") == 2  # never past the end
-    assert policy.segment_epochs(_replace(alone, "m", epoch_seconds=0.4), "m") == 5
-    assert policy.segment_epochs(_replace(alone, "m", epoch_seconds=3.0), "m") == 1
-    assert policy.segment_epochs(_replace(alone, "m", epoch_seconds=None), "m") == 1  # not measured yet
+    # every remaining epoch: the worker ends the segment after SEGMENT_SECONDS, measured or not
+    assert policy.segment_epochs(alone, "m") == 38
+    assert policy.segment_epochs(_replace(alone, "m", epoch_seconds=None), "m") == 38
+    assert policy.segment_epochs(_replace(alone, "m", completed=39), "m") == 1  # never past the end
     assert policy.segment_epochs(Ledger.of(alone.models.values(), controllers=True), "m") == 1
     assert policy.segment_epochs(Ledger.of(alone.models.values(), profile_epoch=4), "m") == 1
     fast_peers = _mutual()
-    fast_peers = _replace(_replace(fast_peers, "mlp", epoch_seconds=0.01), "alpha", epoch_seconds=0.01)
     assert policy.segment_epochs(fast_peers, "mlp") == 1  # knowledge flows between its epochs
     # outside the flow: its checkpoint every epoch (the default interval) is taken inside the segment
     assert policy.segment_epochs(fast_peers, "alpha") == 6
+
+
+def test_the_checkpoint_time_floor_applies_only_to_models_alone():
+    alone = Ledger.of([ModelEntry("m", total_epochs=40)], checkpoint_interval=5, checkpoint_seconds=10.0)
+    assert policy.checkpoint_seconds(alone, "m") == 10.0
+    # coupled models resume from an epoch all of them have a checkpoint for: no timing in it
+    assert policy.checkpoint_seconds(Ledger.of(alone.models.values(), controllers=True,
+                                               checkpoint_seconds=10.0), "m") == 0.0
+    mutual = _mutual(checkpoint_seconds=10.0)
+    assert policy.checkpoint_seconds(mutual, "mlp") == 0.0 and policy.checkpoint_seconds(mutual, "alpha") == 10.0
 
 
 def test_checkpoint_due():

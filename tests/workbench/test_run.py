@@ -230,7 +230,9 @@ def test_a_worker_killed_mid_segment_costs_only_the_work_since_the_checkpoint(ru
     # Enough epochs that the kill lands inside a segment: a model without flows runs segments
     # of about 2 s (several epochs), so with 6 epochs its second segment could be its last.
     epochs = 20
-    run = wb.start_run("digits_mutual", {"epochs": epochs, "checkpoint_interval": 1, "target_models": models,
+    # every epoch checkpointed (no time floor): the restore point is then epoch 1 or later
+    run = wb.start_run("digits_mutual", {"epochs": epochs, "checkpoint_interval": 1, "checkpoint_seconds": 0,
+                                         "target_models": models,
                                          "models.digits_mlp.hyperparameters.batch_size": 4})
     name = "digits_mlp@digits"
     deadline = time.time() + 180

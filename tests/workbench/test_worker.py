@@ -112,16 +112,79 @@ def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
     blob = cloudpickle.dumps(_shipped_class())
     _worker.build("r", "ck@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
     try:
-        spec = _worker.SegmentSpec("r", "ck@x", 1, 6, "topic", {"lr": 0.1}, epochs=6, checkpoints=(2, 4, 6))
-        result = _worker.run_segment(spec)
-        assert result["status"] == "done"
-        with_state = {r["epoch"]: r["state"]["engine"]["step"] for r in result["epochs"] if "state" in r}
+        with_state = {}
+        epoch = 1
+        while epoch <= 6:  # a segment ends at the epoch it took a checkpoint at: its state is saved at once
+            spec = _worker.SegmentSpec("r", "ck@x", epoch, 6, "topic", {"lr": 0.1}, epochs=7 - epoch,
+                                       checkpoint_interval=2)
+            result = _worker.run_segment(spec)
+            assert result["status"] == "done" and len(result["epochs"]) == 2
+            with_state.update({r["epoch"]: r["state"]["engine"]["step"] for r in result["epochs"] if "state" in r})
+            epoch += len(result["epochs"])
         assert with_state == {2: 8, 4: 16, 6: 24}  # the step counter as each of those epochs ended
         # the last one is what the separate state task returns after the segment
-        assert result["epochs"][-1]["state"]["engine"]["rng"]["torch"].equal(
-            _worker.state("r", "ck@x")["engine"]["rng"]["torch"])
+        last = _worker.from_wire(result["epochs"][-1]["state"])
+        assert last["engine"]["rng"]["torch"].equal(_worker.from_wire(_worker.state("r", "ck@x"))["engine"]["rng"]["torch"])
     finally:
         _worker.drop("r", "ck@x")
+
+
+def test_a_checkpoint_due_within_the_time_floor_is_skipped_but_never_the_last():
+    blob = cloudpickle.dumps(_shipped_class())
+    _worker.build("r", "fl@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    try:
+        spec = _worker.SegmentSpec("r", "fl@x", 1, 6, "topic", {"lr": 0.1}, epochs=6, checkpoint_interval=2,
+                                   checkpoint_seconds=3600.0)
+        result = _worker.run_segment(spec)
+        assert [r["epoch"] for r in result["epochs"] if "state" in r] == [6]
+    finally:
+        _worker.drop("r", "fl@x")
+
+
+def test_a_segment_bounded_by_time_ends_after_the_epoch_that_reaches_it():
+    blob = cloudpickle.dumps(_shipped_class())
+    _worker.build("r", "tb@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    try:
+        # 0 s: past the bound as soon as the first epoch ends, so exactly one epoch runs
+        result = _worker.run_segment(_worker.SegmentSpec("r", "tb@x", 1, 6, "topic", {"lr": 0.1}, epochs=6,
+                                                         seconds=0.0))
+        assert result["status"] == "done" and [r["epoch"] for r in result["epochs"]] == [1]
+        # an hour: every epoch asked for, and the next segment goes on from the step reached
+        result = _worker.run_segment(_worker.SegmentSpec("r", "tb@x", 2, 6, "topic", {"lr": 0.1}, epochs=5,
+                                                         seconds=3600.0))
+        assert [r["epoch"] for r in result["epochs"]] == [2, 3, 4, 5, 6] and result["step"] == 24
+    finally:
+        _worker.drop("r", "tb@x")
+
+
+def test_a_state_travels_as_numpy_and_comes_back_as_the_same_tensors(tmp_path):
+    import collections
+    import io
+    import pickle
+
+    import torch
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 3)).sum().backward()
+    opt.step()
+    state = {"net": net.state_dict(), "opt": opt.state_dict(), "half": torch.ones(2, dtype=torch.bfloat16),
+             "rng": torch.get_rng_state(), "plain": [1, "a", None]}
+    wired = _worker.to_wire(state)
+    assert isinstance(wired["net"]["weight"], _worker._Wired)  # numpy inside
+    assert isinstance(wired["half"], torch.Tensor)  # numpy has no bfloat16: left a tensor
+    back = _worker.from_wire(pickle.loads(pickle.dumps(wired, protocol=5)))
+    assert isinstance(back["net"], collections.OrderedDict) and back["net"]._metadata == state["net"]._metadata
+    for key in ("weight", "bias"):
+        assert torch.equal(back["net"][key], state["net"][key]) and back["net"][key].dtype == torch.float32
+    assert back["opt"]["state"][0]["step"].dim() == 0 and torch.equal(back["opt"]["state"][0]["step"],
+                                                                        state["opt"]["state"][0]["step"])
+    assert torch.equal(back["rng"], state["rng"]) and torch.equal(back["half"], state["half"])
+    assert back["plain"] == [1, "a", None]
+    buffer = io.BytesIO()  # what the driver writes loads as a checkpoint does (weights only)
+    torch.save(back, buffer)
+    buffer.seek(0)
+    assert torch.equal(torch.load(buffer, weights_only=True)["net"]["weight"], state["net"]["weight"])
 
 
 def test_the_end_of_a_run_forgets_its_trainers_and_only_them():

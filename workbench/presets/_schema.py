@@ -25,6 +25,9 @@ DEFAULTS: dict[str, Any] = {
     "max_failures": 3,  # NaN roll-backs and crashed segments before a model is marked failed
     "profile_epoch": None,  # run this epoch of every model under torch.profiler (RUN/profiles/)
     "segment_timeout": None,  # seconds before a segment that never returns fails its model; None = automatic
+    # A model training alone (no knowledge flow, no controller) skips an interval's checkpoint
+    # taken less than this many seconds after its previous one; 0: every checkpoint_interval.
+    "checkpoint_seconds": 10,
 }
 
 _MODEL_KEYS = {"hyperparameters": dict, "population": int, "epochs": int, "resources": dict, "datasets": list}
@@ -100,6 +103,11 @@ def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str
     if timeout is not None and _check_type(f"{path}.segment_timeout", timeout, (int, float), problems):
         if not 1 <= timeout <= MAX_SEGMENT_TIMEOUT:  # also refuses nan and inf
             problems.append(f"{path}.segment_timeout: must be seconds in 1..{MAX_SEGMENT_TIMEOUT:,}, got {timeout}")
+    floor = preset.get("checkpoint_seconds")
+    if floor is not None and _check_type(f"{path}.checkpoint_seconds", floor, (int, float), problems):
+        if not 0 <= floor <= MAX_SEGMENT_TIMEOUT:  # also refuses nan and inf
+            problems.append(f"{path}.checkpoint_seconds: must be seconds in 0..{MAX_SEGMENT_TIMEOUT:,} "
+                            f"(0: a checkpoint every checkpoint_interval epochs), got {floor}")
     if "collaboration" in preset and _check_type(f"{path}.collaboration", preset["collaboration"], dict, problems):
         for key, value in preset["collaboration"].items():
             if key not in _COLLAB_KEYS:
