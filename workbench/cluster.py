@@ -137,7 +137,12 @@ def _nanny_environ(security: Any = None) -> dict[str, str]:
         # daemon: trainers may start processes of their own. profile: Dask's statistical
         # profiler samples the worker's stacks every 10 ms, a thread contending for the GIL
         # with every training step; its flame graph is of no use for our tasks.
-        "worker": {"daemon": False, "profile": {"enabled": False}},
+        # fork: the nanny forks its worker (and any restart of it) from a process that has
+        # imported distributed already; spawn started a fresh interpreter that imported it
+        # again, 0.5 s of CPU per worker at every run's start. The nanny is itself a fresh
+        # ``python -m dask spec`` process started with the worker's thread variables (see
+        # start_local_cluster), so nothing of the caller leaks into the worker.
+        "worker": {"daemon": False, "profile": {"enabled": False}, "multiprocessing-method": "fork"},
         # Idle nanny and worker work: resource samples every 2 s instead of 0.5 s (nothing
         # decides on them with memory_limit=0; the dashboard's plots are coarser), and the
         # event-loop tick (which only times the loop, to warn when it was blocked for 3 s)
@@ -223,7 +228,9 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
     for spec in specs:
         workers[spec.name] = {
             "cls": nanny_process,
-            "options": {"env": environ, "name": spec.name, "worker_kwargs": {
+            # The worker's thread variables in the nanny's own environment too: numpy is
+            # imported there (by distributed), and a forked worker keeps its thread pools.
+            "options": {"env": {**environ, **_worker_env(spec)}, "name": spec.name, "worker_kwargs": {
                 "nthreads": 1,
                 "host": host,
                 "resources": dict(spec.resources) or None,
