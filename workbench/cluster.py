@@ -36,7 +36,7 @@ from .resources import GPU, Inventory, WorkerSpec
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["ClusterHandle", "start_local_cluster", "connect"]
+__all__ = ["ClusterHandle", "start_local_cluster", "warm_up", "connect"]
 
 PRELOAD = "workbench._preload"
 IDLE_CLOSE_S = 300.0  # a parked cluster unused this long is closed
@@ -109,17 +109,37 @@ def _nanny_process_class():
         """A nanny in its own ``python -m dask spec`` process, with the environment given."""
 
         def __init__(self, scheduler: str, name: str | None = None, worker_kwargs: dict | None = None,
-                     env: dict[str, str] | None = None) -> None:
+                     env: dict[str, str] | None = None, spawned: "_Countdown | None" = None) -> None:
             super().__init__(scheduler, "distributed.Nanny", name, worker_kwargs)
             self.env = env
+            self.spawned = spawned
 
         async def _start(self) -> None:
             spec = json.dumps({"cls": self.worker_class, "opts": self.worker_kwargs})
-            self.process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "dask", "spec", self.scheduler, "--spec", spec, env=self.env,
-                stdin=asyncio.subprocess.DEVNULL)
+            try:
+                self.process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "dask", "spec", self.scheduler, "--spec", spec, env=self.env,
+                    stdin=asyncio.subprocess.DEVNULL)
+            finally:
+                if self.spawned is not None:
+                    self.spawned.count_down()
 
     return NannyProcess
+
+
+class _Countdown:
+    """Set once ``n`` nanny processes have been launched (or failed to be)."""
+
+    def __init__(self, n: int) -> None:
+        self.left, self.lock, self.done = n, threading.Lock(), threading.Event()
+        if n <= 0:
+            self.done.set()
+
+    def count_down(self) -> None:
+        with self.lock:
+            self.left -= 1
+            if self.left <= 0:
+                self.done.set()
 
 
 def _nanny_environ(security: Any = None) -> dict[str, str]:
@@ -137,7 +157,12 @@ def _nanny_environ(security: Any = None) -> dict[str, str]:
         # daemon: trainers may start processes of their own. profile: Dask's statistical
         # profiler samples the worker's stacks every 10 ms, a thread contending for the GIL
         # with every training step; its flame graph is of no use for our tasks.
-        "worker": {"daemon": False, "profile": {"enabled": False}},
+        # fork: the nanny forks its worker (and any restart of it) from a process that has
+        # imported distributed already; spawn started a fresh interpreter that imported it
+        # again, 0.5 s of CPU per worker at every run's start. The nanny is itself a fresh
+        # ``python -m dask spec`` process started with the worker's thread variables (see
+        # start_local_cluster), so nothing of the caller leaks into the worker.
+        "worker": {"daemon": False, "profile": {"enabled": False}, "multiprocessing-method": "fork"},
         # Idle nanny and worker work: resource samples every 2 s instead of 0.5 s (nothing
         # decides on them with memory_limit=0; the dashboard's plots are coarser), and the
         # event-loop tick (which only times the loop, to warn when it was blocked for 3 s)
@@ -181,7 +206,71 @@ def _close_parked(handle: ClusterHandle | None = None) -> None:
     parked.close_now()
 
 
-atexit.register(_close_parked)
+# A cluster started ahead of the run's plan (warm_up): parked when its workers are up.
+_warming: dict[str, Any] = {"key": None, "thread": None}
+log = logging.getLogger(__name__)
+
+
+def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str = "127.0.0.1",
+            dashboard: bool = True) -> bool:
+    """Start a local cluster of ``specs`` in a background thread and park it once its
+    workers are up, for the :func:`start_local_cluster` call with the same layout that
+    follows. Returns whether one was started (not when reuse is off, one is already
+    parked with that layout, or another warm-up is under way).
+
+    What for: a run's plan imports its models' modules (torch: 1.5 s of CPU on a small
+    machine) before the layout of its workers is known, and for those seconds the other
+    cores idled while the driver worked alone. A caller that can tell the layout from the
+    preset (``run._warm_up``) starts the workers first, so their imports run alongside
+    the plan's. A layout guessed wrong costs the CPU of a start that nothing uses (the
+    cluster stays parked until the next one parks or :data:`IDLE_CLOSE_S`), never a
+    wrong cluster: :func:`start_local_cluster` takes a parked one only with its layout.
+    """
+    if os.environ.get("WORKBENCH_REUSE_CLUSTER", "1") == "0":
+        return False
+    key = (tuple(specs), host, dashboard)
+    spawned = _Countdown(len(specs))
+    with _park_lock:
+        running = _warming["thread"] is not None and _warming["thread"].is_alive()
+        parked = _parked["handle"]
+        if running or (parked is not None and parked.reuse_key == key):
+            return False
+        thread = threading.Thread(target=_warm, args=(list(specs), tuple(preload), host, dashboard, spawned),
+                                  name="workbench-cluster-warm-up", daemon=True)
+        _warming.update(key=key, thread=thread)
+    thread.start()
+    # Back to the caller once the nanny processes are launched: until then this process's
+    # own work (importing torch, holding the GIL) would only delay their launch.
+    while not spawned.done.wait(0.05) and thread.is_alive():
+        pass
+    return True
+
+
+def _warm(specs: list[WorkerSpec], preload: tuple[str, ...], host: str, dashboard: bool,
+          spawned: _Countdown) -> None:
+    try:
+        handle = _start_new(specs, host, dashboard, preload, None, spawned)
+    except Exception as exc:  # the run's own start reports a real failure; this was only ahead of it
+        log.debug("cluster warm-up failed: %s", exc)
+        return
+    finally:
+        spawned.done.set()
+    _park(handle)
+
+
+def _await_warm_up(key: tuple | None) -> None:
+    """Wait for a warm-up under way with layout ``key`` (None: any) to park its cluster."""
+    thread = _warming["thread"]
+    if thread is not None and thread is not threading.current_thread() and (key is None or _warming["key"] == key):
+        thread.join(WORKER_START_TIMEOUT_S + 60)
+
+
+def _at_exit() -> None:
+    _await_warm_up(None)  # a warm-up still starting would leave its processes behind
+    _close_parked()
+
+
+atexit.register(_at_exit)
 
 
 def _unpark(key: tuple) -> ClusterHandle | None:
@@ -209,21 +298,32 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
 
     A parked cluster with the same workers, host and dashboard setting is used instead of
     a new one (a model or dataset it did not preload is loaded by its first task). A TLS
-    cluster is never parked or reused: its certificates belong to the run that asked."""
+    cluster is never parked or reused: its certificates belong to the run that asked.
+    A :func:`warm_up` of this layout under way is waited for and its cluster used."""
+    key = (tuple(specs), host, dashboard) if security is None else None
+    if key is not None:
+        _await_warm_up(key)
+    warm = _unpark(key) if key is not None else None
+    if warm is not None:
+        return warm
+    return _start_new(specs, host, dashboard, preload, security)
+
+
+def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload: Sequence[str],
+               security: Any, spawned: _Countdown | None = None) -> ClusterHandle:
     import dask
     from distributed import Client, Scheduler, SpecCluster
 
     key = (tuple(specs), host, dashboard) if security is None else None
-    warm = _unpark(key) if key is not None else None
-    if warm is not None:
-        return warm
-
     nanny_process, environ = _nanny_process_class(), _nanny_environ(security)
     workers = {}
     for spec in specs:
         workers[spec.name] = {
             "cls": nanny_process,
-            "options": {"env": environ, "name": spec.name, "worker_kwargs": {
+            # The worker's thread variables in the nanny's own environment too: numpy is
+            # imported there (by distributed), and a forked worker keeps its thread pools.
+            "options": {"env": {**environ, **_worker_env(spec)}, "name": spec.name, "spawned": spawned,
+                        "worker_kwargs": {
                 "nthreads": 1,
                 "host": host,
                 "resources": dict(spec.resources) or None,

@@ -66,13 +66,59 @@ def _environment(plan_dict: dict[str, Any], inventory, placements, cluster) -> d
             "plan": plan_dict}
 
 
-def _prepare(preset: str, overrides: dict[str, Any] | None, replay=None, local: bool = True):
+def _prepare(preset: str, overrides: dict[str, Any] | None, replay=None, local: bool = True, warm: bool = False):
+    """Resolve and plan the preset; ``warm``: start the local cluster it will most likely
+    need first, so its workers import torch while the plan imports the models here."""
     from .plan import make_plan
     from .presets import resolve_preset
 
     name, resolved = (replay.preset_name, dict(replay.preset)) if replay else resolve_preset(preset, overrides)
+    if warm:
+        _warm_up(resolved)
     plan = make_plan(name, resolved)
     return (name, resolved, plan, *(_place(plan) if local else (None, None)))
+
+
+def _warm_up(preset: dict[str, Any]) -> None:
+    """Start the local cluster of a preset whose worker layout is plain to see (see
+    :func:`workbench.cluster.warm_up`): CPU only, built-in trainers at their default threads,
+    at least as many of them as workers, every name known. Anything else (a GPU, a plugin
+    model, a controller, resources set per model) leaves the start to the plan, as before."""
+    from .cluster import warm_up
+    from .data import list_datasets
+    from .registry import _BUILTIN
+    from .resources import Placement, _nvidia_present, detect_inventory, layout_workers
+
+    models = preset.get("models", {})
+    targets = list(preset.get("target_models", []))
+    trainers = [m for m in targets if _BUILTIN.get(m) not in (None, "workbench.models.controller")]
+    names = list(preset.get("datasets", []))
+    if (_nvidia_present() or not trainers or len(trainers) != len(targets) or preset.get("data")
+            or any(models.get(m, {}).get("resources") or models.get(m, {}).get("datasets") for m in trainers)
+            or not set(names) <= set(list_datasets())):
+        return
+    inventory = detect_inventory()
+    at_least = sum(int(models.get(m, {}).get("population", 1)) for m in trainers)  # each has >= 1 dataset
+    if at_least < inventory.cpus and not preset.get("workers"):
+        return  # fewer trainers than cores: the layout depends on which datasets each accepts
+    guess = [Placement(f"guess-{i}", "cpu", 1, None, None) for i in range(max(at_least, 1))]
+    specs = _worker_specs(guess, inventory, preset.get("workers"))
+    seed = int(preset.get("seed", 0))
+    warm_up(specs, preload=sorted({f"model={m}" for m in trainers} | {f"data={d}:{seed}" for d in names}))
+
+
+def _worker_specs(placements, inventory, workers: int | None):
+    """The local cluster's workers: the placement's layout, or ``workers`` CPU workers
+    (the preset's ``workers``) beside the GPU ones."""
+    from dataclasses import replace
+
+    from .resources import layout_workers
+
+    specs = layout_workers(placements, inventory)
+    if workers:
+        specs = [s for s in specs if s.gpu_index is not None] + [
+            replace(next(s for s in specs if s.gpu_index is None), name=f"cpu-{i}") for i in range(workers)]
+    return specs
 
 
 def _place(plan, inventory=None):
@@ -88,7 +134,6 @@ def _place(plan, inventory=None):
 
 def _open_cluster(plan, inventory, placements, scheduler: str | Client | None, security: Any = None):
     from .cluster import connect, start_local_cluster
-    from .resources import layout_workers
 
     if scheduler is not None and scheduler != "":
         cluster = connect(scheduler, security)
@@ -100,13 +145,7 @@ def _open_cluster(plan, inventory, placements, scheduler: str | Client | None, s
             cluster.close()
             raise
         return cluster
-    specs = layout_workers(placements, inventory)
-    workers = plan.preset.get("workers")
-    if workers:
-        from dataclasses import replace
-
-        specs = [s for s in specs if s.gpu_index is not None] + [
-            replace(next(s for s in specs if s.gpu_index is None), name=f"cpu-{i}") for i in range(workers)]
+    specs = _worker_specs(placements, inventory, plan.preset.get("workers"))
     preload = sorted({f"model={i.model}" for i in plan.trainers} |
                      {f"data={i.dataset['name']}:{i.data_seed}" for i in plan.trainers
                       if i.dataset and not i.dataset.get("path")})
@@ -169,7 +208,9 @@ def start_run(preset: str = "quick", overrides: dict[str, Any] | None = None, ru
         if datasets:
             overrides.update(stage_datasets(run_dir, datasets))
         # On an external cluster, placement waits for its workers: their GPUs, not this machine's.
-        name, resolved, plan, inventory, placements = _prepare(preset, overrides, schedule, local=scheduler is None)
+        name, resolved, plan, inventory, placements = _prepare(
+            preset, overrides, schedule, local=scheduler is None,
+            warm=scheduler is None and not detach and security is None)
         if detach:  # the user's own files before a driver process and its workers start
             _assess_data(plan, user_files=True)
         code = code_for_plan(plan)

@@ -41,3 +41,43 @@ def test_reuse_can_be_turned_off(monkeypatch):
     handle = wbc.start_local_cluster(ONE, dashboard=False)
     handle.close()
     assert wbc._parked["handle"] is None and handle.client.status == "closed"
+
+
+def _nannies() -> int:
+    import psutil
+
+    return sum("dask spec" in " ".join(p.cmdline()) for p in psutil.Process().children())
+
+
+def test_a_warm_up_is_the_cluster_the_start_with_its_layout_gets():
+    assert wbc.warm_up(ONE, dashboard=False)
+    assert not wbc.warm_up(ONE, dashboard=False)  # one under way already
+    handle = wbc.start_local_cluster(ONE, dashboard=False)  # waits for it, takes it
+    assert not wbc._warming["thread"].is_alive() and wbc._parked["handle"] is None
+    assert handle.reuse_key == wbc._warming["key"] and _nannies() == 1  # no second cluster was started
+    assert handle.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
+    handle.close()
+    assert not wbc.warm_up(ONE, dashboard=False)  # parked with that layout: nothing to start
+
+
+def test_a_run_whose_layout_the_preset_shows_starts_its_workers_before_its_plan(runs_dir, tmp_path):
+    """The warm-up's cluster trains the run, and a second run of the process reuses it."""
+    import json
+    import os
+
+    import workbench as wb
+
+    cores = len(os.sched_getaffinity(0))
+    preset = {"description": "warm", "datasets": ["digits"], "epochs": 1, "batch_size": 256,
+              "target_models": ["digits_mlp"], "enable_collaborative_training": False, "checkpoint_interval": 5,
+              "models": {"digits_mlp": {"population": cores, "hyperparameters": {"hidden": 8}}}}
+    path = tmp_path / "warm.json"
+    path.write_text(json.dumps({"warm": preset}))
+    first = wb.start_run(str(path), runs_dir_=runs_dir)
+    assert first._cluster.reuse_key == wbc._warming["key"] and _nannies() == cores
+    assert first.wait(timeout=300) == wb.RunState.FINISHED
+    parked = wbc._parked["handle"]
+    assert parked is first._cluster
+    second = wb.start_run(str(path), runs_dir_=runs_dir)  # the warm-cluster path: the parked one
+    assert second._cluster is parked and _nannies() == cores
+    assert second.wait(timeout=300) == wb.RunState.FINISHED

@@ -1,17 +1,44 @@
 """Built-in datasets: produced by the package or shipped offline, never downloaded."""
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
 from .catalog import Dataset, register_dataset
+
+
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """``(data, target)`` as ``sklearn.datasets.load_digits`` returns them (float64 pixels
+    0-16, int labels), read from the file scikit-learn ships, without importing it.
+
+    Importing ``sklearn.datasets`` costs 1.5 s of CPU (scipy) in every process that loads
+    the data: the driver and each worker, at the start of every run; reading the 57 KB
+    file takes milliseconds. ``tests/workbench/test_data_split.py`` checks the arrays
+    against ``load_digits`` itself.
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # finds the package without importing it
+    path = (Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+            if spec is not None and spec.submodule_search_locations else None)
+    if path is None or not path.is_file():
+        raise DataError("dataset 'digits' is read from scikit-learn's bundled copy, which is not installed: "
+                        "pip install scikit-learn")
+    with gzip.open(path, mode="rt", encoding="utf-8") as fh:
+        data = np.loadtxt(fh, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(int, copy=False)
 
 
 @register_dataset("digits", "images", "scikit-learn's bundled 8x8 handwritten digits (1,797 images, 10 classes)")
 def _digits(seed: int) -> Dataset:
     import pandas as pd
-    from sklearn.datasets import load_digits
 
-    bunch = load_digits()
-    frame = pd.DataFrame(bunch.data, columns=[f"px{i}" for i in range(bunch.data.shape[1])])
-    frame["label"] = bunch.target
+    pixels, target = digits_arrays()
+    frame = pd.DataFrame(pixels, columns=[f"px{i}" for i in range(pixels.shape[1])])
+    frame["label"] = target
     return Dataset(name="digits", kind="images", frame=frame, target="label",
                    meta={"image_shape": (1, 8, 8), "n_classes": 10},
                    description="scikit-learn digits")

@@ -12,6 +12,7 @@ import numpy as np
 
 from .catalog import Dataset
 from .quality import require_usable
+from .split import train_test_split_indices
 
 __all__ = ["Preprocessing", "prepare"]
 
@@ -60,8 +61,6 @@ def prepare(dataset: Dataset, seed: int = 0, test_size: float = 0.2,
         require_usable(dataset)  # text columns, too few rows, inf, missing labels: named, before any split
     if dataset.frame is None or dataset.target is None:
         return dataset, None
-    from sklearn.model_selection import train_test_split
-
     frame = dataset.frame
     features = [c for c in frame.columns if c != dataset.target]
     x = frame[features].to_numpy(dtype=np.float64)
@@ -70,10 +69,9 @@ def prepare(dataset: Dataset, seed: int = 0, test_size: float = 0.2,
     counts = np.bincount(y)
     stratify = y if counts.min() >= 3 else None
     idx = np.arange(len(x))
-    rest, test = train_test_split(idx, test_size=test_size, random_state=seed, stratify=stratify)
+    rest, test = train_test_split_indices(idx, test_size, seed, stratify)
     strat_rest = y[rest] if stratify is not None else None
-    train, valid = train_test_split(rest, test_size=valid_size / (1 - test_size), random_state=seed,
-                                    stratify=strat_rest)
+    train, valid = train_test_split_indices(rest, valid_size / (1 - test_size), seed, strat_rest)
     pre = Preprocessing.fit(x[train], features, seed, test_size, valid_size)
     arrays = {}
     for split, ids in (("train", train), ("valid", valid), ("test", test)):
