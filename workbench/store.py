@@ -25,6 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from ._arrow_reads import arrow_table
 from .errors import StoreError
 
 __all__ = ["RunStore", "read_store"]
@@ -46,6 +47,9 @@ CREATE INDEX IF NOT EXISTS events_kind ON events(kind);
 # sort); metrics_model_name serves one model's metrics. Stores written before an index
 # existed get it when a RunStore opens them (a resume), and are read without it until then.
 _METRIC_COLUMNS = ("model", "epoch", "step", "name", "value", "wall_time")
+# What sqlite3 plus pandas make of each column, as Arrow types (the ADBC path must match).
+_ARROW_TYPES = {"model": "string", "epoch": "int64", "step": "int64", "name": "string", "value": "double",
+                "wall_time": "double"}
 # Live progress of each model, published by the driver for readers in other processes
 # (added after the first stores were written: added to older stores when they are opened).
 _LIVE_COLUMNS = {"step": "INTEGER", "steps_per_epoch": "INTEGER", "steps_per_s": "REAL", "eta_s": "REAL",
@@ -243,12 +247,24 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
 
     def metrics(self, model: str | None = None, name: str | None = None):
         """Metric rows in write order. A column fixed by an exact filter is not read from
-        SQLite but filled in: a million rows of one name cost a third less to fetch."""
+        SQLite but filled in: a million rows of one name cost a third less to fetch. A
+        finished store is read into Arrow columns by the ADBC driver where it is installed
+        (:mod:`workbench._arrow_reads`: a million rows in a quarter of the CPU); the frame is
+        the same either way."""
         import pandas as pd
 
         fixed = {k: v for k, v in (("model", model), ("name", name)) if v is not None and "%" not in v}
         read = [c for c in _METRIC_COLUMNS if c not in fixed]
-        rows = self._rows(*self._metrics_sql(read, model, name))
+        sql, params = self._metrics_sql(read, model, name)
+        table = arrow_table(self.path, sql, params, {c: _ARROW_TYPES[c] for c in read})
+        if table is not None and table.num_rows:
+            import pyarrow as pa
+
+            for column, value in fixed.items():
+                table = table.add_column(_METRIC_COLUMNS.index(column), column,
+                                         pa.repeat(pa.scalar(value, pa.string()), table.num_rows))
+            return table.to_pandas()
+        rows = self._rows(sql, params)
         frame = pd.DataFrame.from_records(rows, columns=read, nrows=len(rows))
         for column, value in fixed.items():
             frame.insert(_METRIC_COLUMNS.index(column), column, pd.Series([value] * len(frame), dtype=str))

@@ -1,5 +1,8 @@
 import threading
 
+import pytest
+
+from workbench.errors import StoreError
 from workbench.store import RunStore, read_store
 
 
@@ -116,3 +119,63 @@ def test_epoch_series_keeps_the_last_point_of_each_epoch(tmp_path):
     assert list(m1["epoch"]) == [1, 2, 3]
     assert list(m1["step"]) == [4, 9, 14]  # the last step of each epoch
     assert list(m1["value"]) == [114.0, 124.0, 134.0]
+
+
+def _awkward_store(path) -> None:
+    """Rows that test typing: NaN values (stored as NULL) in a run longer than the ADBC
+    driver's batch of 1,024 rows, a metric whose first 1,500 rows are all NaN (nothing to
+    infer a type from), a model named with spaces and unicode, metrics interleaved."""
+    store = RunStore(path)
+    rows = [("m a", 1 + s // 100, s, "train/loss", 2.0 / (1 + s), 1.0 + s) for s in range(1500)]
+    rows += [("m a", 1 + s // 100, s, "train/loss", float("nan"), 1.0 + s) for s in range(1500, 3000)]
+    rows += [("m a", 1, s, "train/diverged", float("nan") if s < 1500 else 1.0, 1.0 + s) for s in range(2000)]
+    rows += [("mé-2", 1 + s // 100, s, name, s * 0.5, 2.0 + s) for s in range(2000) for name in ("train/loss", "eval/acc")]
+    store.add_metrics(rows)
+    store.flush()
+    store.close()
+
+
+def test_the_arrow_path_returns_the_frame_sqlite3_returns(tmp_path, monkeypatch):
+    import pandas as pd
+
+    pytest.importorskip("adbc_driver_sqlite")
+    from workbench import _arrow_reads
+
+    path = tmp_path / "s.sqlite"
+    _awkward_store(path)
+    reader = read_store(path)
+    read = reader._metrics_sql(["model", "value"], None, "train/loss")
+    assert _arrow_reads.arrow_table(path, *read, {"model": "string", "value": "double"}).num_rows == 5000
+    queries = [(None, None), (None, "train/loss"), ("m a", None), ("mé-2", "eval/acc"), (None, "eval/%"),
+               ("m%", "train/%"), (None, "train/diverged"), (None, "nothing"), ("nobody", "train/loss")]
+    fast = [reader.metrics(model=m, name=n) for m, n in queries]
+    monkeypatch.setattr(_arrow_reads, "_driver", False)  # what a machine without the driver reads
+    for (model, name), got in zip(queries, fast):
+        expected = reader.metrics(model=model, name=name)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=f"metrics({model!r}, {name!r})")
+    assert fast[1]["value"].isna().sum() == 1500 and fast[6]["value"].isna().sum() == 1500
+
+
+def test_a_store_being_written_is_read_through_sqlite3(tmp_path):
+    pytest.importorskip("adbc_driver_sqlite")
+    from workbench import _arrow_reads
+
+    path = tmp_path / "s.sqlite"
+    store = RunStore(path)
+    store.add_metrics([("a", 1, 1, "eval/x", 1.0, 0.0)])
+    store.flush()
+    sql = ("SELECT value FROM metrics", (), {"value": "double"})
+    # A second copy of SQLite in this process must not open a file the writer holds.
+    assert _arrow_reads.being_written(path) and _arrow_reads.arrow_table(path, *sql) is None
+    assert list(read_store(path).metrics()["value"]) == [1.0]
+    store.close()
+    assert not _arrow_reads.being_written(path) and _arrow_reads.arrow_table(path, *sql).num_rows == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all" * 10, None])
+def test_a_damaged_or_missing_store_is_one_line_error(tmp_path, content):
+    path = tmp_path / "s.sqlite"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(StoreError, match="cannot be read"):
+        read_store(path).metrics(name="train/loss")
