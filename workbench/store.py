@@ -21,7 +21,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -222,13 +222,19 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
                              "and logs are still in its folder") from None
 
     @staticmethod
-    def _where(filters: dict[str, str | None]) -> tuple[str, tuple]:
-        """SQL conditions for equal values and LIKE patterns (a value with ``%``). A pattern
-        that is a plain prefix (``eval/%``) also gets a range on the column, which an index
-        can serve where LIKE cannot (SQLite's LIKE ignores case; names are lower case)."""
+    def _where(filters: dict[str, str | Sequence[str] | None]) -> tuple[str, tuple]:
+        """SQL conditions for equal values, any of several values (a list or tuple) and LIKE
+        patterns (a value with ``%``). A pattern that is a plain prefix (``eval/%``) also gets a
+        range on the column, which an index can serve where LIKE cannot (SQLite's LIKE ignores
+        case; names are lower case)."""
         where, params = "", []
         for column, value in filters.items():
             if value is None:
+                continue
+            if not isinstance(value, str):
+                values = list(value)
+                where = where + f" AND {column} IN ({', '.join('?' * len(values))})"
+                params = [*params, *values]
                 continue
             if "%" not in value:
                 where, params = where + f" AND {column} = ?", [*params, value]
@@ -240,7 +246,7 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
             where, params = where + f" AND {column} LIKE ?", [*params, value]
         return where, tuple(params)
 
-    def _select(self, table: str, **filters: str | None):
+    def _select(self, table: str, **filters: str | Sequence[str] | None):
         """Rows of ``table`` in write order; a filter value with ``%`` is a LIKE pattern."""
         where, params = self._where(filters)
         return self._query(f"SELECT * FROM {table} WHERE 1=1{where} ORDER BY rowid", params)
@@ -301,10 +307,18 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
         frame.insert(3, "name", pd.Series([name] * len(frame), dtype=str))
         return frame
 
-    def events(self, kind: str | None = None, model: str | None = None):
+    def events(self, kind: str | Sequence[str] | None = None, model: str | None = None):
+        """Events in write order; ``kind``: one kind, a LIKE pattern, or several kinds (the
+        charts read only the kinds they mark, not a long run's thousands of segment events)."""
         frame = self._select("events", kind=kind, model=model)
         frame["payload"] = frame["payload"].map(self._json)
         return frame
+
+    def event_counts(self):
+        """How many events of each kind, most first (a Series indexed by ``kind``): counted in
+        SQLite, so a report of a long run does not read its thousands of segment events."""
+        frame = self._query("SELECT kind, COUNT(*) AS count FROM events GROUP BY kind ORDER BY count DESC, kind")
+        return frame.set_index("kind")["count"]
 
     def models(self):
         frame = self._query("SELECT * FROM models ORDER BY model")

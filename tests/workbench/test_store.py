@@ -179,3 +179,21 @@ def test_a_damaged_or_missing_store_is_one_line_error(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(StoreError, match="cannot be read"):
         read_store(path).metrics(name="train/loss")
+
+
+def test_events_of_several_kinds_come_in_write_order_through_the_index(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = RunStore(path)
+    for i, kind in enumerate(["segment", "hparam", "segment", "paused", "exploit", "segment"]):
+        store.add_event("m0", kind, {"i": i}, wall_time=float(i))
+    store.flush()
+    store.close()
+    reader = read_store(path)
+    marked = reader.events(kind=("hparam", "paused", "exploit"))
+    assert list(marked["kind"]) == ["hparam", "paused", "exploit"]
+    assert [p["i"] for p in marked["payload"]] == [1, 3, 4]
+    assert reader.events(kind=[]).empty
+    assert reader.event_counts().to_dict() == {"segment": 3, "exploit": 1, "hparam": 1, "paused": 1}
+    assert list(reader.event_counts().index) == ["segment", "exploit", "hparam", "paused"]  # most first
+    where, params = reader._where({"kind": ("hparam", "paused")})
+    assert "events_kind" in _plan(path, f"SELECT * FROM events WHERE 1=1{where} ORDER BY rowid", params)
