@@ -195,6 +195,9 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._lock = threading.Lock()
+        # epoch_series' results: (name, model) -> (last rowid folded in, {(model, epoch): row}).
+        self._series: dict[tuple[str, str | None], tuple[int, dict]] = {}
 
     def _query(self, sql: str, params: tuple = ()):
         import pandas as pd
@@ -282,11 +285,12 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
         where, params = self._where({"model": model, "name": name})
         return f"SELECT {', '.join(columns)} FROM metrics WHERE 1=1{where} ORDER BY rowid", params
 
-    def _epoch_series_sql(self, name: str, model: str | None) -> tuple[str, tuple]:
+    def _epoch_series_sql(self, name: str, model: str | None, since: int = 0) -> tuple[str, tuple]:
         where, params = self._where({"name": name, "model": model})
         # SQLite takes the bare columns from the row that holds MAX(rowid): the last one written.
+        # ``rowid > since`` is a range on the index (name, rowid): only the rows written since.
         return (f"SELECT model, epoch, step, value, wall_time, MAX(rowid) FROM metrics WHERE 1=1{where} "
-                "GROUP BY model, epoch ORDER BY MAX(rowid)", params)
+                "AND rowid > ? GROUP BY model, epoch ORDER BY MAX(rowid)", (*params, since))
 
     def metric_names(self) -> list[str]:
         """The distinct metric names, sorted: one index seek per name, not a scan of the rows."""
@@ -298,12 +302,33 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
     def epoch_series(self, name: str, model: str | None = None):
         """The last row of ``name`` in each model's epoch (what the charts plot, one point per
         epoch), reduced in SQLite: a per-step metric of a million points comes back as one row
-        per model and epoch. Columns as :meth:`metrics`."""
+        per model and epoch. Columns as :meth:`metrics`.
+
+        Metric rows are only ever appended, so this reader keeps each series it computed and
+        later folds in only the rows written since (an index range): a live chart's refresh
+        costs what arrived since the last one, not a scan of the whole run."""
         import pandas as pd
 
-        rows = self._rows(*self._epoch_series_sql(name, model))
-        frame = pd.DataFrame.from_records([r[:5] for r in rows], columns=["model", "epoch", "step", "value", "wall_time"],
-                                          nrows=len(rows))
+        key = (name, model)
+        with self._lock:
+            last, kept = self._series.get(key, (0, {}))
+        if kept:  # the last row folded in must still be there as it was: not another file at this path
+            newest = next(reversed(kept.values()))
+            if self._rows("SELECT model, epoch, step, value, wall_time, rowid FROM metrics WHERE rowid = ?",
+                          (last,)) != [newest]:
+                last, kept = 0, {}
+        rows = self._rows(*self._epoch_series_sql(name, model, last))
+        if rows:
+            kept = dict(kept)
+            for row in rows:  # newer rows win, and move to the end: the dict stays in write order
+                kept.pop((row[0], row[1]), None)
+                kept[(row[0], row[1])] = row
+            last = rows[-1][5]
+        with self._lock:
+            self._series[key] = (last, kept)
+        values = [r[:5] for r in kept.values()]
+        frame = pd.DataFrame.from_records(values, columns=["model", "epoch", "step", "value", "wall_time"],
+                                          nrows=len(values))
         frame.insert(3, "name", pd.Series([name] * len(frame), dtype=str))
         return frame
 

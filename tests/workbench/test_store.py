@@ -197,3 +197,30 @@ def test_events_of_several_kinds_come_in_write_order_through_the_index(tmp_path)
     assert list(reader.event_counts().index) == ["segment", "exploit", "hparam", "paused"]  # most first
     where, params = reader._where({"kind": ("hparam", "paused")})
     assert "events_kind" in _plan(path, f"SELECT * FROM events WHERE 1=1{where} ORDER BY rowid", params)
+
+
+def test_epoch_series_folds_in_only_new_rows_and_matches_a_fresh_read(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "s.sqlite"
+    store = RunStore(path)
+    live = read_store(path)
+    step = 0
+    for chunk in range(4):  # each chunk ends mid-epoch: the epoch in progress gets a newer last row
+        rows = []
+        for _ in range(7):
+            rows += [(m, 1 + step // 5, step, "train/loss", float(step * 10 + i), float(step)) for i, m in enumerate("ab")]
+            step += 1
+        store.add_metrics(rows)
+        store.flush()
+        got = live.epoch_series("train/loss")
+        pd.testing.assert_frame_equal(got, read_store(path).epoch_series("train/loss"))
+        assert list(got[got["model"] == "a"]["step"])[-1] == step - 1  # the newest row of the epoch in progress
+    assert live._series[("train/loss", None)][0] == 2 * step  # the last rowid folded in
+    sql, params = live._epoch_series_sql("train/loss", None, 40)
+    assert "rowid>?" in _plan(path, sql, params).replace(" ", "")  # the index range, not a scan
+    store.close()
+    # Another file at the same path (a run folder re-made): the kept series is dropped.
+    path.unlink()
+    _population(path, models=1, epochs=2, steps=3)
+    assert list(live.epoch_series("train/loss")["step"]) == [2, 5]
