@@ -2,7 +2,7 @@
 
 Python's ``sqlite3`` makes a Python object of every value it returns, so a million metric
 rows cost seconds before pandas sees them; the ADBC driver hands SQLite's values to Arrow
-columns in C (measured 4x less CPU on 1,000,000 rows: docs/benchmarks.md, "Round 3: reads").
+columns in C (3.5-4x less CPU on 1,000,000 rows: docs/benchmarks.md, "Round 3: reads").
 
 The driver links its own copy of SQLite. Two copies in one process must not both have a
 file open while it is written (SQLite's "How to corrupt", 2.2.1): closing one copy's

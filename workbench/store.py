@@ -258,7 +258,7 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
         """Metric rows in write order. A column fixed by an exact filter is not read from
         SQLite but filled in: a million rows of one name cost a third less to fetch. A
         finished store is read into Arrow columns by the ADBC driver where it is installed
-        (:mod:`workbench._arrow_reads`: a million rows in a quarter of the CPU); the frame is
+        (:mod:`workbench._arrow_reads`: a million rows in a third to a quarter of the CPU); the frame is
         the same either way."""
         import pandas as pd
 
