@@ -317,7 +317,9 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
             if self._rows("SELECT model, epoch, step, value, wall_time, rowid FROM metrics WHERE rowid = ?",
                           (last,)) != [newest]:
                 last, kept = 0, {}
-        rows = self._rows(*self._epoch_series_sql(name, model, last))
+        rows = self._epoch_rows_arrow(name, model) if not last else None
+        if rows is None:
+            rows = self._rows(*self._epoch_series_sql(name, model, last))
         if rows:
             kept = dict(kept)
             for row in rows:  # newer rows win, and move to the end: the dict stays in write order
@@ -331,6 +333,23 @@ class read_store:  # noqa: N801  (used like a function returning a reader)
                                           nrows=len(values))
         frame.insert(3, "name", pd.Series([name] * len(frame), dtype=str))
         return frame
+
+    def _epoch_rows_arrow(self, name: str, model: str | None) -> list[tuple] | None:
+        """:meth:`_epoch_series_sql`'s rows of a finished store, the grouping done in Arrow:
+        SQLite's GROUP BY sorts a million rows in a temporary B-tree (0.7-0.85 s of CPU), while
+        reading (model, epoch, rowid) as Arrow columns and grouping there takes half that; the
+        chosen rows are then read by rowid. None where the Arrow path does not apply."""
+        where, params = self._where({"name": name, "model": model})
+        table = arrow_table(self.path, f"SELECT model, epoch, rowid AS id FROM metrics WHERE 1=1{where}", params,
+                            {"model": "string", "epoch": "int64", "id": "int64"})
+        if table is None:
+            return None
+        if not table.num_rows:
+            return []
+        last = table.group_by(["model", "epoch"], use_threads=False).aggregate([("id", "max")])["id_max"]
+        ids = ",".join(str(i) for i in sorted(last.to_pylist()))
+        return self._rows(f"SELECT model, epoch, step, value, wall_time, rowid FROM metrics WHERE rowid IN ({ids}) "
+                          "ORDER BY rowid")
 
     def events(self, kind: str | Sequence[str] | None = None, model: str | None = None):
         """Events in write order; ``kind``: one kind, a LIKE pattern, or several kinds (the

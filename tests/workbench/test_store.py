@@ -224,3 +224,21 @@ def test_epoch_series_folds_in_only_new_rows_and_matches_a_fresh_read(tmp_path):
     path.unlink()
     _population(path, models=1, epochs=2, steps=3)
     assert list(live.epoch_series("train/loss")["step"]) == [2, 5]
+
+
+def test_epoch_series_of_a_finished_store_is_the_same_through_arrow(tmp_path, monkeypatch):
+    import pandas as pd
+
+    pytest.importorskip("adbc_driver_sqlite")
+    from workbench import _arrow_reads
+
+    path = tmp_path / "s.sqlite"
+    _awkward_store(path)
+    _population(tmp_path / "p.sqlite", models=3, epochs=4, steps=5)
+    cases = [(path, n, m) for n in ("train/loss", "eval/acc", "train/diverged", "train/%", "nothing")
+             for m in (None, "m a", "mé-2")] + [(tmp_path / "p.sqlite", "train/loss", None)]
+    assert read_store(path)._epoch_rows_arrow("train/loss", None)  # the Arrow path is taken
+    fast = [read_store(p).epoch_series(n, m) for p, n, m in cases]
+    monkeypatch.setattr(_arrow_reads, "_driver", False)
+    for (p, n, m), got in zip(cases, fast):
+        pd.testing.assert_frame_equal(got, read_store(p).epoch_series(n, m), check_exact=True, obj=f"{n} {m}")
