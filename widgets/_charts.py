@@ -93,6 +93,7 @@ class ChartsLogic(t.HasTraits):
             self.throttle()
 
     def render(self) -> None:
+        from workbench.charts import MARKED_KINDS
         from workbench.report import chart_metrics
 
         if self.run is None:
@@ -118,8 +119,8 @@ class ChartsLogic(t.HasTraits):
             metrics = self.run.epoch_series(self.metric)
         except Exception:
             return
-        try:
-            events = self.run.events()
+        try:  # only the kinds the chart marks: a long run holds thousands of segment events
+            events = self.run.events(kind=MARKED_KINDS)
         except Exception:  # no events table readable yet: the chart without marks
             events = None
         self.png = render_png(metrics, self.metric, self.smoothing, events, self.x_axis, self.log_scale)

@@ -15,6 +15,7 @@ import os
 import platform
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +90,8 @@ class RunRecord:
         """``name``'s last value in each model's epoch (what charts plot), columns as :meth:`metrics`."""
         return self._reader.epoch_series(name, model)
 
-    def events(self, kind: str | None = None, model: str | None = None):
+    def events(self, kind: str | Sequence[str] | None = None, model: str | None = None):
+        """Events in write order; ``kind``: one kind, a ``%`` pattern, or several kinds."""
         return self._reader.events(kind, model)
 
     def models(self):

@@ -221,7 +221,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     """
     import pandas as pd
 
-    from .charts import resources_figure, run_figure
+    from .charts import MARKED_KINDS, figure_and_panel_pngs, resources_figure, run_figure
     from .store import read_store
 
     run_dir = Path(run_dir)
@@ -235,7 +235,8 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     shown = chart_metrics(present) + [n for n in present if n.startswith("sys/")]
     frames = [reader.epoch_series(name) for name in shown]
     metrics = pd.concat(frames, ignore_index=True) if frames else reader.metrics(name="eval/%")
-    events = reader.events()
+    events = reader.events(kind=MARKED_KINDS)  # what the charts mark; the rest is only counted
+    counts = reader.event_counts()
     sections = report_sections(run_dir)
     out.mkdir(parents=True, exist_ok=True)  # after the reads: an unreadable store leaves no report/ behind
     paths: dict[str, Path] = {}
@@ -244,8 +245,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     paths["summary.csv"] = out / "summary.csv"
     names = chart_metrics(metrics)
     images = []
+    panels: list[bytes] = []
     if names:
-        images.append(("metrics", _png(run_figure(metrics, names, events=events))))
+        full, panels = figure_and_panel_pngs(run_figure(metrics, names, events=events))
+        images.append(("metrics", full))
     if metrics["name"].str.startswith("sys/").any():
         images.append(("resources", _png(resources_figure(metrics))))
     graphs = learned_graphs(run_dir)
@@ -254,11 +257,10 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     for name, data in images:
         (out / f"{name}.png").write_bytes(data)
         paths[f"{name}.png"] = out / f"{name}.png"
-    for name in names:  # one file per metric too, for slides and scripts
+    for name, panel in zip(names, panels):  # one file per metric too, for slides and scripts
         file = out / (name.replace("/", "_") + ".png")
-        file.write_bytes(_png(metric_figure(metrics, name, events=events)))
+        file.write_bytes(panel)
         paths[file.name] = file
-    counts = events.groupby(["kind"]).size().sort_values(ascending=False) if not events.empty else None
     body = [f"<h1>Run {html.escape(run_dir.name)}</h1>", "<h2>Summary</h2>", sections["summary"],
             "<h2>Final and best metrics</h2>", sections["metrics"], "<h2>Charts</h2>"]
     body += [_img(name, data) for name, data in images if not name.startswith("graph_")]
@@ -268,7 +270,7 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
                     + "".join(f"<p><b>warning:</b> {html.escape(n)}</p>" for n in g["notes"])
                     + _img(f"learned graph {model}", dict(images)[f"graph_{model}"]))
     body += ["<h2>Live changes</h2>", sections["changes"], "<h2>Settings</h2>", sections["settings"]]
-    if counts is not None:
+    if len(counts):
         body.append("<h2>Events</h2>" + counts.to_frame("count").to_html(border=0))
     style = ("body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse}"
              "td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}table.facts th,table.facts td"

@@ -36,8 +36,9 @@ class _Record:
     def metrics(self, model=None, name=None):
         return self.reader.metrics(model, name)
 
-    def events(self):
-        return self.reader.events()
+    def events(self, kind=None):
+        return self.reader.events(kind)
+
 
 def test_chart_renders_every_model_and_switches_metric(tmp_path):
     store = RunStore(tmp_path / "store.sqlite")

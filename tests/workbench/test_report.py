@@ -29,3 +29,50 @@ def test_each_bucket_keeps_its_own_min_and_max():
     for lo in range(0, 10_000, 1_000):  # every stretch of ten buckets still reaches both peaks
         part = dy[(dx >= lo) & (dx < lo + 1_000)]
         assert part.max() > 0.99 and part.min() < -0.99
+
+
+def _frame(names, models=("a", "b"), epochs=6):
+    import pandas as pd
+
+    rows = [(m, e, e * 10, n, (i + 1) * e / (j + 1), float(e)) for j, m in enumerate(models) for e in range(1, epochs + 1)
+            for i, n in enumerate(names)]
+    return pd.DataFrame(rows, columns=["model", "epoch", "step", "name", "value", "wall_time"])
+
+
+def _pixels(png: bytes):
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+
+def _found_in(block, image) -> bool:
+    """Whether ``block`` (rows x columns x RGBA) appears in ``image`` exactly, anywhere."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    k = int(np.argmax((block[..., :3] < 250).any(axis=2).sum(axis=1)))  # its busiest row: few false starts
+    for r in range(k, image.shape[0] - block.shape[0] + k + 1):
+        windows = sliding_window_view(image[r], block[k].shape)[:, 0]
+        for c in np.flatnonzero((windows == block[k]).all(axis=(1, 2))):
+            if (image[r - k:r - k + block.shape[0], c:c + block.shape[1]] == block).all():
+                return True
+    return False
+
+
+def test_each_panel_is_cut_from_the_one_render_with_the_legend_below():
+    from workbench.charts import figure_and_panel_pngs, figure_png, run_figure
+
+    names = ["train/loss_epoch", "eval/accuracy", "eval/loss"]
+    metrics = _frame(names)
+    full, panels = figure_and_panel_pngs(run_figure(metrics, names))
+    image = _pixels(full)
+    assert image.shape == _pixels(figure_png(run_figure(metrics, names))).shape  # as savefig draws it
+    assert len(panels) == len(names)
+    crops = [_pixels(p) for p in panels]
+    assert len({c.tobytes() for c in crops}) == 3
+    for crop in crops:
+        assert crop.shape[0] < image.shape[0] and crop.shape[1] < image.shape[1]
+        assert _found_in(crop[:40], image)  # the panel's top (title, frame) as the full image has it
+    # the legend (every model named) is drawn below each panel: not white at the bottom
+    assert (crops[0][-25:, :, :3] < 200).any()

@@ -1,5 +1,8 @@
 import threading
 
+import pytest
+
+from workbench.errors import StoreError
 from workbench.store import RunStore, read_store
 
 
@@ -116,3 +119,126 @@ def test_epoch_series_keeps_the_last_point_of_each_epoch(tmp_path):
     assert list(m1["epoch"]) == [1, 2, 3]
     assert list(m1["step"]) == [4, 9, 14]  # the last step of each epoch
     assert list(m1["value"]) == [114.0, 124.0, 134.0]
+
+
+def _awkward_store(path) -> None:
+    """Rows that test typing: NaN values (stored as NULL) in a run longer than the ADBC
+    driver's batch of 1,024 rows, a metric whose first 1,500 rows are all NaN (nothing to
+    infer a type from), a model named with spaces and unicode, metrics interleaved."""
+    store = RunStore(path)
+    rows = [("m a", 1 + s // 100, s, "train/loss", 2.0 / (1 + s), 1.0 + s) for s in range(1500)]
+    rows += [("m a", 1 + s // 100, s, "train/loss", float("nan"), 1.0 + s) for s in range(1500, 3000)]
+    rows += [("m a", 1, s, "train/diverged", float("nan") if s < 1500 else 1.0, 1.0 + s) for s in range(2000)]
+    rows += [("mé-2", 1 + s // 100, s, name, s * 0.5, 2.0 + s) for s in range(2000) for name in ("train/loss", "eval/acc")]
+    store.add_metrics(rows)
+    store.flush()
+    store.close()
+
+
+def test_the_arrow_path_returns_the_frame_sqlite3_returns(tmp_path, monkeypatch):
+    import pandas as pd
+
+    pytest.importorskip("adbc_driver_sqlite")
+    from workbench import _arrow_reads
+
+    path = tmp_path / "s.sqlite"
+    _awkward_store(path)
+    reader = read_store(path)
+    read = reader._metrics_sql(["model", "value"], None, "train/loss")
+    assert _arrow_reads.arrow_table(path, *read, {"model": "string", "value": "double"}).num_rows == 5000
+    queries = [(None, None), (None, "train/loss"), ("m a", None), ("mé-2", "eval/acc"), (None, "eval/%"),
+               ("m%", "train/%"), (None, "train/diverged"), (None, "nothing"), ("nobody", "train/loss")]
+    fast = [reader.metrics(model=m, name=n) for m, n in queries]
+    monkeypatch.setattr(_arrow_reads, "_driver", False)  # what a machine without the driver reads
+    for (model, name), got in zip(queries, fast):
+        expected = reader.metrics(model=model, name=name)
+        pd.testing.assert_frame_equal(got, expected, check_exact=True, obj=f"metrics({model!r}, {name!r})")
+    assert fast[1]["value"].isna().sum() == 1500 and fast[6]["value"].isna().sum() == 1500
+
+
+def test_a_store_being_written_is_read_through_sqlite3(tmp_path):
+    pytest.importorskip("adbc_driver_sqlite")
+    from workbench import _arrow_reads
+
+    path = tmp_path / "s.sqlite"
+    store = RunStore(path)
+    store.add_metrics([("a", 1, 1, "eval/x", 1.0, 0.0)])
+    store.flush()
+    sql = ("SELECT value FROM metrics", (), {"value": "double"})
+    # A second copy of SQLite in this process must not open a file the writer holds.
+    assert _arrow_reads.being_written(path) and _arrow_reads.arrow_table(path, *sql) is None
+    assert list(read_store(path).metrics()["value"]) == [1.0]
+    store.close()
+    assert not _arrow_reads.being_written(path) and _arrow_reads.arrow_table(path, *sql).num_rows == 1
+
+
+@pytest.mark.parametrize("content", [b"", b"not a database at all" * 10, None])
+def test_a_damaged_or_missing_store_is_one_line_error(tmp_path, content):
+    path = tmp_path / "s.sqlite"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(StoreError, match="cannot be read"):
+        read_store(path).metrics(name="train/loss")
+
+
+def test_events_of_several_kinds_come_in_write_order_through_the_index(tmp_path):
+    path = tmp_path / "s.sqlite"
+    store = RunStore(path)
+    for i, kind in enumerate(["segment", "hparam", "segment", "paused", "exploit", "segment"]):
+        store.add_event("m0", kind, {"i": i}, wall_time=float(i))
+    store.flush()
+    store.close()
+    reader = read_store(path)
+    marked = reader.events(kind=("hparam", "paused", "exploit"))
+    assert list(marked["kind"]) == ["hparam", "paused", "exploit"]
+    assert [p["i"] for p in marked["payload"]] == [1, 3, 4]
+    assert reader.events(kind=[]).empty
+    assert reader.event_counts().to_dict() == {"segment": 3, "exploit": 1, "hparam": 1, "paused": 1}
+    assert list(reader.event_counts().index) == ["segment", "exploit", "hparam", "paused"]  # most first
+    where, params = reader._where({"kind": ("hparam", "paused")})
+    assert "events_kind" in _plan(path, f"SELECT * FROM events WHERE 1=1{where} ORDER BY rowid", params)
+
+
+def test_epoch_series_folds_in_only_new_rows_and_matches_a_fresh_read(tmp_path):
+    import pandas as pd
+
+    path = tmp_path / "s.sqlite"
+    store = RunStore(path)
+    live = read_store(path)
+    step = 0
+    for chunk in range(4):  # each chunk ends mid-epoch: the epoch in progress gets a newer last row
+        rows = []
+        for _ in range(7):
+            rows += [(m, 1 + step // 5, step, "train/loss", float(step * 10 + i), float(step)) for i, m in enumerate("ab")]
+            step += 1
+        store.add_metrics(rows)
+        store.flush()
+        got = live.epoch_series("train/loss")
+        pd.testing.assert_frame_equal(got, read_store(path).epoch_series("train/loss"))
+        assert list(got[got["model"] == "a"]["step"])[-1] == step - 1  # the newest row of the epoch in progress
+    assert live._series[("train/loss", None)][0] == 2 * step  # the last rowid folded in
+    sql, params = live._epoch_series_sql("train/loss", None, 40)
+    assert "rowid>?" in _plan(path, sql, params).replace(" ", "")  # the index range, not a scan
+    store.close()
+    # Another file at the same path (a run folder re-made): the kept series is dropped.
+    path.unlink()
+    _population(path, models=1, epochs=2, steps=3)
+    assert list(live.epoch_series("train/loss")["step"]) == [2, 5]
+
+
+def test_epoch_series_of_a_finished_store_is_the_same_through_arrow(tmp_path, monkeypatch):
+    import pandas as pd
+
+    pytest.importorskip("adbc_driver_sqlite")
+    from workbench import _arrow_reads
+
+    path = tmp_path / "s.sqlite"
+    _awkward_store(path)
+    _population(tmp_path / "p.sqlite", models=3, epochs=4, steps=5)
+    cases = [(path, n, m) for n in ("train/loss", "eval/acc", "train/diverged", "train/%", "nothing")
+             for m in (None, "m a", "mé-2")] + [(tmp_path / "p.sqlite", "train/loss", None)]
+    assert read_store(path)._epoch_rows_arrow("train/loss", None)  # the Arrow path is taken
+    fast = [read_store(p).epoch_series(n, m) for p, n, m in cases]
+    monkeypatch.setattr(_arrow_reads, "_driver", False)
+    for (p, n, m), got in zip(cases, fast):
+        pd.testing.assert_frame_equal(got, read_store(p).epoch_series(n, m), check_exact=True, obj=f"{n} {m}")
