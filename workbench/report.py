@@ -231,10 +231,15 @@ def _inputs(run_dir: Path) -> dict[str, Any] | None:
     store = run_dir / "store.sqlite"
     if not store.is_file() or being_written(store):
         return None
+    reader = read_store(store)
     try:
-        state = read_store(store)._rows("SELECT value FROM run WHERE key = 'state'")
+        state = reader._rows("SELECT value FROM run WHERE key = 'state'")
         if not state or not RunState(json.loads(state[0][0])).is_finished():
             return None
+        # What the store holds, besides its size and time (a change in place within the file
+        # system's time resolution keeps both): the last rows written and the small tables.
+        content = repr([reader._rows("SELECT (SELECT MAX(rowid) FROM metrics), (SELECT MAX(rowid) FROM events)"),
+                        reader._rows("SELECT * FROM run ORDER BY key"), reader._rows("SELECT * FROM models ORDER BY model")])
     except (StoreError, ValueError, TypeError):
         return None
     code = Path(__file__).parent
@@ -247,7 +252,7 @@ def _inputs(run_dir: Path) -> dict[str, Any] | None:
             stats[str(file)] = [info.st_size, info.st_mtime_ns]
         except OSError:
             stats[str(file)] = None
-    return {"files": stats, "time_zone": [time.timezone, time.altzone, *time.tzname]}
+    return {"files": stats, "store": content, "time_zone": [time.timezone, time.altzone, *time.tzname]}
 
 
 def _made_from(out: Path, inputs: dict[str, Any] | None) -> dict[str, Path] | None:

@@ -137,3 +137,26 @@ def test_an_unfinished_runs_report_is_always_made_afresh(tmp_path, monkeypatch):
     report.write_report(run_dir)
     report.write_report(run_dir)
     assert len(renders) == 2 and not (run_dir / "report" / ".report.json").exists()
+
+
+def test_a_change_in_place_that_keeps_the_stores_size_and_time_is_seen(tmp_path, monkeypatch):
+    import os
+    import sqlite3
+
+    from workbench import charts, report
+
+    run_dir = _finished_run(tmp_path)
+    report.write_report(run_dir)
+    store = run_dir / "store.sqlite"
+    before = store.stat()
+    conn = sqlite3.connect(store)
+    with conn:
+        conn.execute("UPDATE models SET state = 'failed'")
+    conn.close()
+    os.utime(store, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert store.stat().st_size == before.st_size and store.stat().st_mtime_ns == before.st_mtime_ns
+    renders = []
+    real = charts.figure_and_panel_pngs
+    monkeypatch.setattr(charts, "figure_and_panel_pngs", lambda fig: renders.append(1) or real(fig))
+    report.write_report(run_dir)
+    assert renders == [1]
