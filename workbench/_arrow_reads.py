@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 __all__ = ["arrow_table"]
 
@@ -52,7 +53,8 @@ def arrow_table(path: Path, sql: str, params: tuple, types: dict[str, str]) -> A
     import adbc_driver_manager
 
     try:
-        with dbapi.connect(f"file:{path}?mode=ro") as conn, conn.cursor() as cursor:
+        # Percent-encoded: a folder named with '?' or '#' must not cut the URI (and drop mode=ro).
+        with dbapi.connect(f"file:{quote(str(path.absolute()))}?mode=ro") as conn, conn.cursor() as cursor:
             cursor.execute(sql, params)
             table = cursor.fetch_arrow_table()
     except (adbc_driver_manager.Error, OSError):  # damaged, or a type mismatch past the first batch

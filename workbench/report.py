@@ -211,6 +211,68 @@ def report_sections(run_dir: str | Path) -> dict[str, str]:
     }
 
 
+_MANIFEST = ".report.json"  # in the report folder: what the report was made from, and its files
+# The modules whose code shapes a report: an edit to one of them makes a new report.
+_REPORT_CODE = ("report.py", "charts.py", "summary.py", "compare.py", "store.py", "_arrow_reads.py")
+
+
+def _inputs(run_dir: Path) -> dict[str, Any] | None:
+    """What a finished run's report is made of (its files' sizes and times, the code, the
+    time zone), or None when the report must be made afresh: the store is being written or
+    the run is not finished (its shown state may then change while its files do not)."""
+    import json
+    import time
+
+    from ._arrow_reads import being_written
+    from .errors import StoreError
+    from .states import RunState
+    from .store import read_store
+
+    store = run_dir / "store.sqlite"
+    if not store.is_file() or being_written(store):
+        return None
+    reader = read_store(store)
+    try:
+        state = reader._rows("SELECT value FROM run WHERE key = 'state'")
+        if not state or not RunState(json.loads(state[0][0])).is_finished():
+            return None
+        # What the store holds, besides its size and time (a change in place within the file
+        # system's time resolution keeps both): the last rows written and the small tables.
+        content = repr([reader._rows("SELECT (SELECT MAX(rowid) FROM metrics), (SELECT MAX(rowid) FROM events)"),
+                        reader._rows("SELECT * FROM run ORDER BY key"), reader._rows("SELECT * FROM models ORDER BY model")])
+    except (StoreError, ValueError, TypeError):
+        return None
+    code = Path(__file__).parent
+    files = [store, run_dir / "preset.json", run_dir / "environment.json", *sorted(run_dir.glob("outputs/*/*")),
+             *(code / name for name in _REPORT_CODE)]
+    stats = {}
+    for file in files:
+        try:
+            info = file.stat()
+            stats[str(file)] = [info.st_size, info.st_mtime_ns]
+        except OSError:
+            stats[str(file)] = None
+    return {"files": stats, "store": content, "time_zone": [time.timezone, time.altzone, *time.tzname]}
+
+
+def _made_from(out: Path, inputs: dict[str, Any] | None) -> dict[str, Path] | None:
+    """The report already in ``out`` when it was made from ``inputs`` and its files are as written."""
+    import json
+
+    if inputs is None:
+        return None
+    try:
+        manifest = json.loads((out / _MANIFEST).read_text())
+        if manifest["inputs"] != inputs:
+            return None
+        paths = {name: out / name for name, _ in manifest["files"]}
+        if all(paths[name].stat().st_size == size for name, size in manifest["files"]):
+            return paths
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
 def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict[str, Path]:
     """Write charts, ``summary.csv`` and ``report.html``; return their paths by name.
 
@@ -218,15 +280,33 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> dict
     best metrics), then the metrics as small multiples with the run's changes marked, the
     resources chart, the settings and the full list of live changes. It holds no link that
     works only on the machine that made it.
+
+    A finished run's report is made once: asked again for the same folder while nothing it
+    is made of changed (the store, the preset, the learned graphs, the code), the files
+    already there are returned without importing pandas or matplotlib.
     """
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir else run_dir / "report"
+    check_writable_dir(out, "report folder")
+    inputs = _inputs(run_dir)
+    made = _made_from(out, inputs)
+    if made is not None:
+        return made
+    paths = _write_report(run_dir, out)
+    if inputs is not None:
+        import json
+
+        manifest = {"inputs": inputs, "files": [[name, path.stat().st_size] for name, path in paths.items()]}
+        (out / _MANIFEST).write_text(json.dumps(manifest))
+    return paths
+
+
+def _write_report(run_dir: Path, out: Path) -> dict[str, Path]:
     import pandas as pd
 
     from .charts import MARKED_KINDS, figure_and_panel_pngs, resources_figure, run_figure
     from .store import read_store
 
-    run_dir = Path(run_dir)
-    out = Path(out_dir) if out_dir else run_dir / "report"
-    check_writable_dir(out, "report folder")
     reader = read_store(run_dir / "store.sqlite")
     # Only what the report shows (per-epoch values of the charted metrics and the resource
     # figures), reduced in SQLite: a run with a million per-step points is reported from a

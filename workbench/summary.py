@@ -117,7 +117,7 @@ def changes_table(run_dir: str | Path):
     from .store import read_store
 
     reader = read_store(Path(run_dir) / "store.sqlite")
-    events = reader.events()
+    events = reader.events(kind=list(CHANGE_KINDS))  # not a long run's thousands of segment events
     started = reader.run_info().get("started")
     columns = ["at", "epoch", "step", "model", "change", "by", "detail"]
     rows = []

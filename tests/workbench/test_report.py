@@ -76,3 +76,87 @@ def test_each_panel_is_cut_from_the_one_render_with_the_legend_below():
         assert _found_in(crop[:40], image)  # the panel's top (title, frame) as the full image has it
     # the legend (every model named) is drawn below each panel: not white at the bottom
     assert (crops[0][-25:, :, :3] < 200).any()
+
+
+def _finished_run(root, epochs: int = 3):
+    import json
+
+    from workbench.store import RunStore
+
+    run_dir = root / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "preset.json").write_text(json.dumps({"name": "t", "epochs": epochs}))
+    store = RunStore(run_dir / "store.sqlite")
+    store.set_run(state="finished", started=1.0, finished=2.0)
+    store.set_model("a", state="finished", epoch=epochs, total_epochs=epochs)
+    store.add_metrics([("a", e, e, name, 1.0 / e, float(e)) for e in range(1, epochs + 1)
+                       for name in ("eval/accuracy", "train/loss_epoch")])
+    store.flush()
+    store.close()
+    return run_dir
+
+
+def test_a_finished_runs_report_is_made_once_until_something_it_shows_changes(tmp_path, monkeypatch):
+    from workbench import charts, report
+    from workbench.store import RunStore
+
+    run_dir = _finished_run(tmp_path)
+    renders = []
+    real = charts.figure_and_panel_pngs
+    monkeypatch.setattr(charts, "figure_and_panel_pngs", lambda fig: renders.append(1) or real(fig))
+    first = report.write_report(run_dir)
+    assert len(renders) == 1 and (run_dir / "report" / ".report.json").is_file()
+    assert report.write_report(run_dir) == first and len(renders) == 1  # nothing changed: the files as they are
+    (run_dir / "report" / "eval_accuracy.png").unlink()  # a file gone: made again
+    assert report.write_report(run_dir) == first and len(renders) == 2
+    assert first["eval_accuracy.png"].is_file()
+    store = RunStore(run_dir / "store.sqlite")  # the run resumed: its store is being written
+    store.add_metrics([("a", 4, 4, "eval/accuracy", 0.2, 4.0)])
+    store.flush()
+    report.write_report(run_dir)
+    report.write_report(run_dir)
+    assert len(renders) == 4  # never kept while the store is written
+    store.close()
+    report.write_report(run_dir)  # the store changed since the last kept report
+    assert len(renders) == 5
+    report.write_report(run_dir, tmp_path / "elsewhere")  # another folder has no report yet
+    assert len(renders) == 6
+
+
+def test_an_unfinished_runs_report_is_always_made_afresh(tmp_path, monkeypatch):
+    from workbench import charts, report
+    from workbench.store import RunStore
+
+    run_dir = _finished_run(tmp_path)
+    store = RunStore(run_dir / "store.sqlite")
+    store.set_run(state="running")
+    store.close()
+    renders = []
+    real = charts.figure_and_panel_pngs
+    monkeypatch.setattr(charts, "figure_and_panel_pngs", lambda fig: renders.append(1) or real(fig))
+    report.write_report(run_dir)
+    report.write_report(run_dir)
+    assert len(renders) == 2 and not (run_dir / "report" / ".report.json").exists()
+
+
+def test_a_change_in_place_that_keeps_the_stores_size_and_time_is_seen(tmp_path, monkeypatch):
+    import os
+    import sqlite3
+
+    from workbench import charts, report
+
+    run_dir = _finished_run(tmp_path)
+    report.write_report(run_dir)
+    store = run_dir / "store.sqlite"
+    before = store.stat()
+    conn = sqlite3.connect(store)
+    with conn:
+        conn.execute("UPDATE models SET state = 'failed'")
+    conn.close()
+    os.utime(store, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert store.stat().st_size == before.st_size and store.stat().st_mtime_ns == before.st_mtime_ns
+    renders = []
+    real = charts.figure_and_panel_pngs
+    monkeypatch.setattr(charts, "figure_and_panel_pngs", lambda fig: renders.append(1) or real(fig))
+    report.write_report(run_dir)
+    assert renders == [1]

@@ -242,3 +242,16 @@ def test_epoch_series_of_a_finished_store_is_the_same_through_arrow(tmp_path, mo
     monkeypatch.setattr(_arrow_reads, "_driver", False)
     for (p, n, m), got in zip(cases, fast):
         pd.testing.assert_frame_equal(got, read_store(p).epoch_series(n, m), check_exact=True, obj=f"{n} {m}")
+
+
+def test_the_arrow_path_reads_a_folder_named_with_uri_characters(tmp_path):
+    pytest.importorskip("adbc_driver_sqlite")
+    from workbench import _arrow_reads
+
+    folder = tmp_path / "run #1 ?x=%20"
+    folder.mkdir()
+    path = folder / "s.sqlite"
+    _population(path, models=1, epochs=2, steps=3)
+    table = _arrow_reads.arrow_table(path, "SELECT value FROM metrics", (), {"value": "double"})
+    assert table is not None and table.num_rows == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == [folder.name]  # nothing made beside it
