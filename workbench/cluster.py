@@ -244,8 +244,7 @@ def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str 
     thread.start()
     # Back to the caller once the nanny processes are launched: until then this process's
     # own work (importing torch, holding the GIL) would only delay their launch.
-    while not spawned.done.wait(0.05) and thread.is_alive():
-        pass
+    spawned.done.wait(30.0)  # set by the thread's end too; bounded all the same
     return True
 
 
