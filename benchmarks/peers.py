@@ -16,7 +16,9 @@ Printed per workload: wall time end to end (start of the call to every result ba
 and shutdown included), the training phase alone (first trainer's first step to the last
 trainer's last step, as each system's trainers report it), the ratios to the pool, each
 bar met or missed, and the CPU time of the pool's processes and of the workbench's
-(driver, nannies, workers): on a loaded machine CPU time says more than wall time.
+(driver, nannies, workers): on a loaded machine CPU time says more than wall time. The
+workbench's line is followed by its start-up timeline (seconds from the call): workers up
+(``start_run`` returned), models built, first and last segment ended, results back.
 Workloads: ``short`` = 30 epochs per trainer (about 1,350 steps); ``long`` = ``--long-epochs``
 (default 1,400, about 63,000 steps: about 60 s of compute per trainer on a quiet machine);
 ``--quick`` makes the long one 150 epochs. Each workbench run starts a cold cluster, as the
@@ -100,7 +102,7 @@ def _cluster_cpu() -> dict[str, float]:
     return out
 
 
-def run_workbench(root: Path, n: int, epochs: int) -> tuple[float, float, dict[str, float]]:
+def run_workbench(root: Path, n: int, epochs: int) -> tuple[float, float, dict[str, float], dict[str, float]]:
     import workbench as wb
     from workbench.cluster import _close_parked
 
@@ -112,15 +114,22 @@ def run_workbench(root: Path, n: int, epochs: int) -> tuple[float, float, dict[s
     path = root / f"peers_{n}_{epochs}_{time.time_ns()}.json"
     path.write_text(json.dumps({"peers": preset}))
     cpu0 = time.process_time()
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     run = wb.start_run(str(path), runs_dir_=root)
+    returned = time.perf_counter() - t0
     state = run.wait()
     wall = time.perf_counter() - t0
     cpu = {"driver": time.process_time() - cpu0, **_cluster_cpu()}  # the cluster is parked: still alive
     if state != wb.RunState.FINISHED:
         raise SystemExit(f"the workbench run ended {state.value}")
     started = run.events(kind="started")["wall_time"].iloc[0]
-    return wall, run.events(kind="segment")["wall_time"].max() - started, cpu
+    segments = run.events(kind="segment")["wall_time"]
+    # Where the start-up goes: start_run returns once the workers are up (plan, data check,
+    # cluster); "started" once every model is built (the first optimiser imports
+    # torch._dynamo); then the first and last segments' ends.
+    timeline = {"workers up": returned, "models built": started - wall0, "first segment": segments.min() - wall0,
+                "last segment": segments.max() - wall0, "results": wall}
+    return wall, segments.max() - started, cpu, timeline
 
 
 def _ray_trial(config: dict) -> None:
@@ -187,6 +196,7 @@ def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: 
           f"{bench[0] / pool[0]:.2f}x / {bench[1] / pool[1]:.2f}x the pool; CPU {total:.1f} s (driver "
           f"{cpu['driver']:.1f}, nannies {cpu['nannies']:.1f}, workers {cpu['workers']:.1f}) = "
           f"{total / pool[2]['processes']:.2f}x the pool's", flush=True)
+    print("      timeline: " + ", ".join(f"{k} {v:.1f} s" for k, v in bench[3].items()), flush=True)
     ratios = {"end to end": bench[0] / pool[0], "training": bench[1] / pool[1]}
     for what, bar in BARS.get(label, {}).items():
         print(f"      bar: {what} <= {bar:.2f}x the pool: {ratios[what]:.2f}x, "

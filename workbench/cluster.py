@@ -122,6 +122,8 @@ def _nanny_process_class():
                     stdin=asyncio.subprocess.DEVNULL)
             finally:
                 if self.spawned is not None:
+                    if self.process is not None:
+                        self.spawned.pids.append(self.process.pid)
                     self.spawned.count_down()
 
     return NannyProcess
@@ -132,6 +134,7 @@ class _Countdown:
 
     def __init__(self, n: int) -> None:
         self.left, self.lock, self.done = n, threading.Lock(), threading.Event()
+        self.pids: list[int] = []  # the nanny processes launched
         if n <= 0:
             self.done.set()
 
@@ -207,7 +210,7 @@ def _close_parked(handle: ClusterHandle | None = None) -> None:
 
 
 # A cluster started ahead of the run's plan (warm_up): parked when its workers are up.
-_warming: dict[str, Any] = {"key": None, "thread": None}
+_warming: dict[str, Any] = {"key": None, "thread": None, "spawned": None}
 log = logging.getLogger(__name__)
 
 
@@ -237,12 +240,11 @@ def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str 
             return False
         thread = threading.Thread(target=_warm, args=(list(specs), tuple(preload), host, dashboard, spawned),
                                   name="workbench-cluster-warm-up", daemon=True)
-        _warming.update(key=key, thread=thread)
+        _warming.update(key=key, thread=thread, spawned=spawned)
     thread.start()
     # Back to the caller once the nanny processes are launched: until then this process's
     # own work (importing torch, holding the GIL) would only delay their launch.
-    while not spawned.done.wait(0.05) and thread.is_alive():
-        pass
+    spawned.done.wait(30.0)  # set by the thread's end too; bounded all the same
     return True
 
 
@@ -266,7 +268,20 @@ def _await_warm_up(key: tuple | None) -> None:
 
 
 def _at_exit() -> None:
-    _await_warm_up(None)  # a warm-up still starting would leave its processes behind
+    """Close the parked cluster. A warm-up still starting (its run was refused, bad input
+    found by the plan) is cut short: its nannies and their workers are killed rather than
+    the exit waiting seconds for workers nothing will use."""
+    thread, spawned = _warming["thread"], _warming["spawned"]
+    if thread is not None and thread.is_alive() and spawned is not None:
+        import psutil
+
+        for pid in spawned.pids:  # as Dask's SubprocessWorker.close: its children first
+            with contextlib.suppress(psutil.Error):
+                nanny = psutil.Process(pid)
+                for child in nanny.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        child.kill()
+                nanny.kill()
     _close_parked()
 
 

@@ -87,7 +87,7 @@ def _warm_up(preset: dict[str, Any]) -> None:
     from .cluster import warm_up
     from .data import list_datasets
     from .registry import _BUILTIN
-    from .resources import Placement, _nvidia_present, detect_inventory, layout_workers
+    from .resources import Placement, _nvidia_present, detect_inventory
 
     models = preset.get("models", {})
     targets = list(preset.get("target_models", []))

@@ -81,3 +81,48 @@ def test_a_run_whose_layout_the_preset_shows_starts_its_workers_before_its_plan(
     second = wb.start_run(str(path), runs_dir_=runs_dir)  # the warm-cluster path: the parked one
     assert second._cluster is parked and _nannies() == cores
     assert second.wait(timeout=300) == wb.RunState.FINISHED
+
+
+def test_a_run_refused_while_its_cluster_warms_up_leaves_no_process_behind(tmp_path):
+    """Bad hyperparameters are found by the plan, after the warm-up began: the error is
+    one line, and the exit ends the nannies and workers still starting."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    import psutil
+
+    cores = len(os.sched_getaffinity(0))
+    preset = {"description": "bad", "datasets": ["digits"], "epochs": 1, "batch_size": 32, "checkpoint_interval": 5,
+              "target_models": ["digits_mlp"], "enable_collaborative_training": False,
+              "models": {"digits_mlp": {"population": cores, "hyperparameters": {"lr": 50.0}}}}
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"bad": preset}))
+    mark = uuid.uuid4().hex
+    code = ("import sys, workbench as wb\n"
+            "from workbench import cluster\n"
+            f"try:\n    wb.start_run({str(path)!r}, runs_dir_={str(tmp_path / 'runs')!r})\n"
+            "except wb.WorkbenchError as exc:\n    print('refused:', exc)\n"
+            "print('warmed:', cluster._warming['thread'] is not None)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "WORKBENCH_TEST_MARK": mark})
+    assert "refused:" in result.stdout and "lr" in result.stdout, result.stdout + result.stderr
+    assert "warmed: True" in result.stdout, result.stdout
+
+    def left() -> list[int]:
+        out = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.environ().get("WORKBENCH_TEST_MARK") == mark:
+                    out.append(proc.pid)
+            except psutil.Error:
+                pass
+        return out
+
+    deadline = time.time() + 30
+    while left() and time.time() < deadline:
+        time.sleep(0.5)
+    assert left() == []
