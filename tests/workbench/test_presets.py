@@ -56,7 +56,8 @@ def test_the_checkpoint_time_floor_defaults_to_ten_seconds_and_refuses_nonsense(
     assert resolve_preset("quick")[1]["checkpoint_seconds"] == 10
     assert resolve_preset("quick", {"checkpoint_seconds": 0})[1]["checkpoint_seconds"] == 0  # every interval
     for bad, why in ((-1, "must be seconds in 0.."), ("x", "must be an integer or a number"),
-                     (float("nan"), "must be seconds in 0..")):
+                     (float("nan"), "must be seconds in 0.."),
+                     (None, "must be an integer or a number")):
         with pytest.raises(PresetError) as info:
             resolve_preset("quick", {"checkpoint_seconds": bad})
         assert any(p.startswith("presets.quick.checkpoint_seconds: ") and why in p for p in info.value.problems)

@@ -187,6 +187,32 @@ def test_a_state_travels_as_numpy_and_comes_back_as_the_same_tensors(tmp_path):
     assert torch.equal(torch.load(buffer, weights_only=True)["net"]["weight"], state["net"]["weight"])
 
 
+def test_a_state_taken_from_one_trainer_loads_into_another_as_an_exploit_does():
+    import torch
+
+    class Weighted(_shipped_class()):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.w = torch.zeros(2)
+
+        def state_dict(self):
+            return {"w": self.w.clone()}
+
+        def load_state_dict(self, state):
+            self.w = state["w"].clone()
+
+    blob = cloudpickle.dumps(Weighted)
+    for name in ("src@x", "dst@x"):
+        _worker.build("r", name, "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    try:
+        _worker._SLOTS[("r", "src@x")].trainer.w = torch.tensor([1.5, -2.0])
+        payload = _worker.state("r", "src@x")  # what travels between workers: numpy inside
+        _worker.load_state("r", "dst@x", payload, {"lr": 0.2})
+        assert torch.equal(_worker._SLOTS[("r", "dst@x")].trainer.w, torch.tensor([1.5, -2.0]))
+    finally:
+        _worker.drop_run("r")
+
+
 def test_the_end_of_a_run_forgets_its_trainers_and_only_them():
     blob = cloudpickle.dumps(_shipped_class())
     for run, name in (("r1", "a@x"), ("r1", "b@x"), ("r2", "a@x")):

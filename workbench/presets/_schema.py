@@ -104,7 +104,7 @@ def validate_preset(name: str, preset: Any, path: str | None = None) -> list[str
         if not 1 <= timeout <= MAX_SEGMENT_TIMEOUT:  # also refuses nan and inf
             problems.append(f"{path}.segment_timeout: must be seconds in 1..{MAX_SEGMENT_TIMEOUT:,}, got {timeout}")
     floor = preset.get("checkpoint_seconds")
-    if floor is not None and _check_type(f"{path}.checkpoint_seconds", floor, (int, float), problems):
+    if "checkpoint_seconds" in preset and _check_type(f"{path}.checkpoint_seconds", floor, (int, float), problems):
         if not 0 <= floor <= MAX_SEGMENT_TIMEOUT:  # also refuses nan and inf
             problems.append(f"{path}.checkpoint_seconds: must be seconds in 0..{MAX_SEGMENT_TIMEOUT:,} "
                             f"(0: a checkpoint every checkpoint_interval epochs), got {floor}")
