@@ -341,11 +341,20 @@ def _run_dir(run_id: str, runs_dir_: str | Path | None) -> Path:
     return run_dir
 
 
-def open_run(run_id: str, runs_dir_: str | Path | None = None) -> RunRecord:
-    """A run by id: the live :class:`Run` if this process drives it, else a read-only record."""
+def _driven_here(run_id: str, runs_dir_: str | Path | None):
+    """The :class:`Run` this process drives as ``run_id`` in that runs folder, or None (a
+    run of the same id in another folder is another run)."""
     from . import _live
 
     live = _live.get(run_id)
+    if live is not None and live.dir.resolve() == (runs_dir(runs_dir_) / run_id).resolve():
+        return live
+    return None
+
+
+def open_run(run_id: str, runs_dir_: str | Path | None = None) -> RunRecord:
+    """A run by id: the live :class:`Run` if this process drives it, else a read-only record."""
+    live = _driven_here(run_id, runs_dir_)
     if live is not None:
         return live
     return RunRecord(_run_dir(run_id, runs_dir_))
@@ -358,9 +367,7 @@ def attach(run_id: str, runs_dir_: str | Path | None = None) -> Run:
     them within about 50 ms); a run that nothing drives any more refuses commands with a
     message saying how to resume it.
     """
-    from . import _live
-
-    live = _live.get(run_id)
+    live = _driven_here(run_id, runs_dir_)
     if live is not None and not live.done:
         return live
     return AttachedRun(_run_dir(run_id, runs_dir_))

@@ -291,3 +291,22 @@ def test_a_client_is_accepted_as_scheduler_and_left_open(runs_dir, inprocess_sch
                                                 "distributed.Client or a Dask cluster, got int"):
         wb.start_run("digits_mutual", {"target_models": ["test_regressor"]}, scheduler=3)
     assert [p.name for p in runs_dir.iterdir()] == [run.id]  # the refused start left nothing
+
+
+def test_a_run_driven_here_does_not_shadow_a_run_of_the_same_id_in_another_folder(tmp_path):
+    """``open_run(id, folder)`` reads the run in ``folder`` even while this process drives a
+    run of that id elsewhere (two test modules, or two projects in one kernel, reuse ids)."""
+    from workbench import _live
+    from workbench.handles import RunRecord
+    from workbench.store import RunStore
+
+    elsewhere, here = tmp_path / "a" / "r1", tmp_path / "b" / "r1"
+    for folder, preset in ((elsewhere, "quick"), (here, "digits_mutual")):
+        folder.mkdir(parents=True)
+        store = RunStore(folder / "store.sqlite")
+        store.set_run(state="finished", preset=preset, run_id="r1")
+        store.close()
+    driven = _live.add(RunRecord(elsewhere))  # stands in for the Run this process drives
+    assert wb.open_run("r1", tmp_path / "a") is driven
+    record = wb.open_run("r1", tmp_path / "b")
+    assert record is not driven and record.dir == here and record._reader.run_info()["preset"] == "digits_mutual"
