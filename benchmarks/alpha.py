@@ -5,8 +5,9 @@ search loses none of 100 games against a random player with either colour, and d
 every line of optimal minimax play with either colour (every optimal minimax reply is
 followed, see ``minimax_all_lines``). Training stops as soon as the bar is met.
 
-Connect Four: trained for a bounded time, then the win rates against a random player and
-against the one-step lookahead player (win if possible, block if needed, else random).
+Connect Four: trained for a budget of CPU minutes (this process and its pool workers,
+as for tic-tac-toe), then the win rates against a random player and against the one-step
+lookahead player (win if possible, block if needed, else random).
 
 Self-play and arena games run in a process pool (the engine runs the same tasks as Dask
 tasks); the trainer itself uses one thread. Usage::
@@ -114,20 +115,24 @@ def bench_tictactoe(ctx: StepContext, minutes: float, seed: int) -> bool:
 def bench_connect4(ctx: StepContext, minutes: float, seed: int, eval_games: int) -> None:
     trainer = _trainer("connect4", CONNECT4, seed)
     trainer.set_hparam("eval_games", eval_games)
-    print(f"connect four, settings {CONNECT4}, {minutes} min budget, {eval_games} eval games per colour")
+    print(f"connect four, seed {seed}, settings {CONNECT4}, {minutes} CPU min budget, "
+          f"{eval_games} eval games per colour")
     untrained = trainer.evaluate()
     print("untrained:", _fmt(untrained, ("eval/win_rate_vs_random", "eval/win_rate_vs_lookahead")), flush=True)
     trainer.set_hparam("eval_games", 0)
-    start, epoch = time.perf_counter(), 0
-    while time.perf_counter() - start < minutes * 60:
+    # CPU time, not wall time, bounds training: on a shared machine a wall-clock budget
+    # would buy a different number of epochs on every run.
+    start, cpu0, epoch = time.perf_counter(), _cpu_seconds(), 0
+    while _cpu_seconds() - cpu0 < minutes * 60:
         epoch += 1
         train = _epoch(trainer, ctx)
-        print(f"epoch {epoch:3d} {time.perf_counter() - start:6.0f}s",
+        print(f"epoch {epoch:3d} {time.perf_counter() - start:6.0f}s wall {_cpu_seconds() - cpu0:6.0f}s CPU",
               _fmt(train, ("train/loss", "train/policy_loss", "train/value_loss",
                            "train/selfplay_first_player_win_rate")), flush=True)
     trainer.set_hparam("eval_games", eval_games)
     result = trainer.evaluate()
-    print(f"connect four after {epoch} epochs, {time.perf_counter() - start:.0f}s:",
+    print(f"connect four after {epoch} epochs, {time.perf_counter() - start:.0f}s wall, "
+          f"{_cpu_seconds() - cpu0:.0f}s CPU (training and final evaluation):",
           _fmt(result, ("eval/win_rate_vs_random", "eval/loss_rate_vs_random",
                         "eval/win_rate_vs_lookahead", "eval/draw_rate_vs_lookahead",
                         "eval/loss_rate_vs_lookahead")))
@@ -179,7 +184,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--game", choices=("tictactoe", "connect4", "both"), default="both")
     parser.add_argument("--minutes", type=float, default=15.0, help="tic-tac-toe budget in CPU minutes")
-    parser.add_argument("--c4-minutes", type=float, default=10.0, help="Connect Four budget")
+    parser.add_argument("--c4-minutes", type=float, default=10.0,
+                        help="Connect Four training budget in CPU minutes")
     parser.add_argument("--c4-eval-games", type=int, default=50, help="Connect Four games per colour")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
