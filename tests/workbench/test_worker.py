@@ -2,6 +2,8 @@
 replayed changes applied at their exact step."""
 from __future__ import annotations
 
+import contextlib
+
 import cloudpickle
 
 from workbench import _worker
@@ -39,25 +41,33 @@ def _shipped_class():
     return Seen
 
 
+
+@contextlib.contextmanager
+def _built(name: str):
+    """The shipped trainer built as ``name`` of run ``r`` for the block, dropped after it."""
+    info = _worker.build("r", name, "test_shipped_by_value", {"lr": 0.1}, None, 0, 1,
+                         code=cloudpickle.dumps(_shipped_class()))
+    try:
+        yield info
+    finally:
+        _worker.drop("r", name)
+
+
 def test_a_class_shipped_by_value_is_built_and_changes_land_on_their_step():
-    blob = cloudpickle.dumps(_shipped_class())
-    info = _worker.build("r", "seen@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
-    assert info["steps_per_epoch"] == 4
-    # The shipped class is used as it came, without touching the worker's registry (a
-    # long-lived external worker may hold another class of that name from an earlier run).
     from workbench.registry import _REGISTRY
 
-    assert "test_shipped_by_value" not in _REGISTRY
-    assert type(_worker._SLOTS[("r", "seen@x")].trainer).__name__ == "Seen"
-    try:
+    with _built("seen@x") as info:
+        assert info["steps_per_epoch"] == 4
+        # The shipped class is used as it came, without touching the worker's registry (a
+        # long-lived external worker may hold another class of that name from an earlier run).
+        assert "test_shipped_by_value" not in _REGISTRY
+        assert type(_worker._SLOTS[("r", "seen@x")].trainer).__name__ == "Seen"
         spec = _worker.SegmentSpec("r", "seen@x", 1, 3, "topic", {"lr": 0.1}, epochs=3,
                                    changes=((2, "lr", 0.5, 7), (9, "lr", 0.25, 8), (40, "lr", 9.0, 9)))
         result = _worker.run_segment(spec)
         assert result["status"] == "done" and result["step"] == 12
         trainer = _worker._SLOTS[("r", "seen@x")].trainer
         assert [lr for _, lr in trainer.seen] == [0.1, 0.1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.25, 0.25, 0.25]
-    finally:
-        _worker.drop("r", "seen@x")
 
 
 def test_step_metrics_travel_packed_and_come_back_as_rows():
@@ -76,14 +86,10 @@ def test_step_metrics_travel_packed_and_come_back_as_rows():
 
 
 def test_a_segment_streams_every_step_once_in_order(monkeypatch):
-    blob = cloudpickle.dumps(_shipped_class())
-    _worker.build("r", "st@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
     sent = []
     monkeypatch.setattr(_worker, "_emitter", lambda topic: sent.append)  # what Dask's event log would carry
-    try:
+    with _built("st@x"):
         _worker.run_segment(_worker.SegmentSpec("r", "st@x", 1, 3, "topic", {"lr": 0.1}, epochs=3))
-    finally:
-        _worker.drop("r", "st@x")
     rows = [row for msg in sent for row in _worker.unpack(msg["packed"])]
     expected = [(e, s) for e in (1, 2, 3) for s in range(4 * e - 3, 4 * e + 1)]  # 4 steps an epoch
     assert [(epoch, step) for _, epoch, step, *_ in rows] == expected
@@ -109,9 +115,7 @@ def test_a_state_copy_shares_nothing_with_the_trainer():
 
 
 def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
-    blob = cloudpickle.dumps(_shipped_class())
-    _worker.build("r", "ck@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
-    try:
+    with _built("ck@x"):
         with_state = {}
         epoch = 1
         while epoch <= 6:  # a segment ends at the epoch it took a checkpoint at: its state is saved at once
@@ -125,26 +129,18 @@ def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
         # the last one is what the separate state task returns after the segment
         last = _worker.from_wire(result["epochs"][-1]["state"])
         assert last["engine"]["rng"]["torch"].equal(_worker.from_wire(_worker.state("r", "ck@x"))["engine"]["rng"]["torch"])
-    finally:
-        _worker.drop("r", "ck@x")
 
 
 def test_a_checkpoint_due_within_the_time_floor_is_skipped_but_never_the_last():
-    blob = cloudpickle.dumps(_shipped_class())
-    _worker.build("r", "fl@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
-    try:
+    with _built("fl@x"):
         spec = _worker.SegmentSpec("r", "fl@x", 1, 6, "topic", {"lr": 0.1}, epochs=6, checkpoint_interval=2,
                                    checkpoint_seconds=3600.0)
         result = _worker.run_segment(spec)
         assert [r["epoch"] for r in result["epochs"] if "state" in r] == [6]
-    finally:
-        _worker.drop("r", "fl@x")
 
 
 def test_a_segment_bounded_by_time_ends_after_the_epoch_that_reaches_it():
-    blob = cloudpickle.dumps(_shipped_class())
-    _worker.build("r", "tb@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
-    try:
+    with _built("tb@x"):
         # 0 s: past the bound as soon as the first epoch ends, so exactly one epoch runs
         result = _worker.run_segment(_worker.SegmentSpec("r", "tb@x", 1, 6, "topic", {"lr": 0.1}, epochs=6,
                                                          seconds=0.0))
@@ -153,8 +149,6 @@ def test_a_segment_bounded_by_time_ends_after_the_epoch_that_reaches_it():
         result = _worker.run_segment(_worker.SegmentSpec("r", "tb@x", 2, 6, "topic", {"lr": 0.1}, epochs=5,
                                                          seconds=3600.0))
         assert [r["epoch"] for r in result["epochs"]] == [2, 3, 4, 5, 6] and result["step"] == 24
-    finally:
-        _worker.drop("r", "tb@x")
 
 
 def test_a_state_travels_as_numpy_and_comes_back_as_the_same_tensors(tmp_path):
