@@ -181,10 +181,10 @@ class CheckpointWriter:
     written in order), so the driver never waits on a disk, and a state stuck on a dying
     worker never holds up another model's checkpoints.
 
-    Trainer states arrive as futures (:meth:`add`) and are written once computed
-    (:meth:`poll`); controller states arrive as values (:meth:`save`). Each write is
-    reported through ``emit`` (a ``checkpoint`` event and its timing, or an ``error``
-    event when the state was lost with its worker or the write failed).
+    Trainer states arrive with their segments' results (:meth:`add`, as the worker sent
+    them: :func:`workbench._worker.to_wire`), controller states as they are (:meth:`save`).
+    Each write is reported through ``emit`` (a ``checkpoint`` event and its timing, or an
+    ``error`` event when the write failed).
     """
 
     def __init__(self, saver: DiskSaver, run_dir: Path, emit: Any):
@@ -193,11 +193,10 @@ class CheckpointWriter:
         self.emit = emit
         self._pools: dict[str, Any] = {}
         self.failure: str | None = None  # the first write that failed (disk full, permission): the run stops
-        self._pending: list[tuple[Any, str, int, int, dict[str, Any]]] = []
 
-    def add(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
-        """A trainer's state future for ``epoch``; ``extra`` is the driver's part (hparams, pins)."""
-        self._pending.append((future, name, epoch, step, extra))
+    def add(self, state: dict[str, Any], name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
+        """A trainer's state at ``epoch``; ``extra`` is the driver's part (hparams, pins)."""
+        self._pool(name).submit(self._write, state, name, epoch, step, extra)
 
     def _pool(self, name: str):
         from concurrent.futures import ThreadPoolExecutor
@@ -223,39 +222,20 @@ class CheckpointWriter:
         self.failure = self.failure or reason
         self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": reason, "kind": "write"}))
 
-    def poll(self, wait: bool = False) -> None:
-        """Hand computed states (all of them when ``wait``) to the writer thread."""
-        keep = []
-        for item in self._pending:
-            if wait or item[0].done():
-                self._pool(item[1]).submit(self._write, *item)
-            else:
-                keep.append(item)
-        self._pending = keep
-
     def close(self) -> None:
-        self.poll(wait=True)
         for pool in self._pools.values():
             pool.shutdown(wait=True)
 
-    def _write(self, future: Any, name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
+    def _write(self, state: dict[str, Any], name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
         import time
 
+        from ._worker import from_wire
         from .events import Event, EventKind, Metrics
 
         t0 = time.perf_counter()
-        if future.status in ("lost", "cancelled", "error"):  # its worker died: the state is gone
-            self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint lost ({future.status})"}))
-            return
-        try:
-            from ._worker import from_wire
-
-            payload = from_wire(future.result(timeout=60))
-            payload["coordinator"] = extra
-            files = payload.pop("files", None) or {}
-        except Exception as exc:  # the state never came (its worker died on the way): that model's loss
-            self.emit(Event(EventKind.ERROR, name, {"epoch": epoch, "error": f"checkpoint failed: {exc}"}))
-            return
+        payload = from_wire(state)
+        payload["coordinator"] = extra
+        files = payload.pop("files", None) or {}
         try:
             path = self.saver.save(name, epoch, payload)
             write_outputs(self.run_dir / "outputs" / check_name(name, "model name"), files)

@@ -264,7 +264,6 @@ class Coordinator(Steering):
         try:
             while True:
                 self._drain()
-                self.checkpoints.poll()
                 if self.state == RunState.STOPPING:
                     if not any(m.future for m in self.models.values()):
                         break
@@ -391,20 +390,14 @@ class Coordinator(Steering):
                                       "timing": result["timing"]})
         self.bus.emit(EpochEnd(name, e, m.step, {k: float(v) for k, v in values.items()}))
         deps = [fut] if (fut := self._export(m)) is not None else []
-        # Taken by the segment at this epoch's end when due (past the time floor, if any);
-        # a state task only for a due one the segment did not take (it never does today).
-        if "state" in result or (not m.checkpoint_floor and should_checkpoint(e, self.interval, m.spec.epochs)):
-            if "state" in result:
-                fut = _Ready(result.pop("state"))
-            else:
-                fut = self.client.submit(_worker.state, self.run_id, name, workers=[m.worker],
-                                         allow_other_workers=False, pure=False)
-                deps.append(fut)
+        # The segment takes the state at the end of every epoch whose checkpoint is due (past
+        # the time floor, if any) and returns it with the epoch's record.
+        if "state" in result:
             extra = {"hparams": dict(m.hparams), "pinned": sorted(m.pinned), "completed": e,
                      "last_eval": dict(m.last_eval)}
             if self.controllers:  # a resumed controller must see the same histories it saw here
                 extra["history"] = {k: [[int(x), float(v)] for x, v in points] for k, points in m.history.items()}
-            self.checkpoints.add(fut, name, e, m.step, extra)
+            self.checkpoints.add(result.pop("state"), name, e, m.step, extra)
         m.deps = deps
         if e >= m.spec.epochs:
             m.state = ModelState.FINISHED
@@ -665,20 +658,6 @@ class Coordinator(Steering):
         self.store.set_run(state=self.state.value, finished=time.time())
 
 
-class _Ready:
-    """A checkpoint state that came back with its segment, shaped as the future the
-    checkpoint writer otherwise waits on."""
-
-    status = "finished"
-
-    def __init__(self, value: dict[str, Any]) -> None:
-        self._value = value
-
-    def done(self) -> bool:
-        return True
-
-    def result(self, timeout: float | None = None) -> dict[str, Any]:
-        return self._value
 def _stuck_tasks(keys: list[str], dask_scheduler=None) -> list[str]:
     """Keys (run on the scheduler) waiting on an input that no worker can compute."""
 
