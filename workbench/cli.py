@@ -194,7 +194,7 @@ def _drive(run, args) -> int:
     finally:
         restore()
     _summary(run)
-    if not args.no_report and state.value in ("finished", "stopped", "finished_with_failures"):
+    if not args.no_report and state.reportable:
         paths = run.report()
         print(f"\nreport {paths['report.html']}")
     return _ending(run, state)

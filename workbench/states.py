@@ -28,6 +28,11 @@ class RunState(str, enum.Enum):
         """Ended with nothing lost: every model finished, or the run was stopped on request."""
         return self in (RunState.FINISHED, RunState.STOPPED)
 
+    @property
+    def reportable(self) -> bool:
+        """Has results to report: it ended on its own or on request, whatever its models did."""
+        return self in (RunState.FINISHED, RunState.STOPPED, RunState.FINISHED_WITH_FAILURES)
+
 
 class ModelState(str, enum.Enum):
     PENDING = "pending"

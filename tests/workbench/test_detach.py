@@ -71,6 +71,16 @@ def _driver_gone(run_dir: Path) -> bool:
     return lease is None or not lease.alive()
 
 
+def _exited(pid: int) -> bool:
+    """The process is gone (or a zombie nobody reaped yet: it does nothing more)."""
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def _notebook(path: Path, *cells: str) -> Path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(cells[0], metadata={"tags": ["parameters"]})]
@@ -139,6 +149,15 @@ json.dump({"command": command, "ack": ack, "error": panel.tuning.logic.error}, o
     assert "run det stopped" in stopped.stdout
     _wait_for(lambda: _driver_gone(run_dir), 60, "the driver to exit")
     assert read_store(run_dir / "store.sqlite").run_info()["state"] == "stopped"
+
+    # The driver leaves the run's report as it ends: `workbench report` finds it made, not drawn again.
+    _wait_for(lambda: _exited(lease.pid), 60, "the driver process to end")
+    report = run_dir / "report" / "report.html"
+    assert report.exists()
+    made = report.stat().st_mtime_ns
+    asked = _cli("report", "det", runs=runs)
+    assert asked.returncode == 0 and "report.html" in asked.stdout, asked.stdout + asked.stderr
+    assert report.stat().st_mtime_ns == made
 
 
 def test_one_driver_per_run_and_a_dead_drivers_run_is_resumed(tmp_path):
