@@ -150,7 +150,10 @@ def main() -> None:
         imports = time.perf_counter() - t0
         show("    `workbench report` end to end (a new interpreter, imports included), made", *cli("report-cli"),
              f"; of which interpreter start + imports alone: {imports:.3f} s wall")
-        show("    `workbench report` again, nothing changed", *cli("report-cli"))
+        # What a user meets after a run: `workbench run`, and the detached driver (--detach,
+        # the panel's Start), write the report as the run ends; the shell then finds it made.
+        show("    `workbench report` again, nothing changed (a run the CLI or a detached driver drove: "
+             "its report is made as it ends)", *cli("report-cli"))
         print(_load())
 
 
