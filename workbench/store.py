@@ -165,12 +165,24 @@ class RunStore:
             for w in waiters:
                 w.set()
             waiters = []
-        try:  # fold the write-ahead log back in, so a finished run is one self-contained file
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.execute("PRAGMA journal_mode=DELETE")
-        except sqlite3.Error:  # another process still reads it: WAL stays, which SQLite handles
-            pass
+        self._fold_wal(conn)
         conn.close()
+
+    @staticmethod
+    def _fold_wal(conn: sqlite3.Connection, tries: int = 40) -> None:
+        """Fold the write-ahead log back in, so a finished run is one self-contained file (its
+        report is then kept, and its reads take the fast path: see ``_arrow_reads``). The switch
+        fails while any other connection has the file open: a reader in another process
+        (``workbench watch``, a ``stop --wait`` polling) holds one for milliseconds, so it is
+        tried again for up to two seconds; after that the WAL stays, which SQLite handles."""
+        for _ in range(tries):
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                if conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete":
+                    return
+            except sqlite3.Error:
+                pass
+            time.sleep(0.05)
 
     @staticmethod
     def _write(conn, metrics, events, states, run_values) -> None:

@@ -172,6 +172,26 @@ def test_a_store_being_written_is_read_through_sqlite3(tmp_path):
     assert not _arrow_reads.being_written(path) and _arrow_reads.arrow_table(path, *sql).num_rows == 1
 
 
+def test_a_store_closed_while_a_reader_holds_it_is_still_left_one_file(tmp_path):
+    """A reader (another process polling, `workbench watch`) with the file open as the run
+    ends must not leave the finished store in WAL mode: its report would never be kept."""
+    import sqlite3
+    import threading
+
+    from workbench import _arrow_reads
+
+    path = tmp_path / "s.sqlite"
+    store = RunStore(path)
+    store.add_metrics([("a", 1, 1, "eval/x", 1.0, 0.0)])
+    store.flush()
+    reader = sqlite3.connect(path, check_same_thread=False)
+    reader.execute("SELECT COUNT(*) FROM metrics").fetchone()  # open, as a poller's connection between reads
+    threading.Timer(0.4, reader.close).start()
+    store.close()
+    assert not _arrow_reads.being_written(path)
+    assert list(read_store(path).metrics()["value"]) == [1.0]
+
+
 @pytest.mark.parametrize("content", [b"", b"not a database at all" * 10, None])
 def test_a_damaged_or_missing_store_is_one_line_error(tmp_path, content):
     path = tmp_path / "s.sqlite"
