@@ -184,8 +184,10 @@ def test_one_driver_per_run_and_a_dead_drivers_run_is_resumed(tmp_path):
 
 
 NOTEBOOK_TRAINER = '''
-import math, torch
+import math, os, time, torch
 import workbench as wb
+
+HOLD = runs_dir + "/hold"  # while this file exists, training waits at epoch 4: the test kills the run there
 
 @wb.register_model("nb_regressor")
 class NotebookRegressor(wb.Trainer):
@@ -208,6 +210,8 @@ class NotebookRegressor(wb.Trainer):
         return self.hparams["steps"]
 
     def train_step(self, ctx):
+        while ctx.epoch >= 4 and os.path.exists(HOLD):
+            time.sleep(0.05)
         grad = 2 * self.x.T @ (self.x @ self.w - self.y) / len(self.x)
         self.w = self.w - self.hparams["lr"] * grad
         return {"train/loss": float(((self.x @ self.w - self.y) ** 2).mean())}
@@ -227,8 +231,9 @@ preset = {"description": "a notebook model", "datasets": ["digits"], "target_mod
           "enable_collaborative_training": False,
           "models": {"nb_regressor": {"population": 2}}}
 path = runs_dir + "/nb_preset.json"
-import json, os
+import json
 os.makedirs(runs_dir, exist_ok=True)
+open(HOLD, "w").close()
 json.dump({"nb": preset}, open(path, "w"))
 run = wb.start_run(path, runs_dir_=runs_dir, run_id=run_id, scheduler=scheduler or None, detach=True)
 print(run.id, run.state)
@@ -255,6 +260,7 @@ def test_a_trainer_defined_in_a_notebook_cell_trains_and_resumes_after_sigkill(t
     os.killpg(driver.pid, signal.SIGKILL)
     _wait_for(lambda: _driver_gone(run_dir), 30, "the driver to die")
     assert read_store(run_dir / "store.sqlite").models()["epoch"].max() < 30
+    (runs / "hold").unlink()  # the resumed run trains through (and frees an external worker held in the latch)
 
     # A fresh process that never saw the class resumes it from the run directory.
     args = ["resume", "nb", "--quiet", "--no-report"] + (["--scheduler", scheduler] if scheduler else [])
