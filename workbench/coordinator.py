@@ -496,6 +496,8 @@ class Coordinator(Steering):
         # for it; an external cluster may not, so after a minute take another worker.
         wait = _faults.RESTART_WAIT if self.cluster.external else _faults.NO_WORKER_WAIT
         back, alive = _faults.replacement_worker(self.client, self._names.get(dead), dead, wait=wait)
+        if back is not None:  # named now, not at the next _check_workers: a model that kills the
+            self._names[back] = self._names[dead]  # replacement at once must find the next one by name
         m.worker = back or policy.choose_worker(self._ledger(), m.name, alive)
         if m.worker is None or m.worker == dead:  # no worker left: fail now, never wait on zero workers
             m.worker = dead
