@@ -42,6 +42,7 @@ class _Slot:
 
 
 _SLOTS: dict[tuple[str, str], _Slot] = {}
+_ENDED: set[str] = set()  # runs whose trainers this worker dropped at their end (drop_run)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,6 +177,7 @@ def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], datas
         slot.step = int(checkpoint["engine"]["step"])
     _device.check_placement(trainer, resources.device, instance)  # refuse a model training on the wrong device
     _SLOTS[(run_id, instance)] = slot
+    _ENDED.discard(run_id)  # the same run resumed on this (parked) worker
     return {"steps_per_epoch": int(trainer.steps_per_epoch), "hparams": dict(trainer.hparams),
             "produces": sorted(trainer.produces()), "consumes": sorted(trainer.consumes())}
 
@@ -203,6 +205,7 @@ def drop(run_id: str, instance: str) -> None:
 
 def drop_run(run_id: str) -> None:
     """Forget every trainer of a run that ended (this worker outlives it when parked)."""
+    _ENDED.add(run_id)
     for key in [k for k in _SLOTS if k[0] == run_id]:
         _SLOTS.pop(key, None)
 
@@ -512,6 +515,8 @@ class SlotLost(RuntimeError):
 def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
     slot = _SLOTS.get((run_id, instance))
     if slot is None:
+        if run_id in _ENDED:  # submitted before the run ended, run after: nobody will read it
+            return {}
         raise SlotLost(f"{instance} is not live in this worker")
     with slot.lock:
         return _device.to_host(slot.trainer.export_knowledge())

@@ -215,3 +215,21 @@ def test_the_end_of_a_run_forgets_its_trainers_and_only_them():
     assert ("r1", "a@x") not in _worker._SLOTS and ("r1", "b@x") not in _worker._SLOTS
     assert ("r2", "a@x") in _worker._SLOTS
     _worker.drop_run("r2")
+
+
+def test_an_export_that_runs_after_its_run_ended_finds_nothing_but_a_lost_trainer_still_fails():
+    """An export submitted before the run ended may run after its trainers were dropped (a
+    run failing on a full disk): that is no error, and Dask must not log one. A trainer
+    missing from a run still going (its worker died) stays an error."""
+    import pytest
+
+    blob = cloudpickle.dumps(_shipped_class())
+    _worker.build("r3", "a@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)
+    _worker.drop_run("r3")
+    assert _worker.export("r3", "a@x") == {}
+    with pytest.raises(_worker.SlotLost):
+        _worker.export("elsewhere", "a@x")
+    _worker.build("r3", "a@x", "test_shipped_by_value", {"lr": 0.1}, None, 0, 1, code=blob)  # resumed here
+    _worker.drop("r3", "a@x")
+    with pytest.raises(_worker.SlotLost):
+        _worker.export("r3", "a@x")
