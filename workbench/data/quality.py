@@ -16,7 +16,7 @@ from ..errors import DataError
 from ..limits import MIN_ROWS
 from .catalog import Dataset
 
-__all__ = ["QualityReport", "assess", "require_usable"]
+__all__ = ["QualityReport", "assess", "assess_plan", "require_usable"]
 
 
 def _rows(mask) -> str:
@@ -117,3 +117,33 @@ def require_usable(dataset: Dataset) -> QualityReport:
         where = f" ({dataset.source})" if dataset.source != "builtin" else ""
         raise DataError(f"dataset '{dataset.name}'{where} fails quality checks: " + "; ".join(report.errors))
     return report
+
+
+def assess_plan(trainers, seed: int, user_files: bool) -> list[dict]:
+    """Assess each tabular dataset of a plan's ``trainers`` once: the user's own files
+    (``user_files``) or the built-in ones; an ``error`` finding stops the run (:class:`DataError`).
+
+    Returns the ``data_quality`` event payloads (findings and the fitted preprocessing).
+    The driver checks the user's files before any worker starts; the built-in datasets are
+    checked on a worker, which has loaded them already (``workbench.run``).
+    """
+    from .catalog import load_dataset, user_dataset
+    from .prepare import prepare
+
+    seen, payloads = set(), []
+    for inst in trainers:
+        ds = inst.dataset
+        if not ds or ds["name"] in seen or bool(ds.get("path")) != user_files:
+            continue
+        seen.add(ds["name"])
+        raw = user_dataset(ds["name"], ds["path"], ds.get("target")) if ds.get("path") \
+            else load_dataset(ds["name"], inst.data_seed)
+        if raw.frame is None:
+            continue
+        prepared, pre = prepare(raw, seed)
+        report = assess(prepared)
+        payloads.append({"dataset": ds["name"], "score": report.score, "findings": [list(f) for f in report.findings],
+                         "preprocessing": pre.to_dict() if pre else None})
+        if report.errors:
+            raise DataError(f"dataset '{ds['name']}' fails quality checks: " + "; ".join(report.errors))
+    return payloads
