@@ -79,14 +79,23 @@ class SegmentSpec:
 
 
 @functools.lru_cache(maxsize=8)
-def _dataset(name: str | None, seed: int, path: str | None, target: str | None):
-    from .data import load_dataset, prepare, user_dataset
+def _prepared(name: str, seed: int, path: str | None, target: str | None):
+    """(dataset, preprocessing) as :func:`workbench.data.prepare.load_prepared`, once per worker."""
+    from .data.prepare import load_prepared
 
-    if name is None:
-        return None
-    raw = user_dataset(name, path, target) if path else load_dataset(name, seed)
-    prepared, _ = prepare(raw, seed)
-    return prepared
+    return load_prepared(name, seed, path, target)
+
+
+def _dataset(name: str | None, seed: int, path: str | None, target: str | None):
+    return None if name is None else _prepared(name, seed, path, target)[0]
+
+
+def assess_builtin_data(trainers) -> list[dict[str, Any]]:
+    """The built-in datasets' quality checks (:func:`workbench.data.quality.assess_plan`) on
+    the data this worker loaded already for its trainers (the preload)."""
+    from .data.quality import assess_plan
+
+    return assess_plan(trainers, user_files=False, load=_prepared)
 
 
 def _set_threads(threads: int) -> None:

@@ -299,19 +299,18 @@ def _assess_data(plan, user_files: bool) -> list[dict[str, Any]]:
     """The user's own files (``user_files``) or the built-in datasets, checked here."""
     from .data.quality import assess_plan
 
-    return assess_plan(plan.trainers, int(plan.preset.get("seed", 0)), user_files)
+    return assess_plan(plan.trainers, user_files)
 
 
 def _assess_builtin_data(cluster, plan) -> list[dict[str, Any]]:
     """The built-in datasets' checks, run on a worker: it has loaded them already (the
     preload), and the driver never imports pandas to load them (0.4-0.5 s of CPU at the
     start of every run, docs/benchmarks.md)."""
-    from .data.quality import assess_plan
+    from . import _worker
 
     if not any(i.dataset and not i.dataset.get("path") for i in plan.trainers):
         return []
-    return cluster.client.submit(assess_plan, plan.trainers, int(plan.preset.get("seed", 0)), False,
-                                 pure=False).result()
+    return cluster.client.submit(_worker.assess_builtin_data, plan.trainers, pure=False).result()
 
 
 def _run_dir(run_id: str, runs_dir_: str | Path | None) -> Path:

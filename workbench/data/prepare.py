@@ -14,7 +14,7 @@ from .catalog import Dataset
 from .quality import require_usable
 from .split import train_test_split_indices
 
-__all__ = ["Preprocessing", "prepare"]
+__all__ = ["Preprocessing", "load_prepared", "prepare"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,3 +81,13 @@ def prepare(dataset: Dataset, seed: int = 0, test_size: float = 0.2,
     meta.setdefault("n_classes", int(len(classes)))
     meta["classes"] = [c.item() if hasattr(c, "item") else c for c in classes]
     return dataclasses.replace(dataset, arrays=arrays, meta=meta), pre
+
+
+def load_prepared(name: str, seed: int, path: str | None = None,
+                  target: str | None = None) -> tuple[Dataset, Preprocessing | None]:
+    """A plan's dataset as its trainers get it: the catalog's ``name`` (or the user's file at
+    ``path``) loaded and prepared with the run's ``seed``."""
+    from .catalog import load_dataset, user_dataset
+
+    raw = user_dataset(name, path, target) if path else load_dataset(name, seed)
+    return prepare(raw, seed)

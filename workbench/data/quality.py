@@ -119,16 +119,17 @@ def require_usable(dataset: Dataset) -> QualityReport:
     return report
 
 
-def assess_plan(trainers, seed: int, user_files: bool) -> list[dict]:
+def assess_plan(trainers, user_files: bool, load=None) -> list[dict]:
     """Assess each tabular dataset of a plan's ``trainers`` once: the user's own files
     (``user_files``) or the built-in ones; an ``error`` finding stops the run (:class:`DataError`).
 
     Returns the ``data_quality`` event payloads (findings and the fitted preprocessing).
-    The driver checks the user's files before any worker starts; the built-in datasets are
-    checked on a worker, which has loaded them already (``workbench.run``).
+    ``load``: how to get a (prepared dataset, preprocessing) pair, :func:`~.prepare.load_prepared`
+    by default; a worker passes its cache, which the preload filled (``workbench._worker``).
+    The driver checks the user's files before any worker starts, a worker the built-in ones.
     """
-    from .catalog import load_dataset, user_dataset
-    from .prepare import prepare
+    if load is None:
+        from .prepare import load_prepared as load
 
     seen, payloads = set(), []
     for inst in trainers:
@@ -136,11 +137,9 @@ def assess_plan(trainers, seed: int, user_files: bool) -> list[dict]:
         if not ds or ds["name"] in seen or bool(ds.get("path")) != user_files:
             continue
         seen.add(ds["name"])
-        raw = user_dataset(ds["name"], ds["path"], ds.get("target")) if ds.get("path") \
-            else load_dataset(ds["name"], inst.data_seed)
-        if raw.frame is None:
+        prepared, pre = load(ds["name"], inst.data_seed, ds.get("path"), ds.get("target"))
+        if prepared.frame is None:
             continue
-        prepared, pre = prepare(raw, seed)
         report = assess(prepared)
         payloads.append({"dataset": ds["name"], "score": report.score, "findings": [list(f) for f in report.findings],
                          "preprocessing": pre.to_dict() if pre else None})
