@@ -13,6 +13,7 @@ import collections
 import copy
 import dataclasses
 import functools
+import io
 import math
 import random
 import threading
@@ -22,8 +23,8 @@ from typing import Any
 
 from . import _device, _oom
 
-__all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "load_state", "deliver", "drop",
-           "drop_run", "unpack", "to_wire", "from_wire"]
+__all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "checkpoint_state", "load_state",
+           "deliver", "drop", "drop_run", "unpack", "to_wire", "from_wire"]
 
 
 @dataclasses.dataclass
@@ -155,8 +156,11 @@ def register_code(model: str, code: bytes | None) -> None:
 
 def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], dataset: dict[str, Any] | None,
           seed: int, threads: int, device: str = "cpu", gpu_fraction: float | None = None,
-          checkpoint: dict[str, Any] | None = None, data_seed: int = 0, code: bytes | None = None) -> dict[str, Any]:
+          checkpoint: bytes | None = None, data_seed: int = 0, code: bytes | None = None) -> dict[str, Any]:
     """Construct (or restore) a trainer in this worker; return what the coordinator needs.
+
+    ``checkpoint``: a checkpoint file's verified bytes (``torch.save`` format), loaded here
+    on the host, as the driver reads none of them.
 
     ``code``: the model's class as cloudpickled bytes (a trainer defined in a notebook
     exists in no worker's modules); it is used as it came, whatever this long-lived worker
@@ -181,6 +185,7 @@ def build(run_id: str, instance: str, model: str, hparams: dict[str, Any], datas
     slot = _Slot(trainer=trainer)
     slot.rng = _capture_rng()
     if checkpoint is not None:
+        checkpoint = torch.load(io.BytesIO(checkpoint), weights_only=True, map_location="cpu")
         trainer.load_state_dict(checkpoint["trainer"])
         slot.rng = rng_from_tensors(checkpoint["engine"]["rng"])
         slot.step = int(checkpoint["engine"]["step"])
@@ -289,7 +294,7 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
             record = _train_epoch(slot, spec, epoch, ctx, emit, scheduled, packer)
             record["timing"]["time/knowledge_s"] = knowledge_s if not records else 0.0
             if record["status"] == "done" and _checkpoint_now(spec, slot, epoch):
-                record["state"] = _state_payload(slot, _capture_rng())
+                record["state"] = checkpoint_state(slot, _capture_rng())
                 slot.checkpointed = time.perf_counter()
             records.append(record)
             # A checkpoint ends the segment: its state then reaches the driver's disk now, not
@@ -532,22 +537,34 @@ def export(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
 
 
 def state(run_id: str, instance: str, *deps: Any) -> dict[str, Any]:
-    """Checkpoint payload: the trainer's state plus the engine's RNG and step counter."""
+    """A trainer's state for another worker (population exploit): the trainer's state plus
+    the engine's RNG and step counter, its tensors as numpy arrays (:func:`to_wire`; the
+    receiver calls :func:`from_wire`)."""
     slot = _SLOTS[(run_id, instance)]
     with slot.lock:
-        return _state_payload(slot, slot.rng)
+        return to_wire(_state_payload(slot, slot.rng, copy=True))  # it travels while the trainer trains on
 
 
-def _state_payload(slot: _Slot, rng: dict[str, Any]) -> dict[str, Any]:
-    """What a checkpoint holds of a trainer (its lock held by the caller); ``rng``: the
-    global generators' states as the next step would find them. Its tensors travel as
-    numpy arrays (:func:`to_wire`); the receiver calls :func:`from_wire`."""
+def checkpoint_state(slot: _Slot, rng: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint holds of a trainer (its lock held by the caller), serialized here:
+    ``data`` (``torch.save`` bytes the driver writes as they are, so the driver needs no
+    torch), ``files`` (its :meth:`~workbench.trainer.Trainer.output_files`) and
+    ``state_seconds`` (the time both took)."""
+    import torch
+
     t0 = time.perf_counter()
-    trainer_state = _device.to_host(slot.trainer.state_dict(), copy=True)
+    buffer = io.BytesIO()
+    torch.save(_state_payload(slot, rng, copy=False), buffer)  # serialized under the lock: no copy needed
     files = slot.trainer.output_files() if hasattr(slot.trainer, "output_files") else {}
-    return to_wire({"trainer": trainer_state, "files": files,
-                    "engine": {"rng": rng_to_tensors(rng), "step": slot.step,
-                               "state_seconds": time.perf_counter() - t0}})
+    return {"data": buffer.getvalue(), "files": files, "state_seconds": time.perf_counter() - t0}
+
+
+def _state_payload(slot: _Slot, rng: dict[str, Any], copy: bool) -> dict[str, Any]:
+    """The trainer's state in host memory and the engine's part; ``rng``: the global
+    generators' states as the next step would find them; ``copy``: sharing no storage
+    with the live trainer."""
+    return {"trainer": _device.to_host(slot.trainer.state_dict(), copy=copy),
+            "engine": {"rng": rng_to_tensors(rng), "step": slot.step}}
 
 
 class _Wired:

@@ -4,11 +4,18 @@
 file, fsync, rename) next to a SHA-256 sidecar, keeps the last ``keep`` files, and
 :meth:`DiskSaver.load_latest` skips a corrupt or truncated newest file for the one before.
 Files are read with ``torch.load(weights_only=True)``: a checkpoint cannot run code.
+
+A trainer's checkpoint is serialized by its worker (``torch.save`` bytes) and written by
+the driver with the driver's own part beside it, ``epoch_000010.json`` (the step counter
+and the coordinator's record: hyperparameters, pins, last evaluation), so the driver
+writes and resumes runs without importing torch. :meth:`DiskSaver.load` puts that part
+back under ``"coordinator"``, as in checkpoints written before the split.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 from pathlib import Path
@@ -75,18 +82,26 @@ class DiskSaver:
         return self.root / check_name(name, "model name")
 
     def save(self, name: str, epoch: int, state: dict[str, Any]) -> Path:
+        """``state`` serialized here with torch (a controller's, in the driver)."""
         import torch
 
-        folder = self._dir(name)
-        folder.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(state, buffer)
-        data = buffer.getvalue()
+        return self.write(name, epoch, buffer.getvalue())
+
+    def write(self, name: str, epoch: int, data: bytes, record: dict[str, Any] | None = None) -> Path:
+        """A checkpoint serialized elsewhere (``data``: ``torch.save`` bytes from a worker)
+        and, with ``record``, the driver's JSON part beside it. The checksum is renamed into
+        place last: a write cut short leaves no file that looks complete."""
+        folder = self._dir(name)
+        folder.mkdir(parents=True, exist_ok=True)
         digest = hashlib.sha256(data).hexdigest()
         final = folder / f"epoch_{epoch:06d}.pt"
         pairs = [(final, data), (final.with_suffix(".sha256"), digest.encode())]
+        if record is not None:  # tied to these bytes by their digest: never paired with an older file's
+            pairs.insert(0, (final.with_suffix(".json"), json.dumps({**record, "sha256": digest}).encode()))
         tmps = [target.with_name(f".{target.name}.tmp") for target, _ in pairs]
-        try:  # both written in full before either is renamed: a failed write leaves no file behind
+        try:  # all written in full before any is renamed: a failed write leaves no file behind
             for tmp, (_, payload) in zip(tmps, pairs):
                 with open(tmp, "wb") as fh:
                     fh.write(payload)
@@ -96,7 +111,7 @@ class DiskSaver:
                 os.replace(tmp, target)
             _fsync_dir(folder)
         except BaseException:
-            for path in (*tmps, final, final.with_suffix(".sha256")):
+            for path in (*tmps, *(target for target, _ in pairs)):
                 path.unlink(missing_ok=True)
             raise
         self._prune(folder)
@@ -108,7 +123,7 @@ class DiskSaver:
         removed = []
         for folder in self.root.iterdir() if self.root.is_dir() else []:
             for path in folder.iterdir() if folder.is_dir() else []:
-                orphan = path.suffix == ".sha256" and not path.with_suffix(".pt").exists()
+                orphan = path.suffix in (".sha256", ".json") and not path.with_suffix(".pt").exists()
                 if (path.name.startswith(".") and path.name.endswith(".tmp")) or orphan:
                     path.unlink(missing_ok=True)
                     removed.append(path)
@@ -116,8 +131,8 @@ class DiskSaver:
 
     def _prune(self, folder: Path) -> None:
         for path in self.list(folder.name)[:-self.keep]:
-            path.unlink(missing_ok=True)
-            path.with_suffix(".sha256").unlink(missing_ok=True)
+            for part in (path.with_suffix(".sha256"), path.with_suffix(".json"), path):
+                part.unlink(missing_ok=True)
 
     def list(self, name: str) -> list[Path]:
         folder = self._dir(name)
@@ -136,27 +151,65 @@ class DiskSaver:
             raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch)")
         return data
 
-    def load(self, path: Path, map_location: Any = "cpu") -> dict[str, Any]:
-        """Read a checkpoint with its tensors on ``map_location``.
+    @staticmethod
+    def _record(path: Path, data: bytes) -> dict[str, Any] | None:
+        """The driver's part of the checkpoint ``path`` (None: a file without one)."""
+        file = path.with_suffix(".json")
+        if not file.exists():
+            return None
+        try:
+            record = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint record {file} is unreadable ({type(exc).__name__})") from exc
+        if not isinstance(record, dict) or record.get("sha256") != hashlib.sha256(data).hexdigest():
+            raise CheckpointError(f"checkpoint record {file} does not belong to {path.name} (checksum mismatch)")
+        return record
 
-        The default is the host: the engine loads checkpoints in the driver process, which
-        must not touch a GPU (a checkpoint written on a GPU resumes on a CPU-only machine);
-        the worker then moves them to the device it planned (the trainer's
+    def load(self, path: Path, map_location: Any = "cpu") -> dict[str, Any]:
+        """Read a checkpoint with its tensors on ``map_location``, the driver's part under
+        ``"coordinator"``.
+
+        The default is the host: a checkpoint written on a GPU resumes on a CPU-only
+        machine; the worker moves the tensors to the device it planned (the trainer's
         ``load_state_dict``, checked by the engine)."""
         import torch
 
-        return torch.load(io.BytesIO(self._verified(path)), weights_only=True, map_location=map_location)
+        data = self._verified(path)
+        record = self._record(path, data)
+        payload = torch.load(io.BytesIO(data), weights_only=True, map_location=map_location)
+        if record is not None and "coordinator" in record:
+            payload["coordinator"] = record["coordinator"]
+        return payload
 
     def load_latest(self, name: str, max_epoch: int | None = None, map_location: Any = "cpu",
                     skipped: dict[int, str] | None = None) -> tuple[int, dict[str, Any]] | None:
         """Newest valid checkpoint at or before ``max_epoch``; corrupt ones are skipped (and
         put in ``skipped``, epoch -> why, for the caller to report)."""
+        return self._latest(name, max_epoch, skipped, lambda path: self.load(path, map_location))
+
+    def read_latest(self, name: str, max_epoch: int | None = None,
+                    skipped: dict[int, str] | None = None) -> tuple[int, bytes, dict[str, Any]] | None:
+        """As :meth:`load_latest`, without unpickling: ``(epoch, bytes, record)``, the bytes
+        for a worker to load and the record (``step``, ``coordinator``) for the driver. A
+        checkpoint written before records existed is unpickled here for its record."""
+        def read(path: Path) -> tuple[bytes, dict[str, Any]]:
+            data = self._verified(path)
+            record = self._record(path, data)
+            if record is None:
+                payload = self.load(path)
+                record = {"step": int(payload["engine"]["step"]), "coordinator": payload.get("coordinator", {})}
+            return data, record
+
+        found = self._latest(name, max_epoch, skipped, read)
+        return None if found is None else (found[0], *found[1])
+
+    def _latest(self, name: str, max_epoch: int | None, skipped: dict[int, str] | None, read: Any):
         for path in reversed(self.list(name)):
             epoch = int(_FILE.match(path.name).group(1))
             if max_epoch is not None and epoch > max_epoch:
                 continue
             try:
-                return epoch, self.load(path, map_location)
+                return epoch, read(path)
             except Exception as exc:  # corrupt or truncated: fall back to the previous one
                 if skipped is not None:
                     skipped[epoch] = ("checksum mismatch" if isinstance(exc, CheckpointError)
@@ -181,8 +234,9 @@ class CheckpointWriter:
     written in order), so the driver never waits on a disk, and a state stuck on a dying
     worker never holds up another model's checkpoints.
 
-    Trainer states arrive with their segments' results (:meth:`add`, as the worker sent
-    them: :func:`workbench._worker.to_wire`), controller states as they are (:meth:`save`).
+    Trainer states arrive with their segments' results, serialized by the worker
+    (:meth:`add`: :func:`workbench._worker.checkpoint_state`), controller states as they
+    are (:meth:`save`).
     Each write is reported through ``emit`` (a ``checkpoint`` event and its timing, or an
     ``error`` event when the write failed).
     """
@@ -229,23 +283,19 @@ class CheckpointWriter:
     def _write(self, state: dict[str, Any], name: str, epoch: int, step: int, extra: dict[str, Any]) -> None:
         import time
 
-        from ._worker import from_wire
         from .events import Event, EventKind, Metrics
 
         t0 = time.perf_counter()
-        payload = from_wire(state)
-        payload["coordinator"] = extra
-        files = payload.pop("files", None) or {}
         try:
-            path = self.saver.save(name, epoch, payload)
-            write_outputs(self.run_dir / "outputs" / check_name(name, "model name"), files)
+            path = self.saver.write(name, epoch, state["data"], {"step": step, "coordinator": extra})
+            write_outputs(self.run_dir / "outputs" / check_name(name, "model name"), state.get("files") or {})
         except OSError as exc:  # disk full, file too large, permission: the run cannot keep its work
             self._failed(name, epoch, exc)
             return
         seconds = time.perf_counter() - t0
         now = time.time()
         self.emit(Metrics(((name, epoch, step, "time/checkpoint_s", seconds, now),
-                           (name, epoch, step, "time/checkpoint_state_s",
-                            float(payload["engine"].get("state_seconds", 0.0)), now))))
+                           (name, epoch, step, "time/checkpoint_state_s", float(state.get("state_seconds", 0.0)),
+                            now))))
         self.emit(Event(EventKind.CHECKPOINT, name, {"epoch": epoch, "path": str(path.relative_to(self.run_dir)),
                                                     "seconds": seconds, "bytes": path.stat().st_size}))

@@ -197,7 +197,7 @@ class Coordinator(Steering):
         for name, addr in chosen.items():
             self.models[name].worker = addr
 
-    def _build(self, names: list[str], checkpoints: dict[str, dict[str, Any]]) -> None:
+    def _build(self, names: list[str], checkpoints: dict[str, bytes]) -> None:
         futures = {}
         for name in names:
             m = self.models[name]
@@ -504,17 +504,17 @@ class Coordinator(Steering):
             self._fail(m, f"lost its worker and no worker is left to rebuild it on ({exc})")
             return
         skipped: dict[int, str] = {}
-        loaded = self.saver.load_latest(m.name, skipped=skipped)
+        loaded = self.saver.read_latest(m.name, skipped=skipped)
         if skipped:
             _faults.report_fallback(self, m.name, loaded[0] if loaded else 0, skipped)
         checkpoint = None
         m.completed, m.step, m.exports, m.deps = 0, 0, {}, []
         self._lost_inputs = True
         if loaded is not None:
-            epoch, checkpoint = loaded
-            m.completed, m.step = epoch, int(checkpoint["engine"]["step"])
-            m.hparams.update(checkpoint.get("coordinator", {}).get("hparams", {}))
-        self._build([m.name], {m.name: checkpoint} if checkpoint else {})
+            m.completed, checkpoint, record = loaded
+            m.step = int(record["step"])
+            m.hparams.update(record["coordinator"].get("hparams", {}))
+        self._build([m.name], {m.name: checkpoint} if checkpoint is not None else {})
         if m.completed > 0:
             self._export(m)
         self._event(m.name, K.RESTORED, {"epoch": m.completed, "worker": m.worker})
@@ -574,7 +574,7 @@ class Coordinator(Steering):
         self._save_model(d.target, hparams=target.hparams)
 
     # -- resume and the end -----------------------------------------------------------------
-    def _restore(self) -> dict[str, dict[str, Any]]:
+    def _restore(self) -> dict[str, bytes]:
         """Load models and controllers from their checkpoints (see :func:`policy.resume_epochs`:
         models coupled by knowledge or a controller resume from one epoch)."""
         if not self._resume:
@@ -591,19 +591,18 @@ class Coordinator(Steering):
             self._event(fallback["model"], K.CHECKPOINT_FALLBACK, fallback)
         checkpoints = {}
         for name, m in self.models.items():
-            loaded = self.saver.load_latest(name, max_epoch=starts[name]) if starts[name] else None
+            loaded = self.saver.read_latest(name, max_epoch=starts[name]) if starts[name] else None
             if loaded is None:
                 continue
-            epoch, payload = loaded
-            checkpoints[name] = payload
+            epoch, checkpoints[name], record = loaded
             m.completed = epoch
-            coord = payload.get("coordinator", {})
+            coord = record["coordinator"]
             m.hparams.update(coord.get("hparams", {}))
             m.pinned = set(coord.get("pinned", []))
             m.history.update({k: [(int(e), float(v)) for e, v in points]
                               for k, points in coord.get("history", {}).items()})
             m.last_eval = dict(coord.get("last_eval", {}))
-            m.step = int(payload["engine"]["step"])
+            m.step = int(record["step"])
         for (inst, hp), value in self._resume.get("overrides", {}).items():
             if inst in self.models:
                 self._apply_set(Command(CommandOp.SET, inst, hp, value, source="user", client="resume"))

@@ -53,11 +53,13 @@ def _new_run_id(preset: str) -> str:
 
 
 def _environment(plan_dict: dict[str, Any], inventory, placements, cluster) -> dict[str, Any]:
+    from importlib.metadata import version
+
     import dask
     import distributed
-    import torch
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "dask": dask.__version__,
+    # torch's version as installed, not imported: the driver plans and checkpoints without torch
+    return {"python": platform.python_version(), "torch": version("torch"), "dask": dask.__version__,
             "distributed": distributed.__version__, "host": platform.node(), "platform": platform.platform(),
             "devices": inventory.as_dict(), "placements": [p.__dict__ for p in placements],
             "scheduler": cluster.client.scheduler.address if cluster else None,

@@ -295,6 +295,9 @@ def test_resume_refuses_a_model_without_a_loadable_checkpoint_and_reports_every_
     mlp[-1].write_bytes(mlp[-1].read_bytes()[:100])  # truncated newest: falls back to the one before
     cnn[-1].write_bytes(b"not a torch file")  # its checksum matches, yet it cannot be loaded
     cnn[-1].with_suffix(".sha256").write_text(hashlib.sha256(b"not a torch file").hexdigest())
+    record = cnn[-1].with_suffix(".json")  # the driver's part, tied to the file by the same digest
+    digest = hashlib.sha256(b"not a torch file").hexdigest()
+    record.write_text(json.dumps({**json.loads(record.read_text()), "sha256": digest}))
     for path in cnn[:-1]:
         path.write_bytes(path.read_bytes()[:50])
     before = _digest(run_dir)

@@ -123,12 +123,23 @@ def test_a_segment_takes_its_checkpoint_states_at_the_epochs_asked():
                                        checkpoint_interval=2)
             result = _worker.run_segment(spec)
             assert result["status"] == "done" and len(result["epochs"]) == 2
-            with_state.update({r["epoch"]: r["state"]["engine"]["step"] for r in result["epochs"] if "state" in r})
+            with_state.update({r["epoch"]: _loaded(r["state"])["engine"]["step"] for r in result["epochs"]
+                               if "state" in r})
             epoch += len(result["epochs"])
         assert with_state == {2: 8, 4: 16, 6: 24}  # the step counter as each of those epochs ended
         # the last one is what the separate state task returns after the segment
-        last = _worker.from_wire(result["epochs"][-1]["state"])
+        last = _loaded(result["epochs"][-1]["state"])
         assert last["engine"]["rng"]["torch"].equal(_worker.from_wire(_worker.state("r", "ck@x"))["engine"]["rng"]["torch"])
+        assert all(isinstance(r["state"]["data"], bytes) for r in result["epochs"] if "state" in r)
+
+
+def _loaded(checkpoint_state: dict) -> dict:
+    """A checkpoint state as the worker serialized it, read back as a resume reads the file."""
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(checkpoint_state["data"]), weights_only=True)
 
 
 def test_a_checkpoint_due_within_the_time_floor_is_skipped_but_never_the_last():
