@@ -84,14 +84,15 @@ def is_live(run: Any) -> bool:
 
 def hparam_schema(run: Any, instance: str, registry_name: str | None) -> dict[str, Any]:
     """The hyperparameter schema of one model instance (``{}`` for an unknown model)."""
-    from workbench import Run, WorkbenchError, get_model
+    from workbench import Run, WorkbenchError
+    from workbench.registry import describe
 
     if isinstance(run, Run):
         return run.hparam_schema(instance)
     if not registry_name:
         return {}
     try:
-        return get_model(registry_name).hyperparameters
+        return describe(registry_name).hyperparameters
     except WorkbenchError:
         return {}
 

@@ -167,13 +167,14 @@ class Presets(w.VBox):
 
     def _model_boxes(self) -> list[w.Widget]:
         """Per model the preset trains: its hyperparameters as the live-tuning controls."""
-        from workbench import WorkbenchError, get_model
+        from workbench import WorkbenchError
+        from workbench.registry import describe
 
         self.hparam_controls, self.hparam_messages = {}, {}
         boxes = []
         for model, values in self.logic.hparams.items():
             try:
-                schema = get_model(model).hyperparameters
+                schema = describe(model).hyperparameters
             except WorkbenchError:
                 continue
             rows = []

@@ -24,7 +24,7 @@ from typing import Any
 
 from .errors import DataError, WorkbenchError
 
-__all__ = ["needs_shipping", "code_for_plan", "save_code", "load_code", "model_class", "stage_datasets"]
+__all__ = ["needs_shipping", "code_for_plan", "save_code", "load_code", "describe_model", "stage_datasets"]
 
 
 def needs_shipping(cls: type) -> bool:
@@ -65,11 +65,11 @@ def _dumps(cls: type) -> bytes:
 
 def code_for_plan(plan) -> dict[str, bytes]:
     """Registry name -> pickled class, for the plan's models that need shipping."""
-    from .registry import get_model
+    from .registry import describe
 
     out = {}
     for inst in plan.instances:
-        cls = get_model(inst.model)
+        cls = describe(inst.model)  # a built-in trainer: its card, from workbench (never shipped)
         if inst.model not in out and needs_shipping(cls):
             out[inst.model] = _dumps(cls)
     return out
@@ -111,13 +111,14 @@ def load_code(run_dir: Path, register: bool = True) -> dict[str, bytes]:
     return out
 
 
-def model_class(name: str, run_dir: Path | None = None) -> type:
-    """A model's class by registry name, loading a run's shipped code when needed."""
-    from .registry import _REGISTRY, get_model
+def describe_model(name: str, run_dir: Path | None = None) -> type:
+    """A model's class-level declarations by registry name (:func:`workbench.registry.describe`:
+    a built-in's card while its module is not imported), loading a run's shipped code when needed."""
+    from .registry import _REGISTRY, describe
 
     if name not in _REGISTRY and run_dir is not None and (Path(run_dir) / "code" / f"{name}.pkl").exists():
         load_code(run_dir)
-    return get_model(name)
+    return describe(name)
 
 
 def _frame(name: str, value: Any):

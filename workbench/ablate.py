@@ -254,9 +254,9 @@ def ablate(preset: str, seeds: str | Sequence[int] = (0, 1, 2), overrides: dict[
 
 
 def _schema(model: str) -> dict[str, Any]:
-    from .registry import get_model
+    from .registry import describe
 
-    return get_model(model).hyperparameters
+    return describe(model).hyperparameters
 
 
 def format_table(table: Any) -> str:

@@ -221,13 +221,14 @@ def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str 
     follows. Returns whether one was started (not when reuse is off, one is already
     parked with that layout, or another warm-up is under way).
 
-    What for: a run's plan imports its models' modules (torch: 1.5 s of CPU on a small
-    machine) before the layout of its workers is known, and for those seconds the other
-    cores idled while the driver worked alone. A caller that can tell the layout from the
-    preset (``run._warm_up``) starts the workers first, so their imports run alongside
-    the plan's. A layout guessed wrong costs the CPU of a start that nothing uses (the
-    cluster stays parked until the next one parks or :data:`IDLE_CLOSE_S`), never a
-    wrong cluster: :func:`start_local_cluster` takes a parked one only with its layout.
+    What for: the layout of a run's workers is known only from its plan, and while the
+    driver planned alone the other cores idled (1.5 s of CPU on a small machine when the
+    plan imported the models' modules and torch; it reads their cards now). A caller that
+    can tell the layout from the preset (``run._warm_up``) starts the workers first, so
+    their imports run alongside the driver's work. A layout guessed wrong costs the CPU
+    of a start that nothing uses (the cluster stays parked until the next one parks or
+    :data:`IDLE_CLOSE_S`), never a wrong cluster: :func:`start_local_cluster` takes a
+    parked one only with its layout.
     """
     if os.environ.get("WORKBENCH_REUSE_CLUSTER", "1") == "0":
         return False

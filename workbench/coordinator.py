@@ -36,7 +36,7 @@ from .control import Exploit, ModelView, RunView, SetHParam
 from .events import EpochEnd, Event, EventBus, EventKind, LogFiles, LogLine, Metrics, StoreHandler, Subscribers
 from .plan import ModelInstance, Plan
 from .presets import DEFAULTS
-from .registry import _REGISTRY, get_model
+from .registry import _REGISTRY, describe, get_model
 from .replay import ReplayQueue, ReplaySchedule
 from .resources import Placement, rebalance
 from .states import ModelSnapshot, ModelState, RunState
@@ -523,8 +523,7 @@ class Coordinator(Steering):
     def _view(self) -> RunView:
         views = {}
         for name, m in self.models.items():
-            cls = get_model(m.spec.model)
-            schema = {k: v for k, v in cls.hyperparameters.items() if v.live}
+            schema = {k: v for k, v in describe(m.spec.model).hyperparameters.items() if v.live}
             views[name] = ModelView(name, m.spec.model, m.spec.dataset["name"] if m.spec.dataset else None,
                                     m.spec.group, m.completed, m.spec.epochs, m.state.value, dict(m.hparams),
                                     frozenset(m.pinned), schema,

@@ -162,9 +162,9 @@ class Run(RunRecord):
         return names[instance]
 
     def hparam_schema(self, instance: str) -> dict[str, Any]:
-        from ._staging import model_class
+        from ._staging import describe_model
 
-        return model_class(self._check_model(instance), self.dir).hyperparameters
+        return describe_model(self._check_model(instance), self.dir).hyperparameters
 
     @property
     def model_names(self) -> list[str]:
@@ -176,9 +176,9 @@ class Run(RunRecord):
         A value set here is pinned (the controller leaves it alone) until :meth:`release`.
         Returns the command id, found again in the ``hparam`` and ``hparam_applied`` events.
         """
-        from ._staging import model_class
+        from ._staging import describe_model
 
-        cls = model_class(self._check_model(instance), self.dir)
+        cls = describe_model(self._check_model(instance), self.dir)
         spec = cls.hyperparameters.get(name)
         if spec is None or not spec.live:
             live = ", ".join(cls.live_hparams())

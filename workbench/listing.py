@@ -37,12 +37,12 @@ def preset_records(user_file: str | None = None) -> list[dict[str, Any]]:
 
 
 def model_records() -> list[dict[str, Any]]:
-    from .registry import is_controller, list_models
+    from .registry import class_path, describe_all, is_controller
 
     return [{"name": name, "role": "controller" if is_controller(cls) else "trainer",
              "accepts": list(getattr(cls, "accepts", ())), "live_hparams": list(cls.live_hparams()),
-             "class": f"{cls.__module__}.{cls.__qualname__}"}
-            for name, cls in list_models().items()]
+             "class": class_path(name)}
+            for name, cls in describe_all().items()]
 
 
 def dataset_records() -> list[dict[str, Any]]:

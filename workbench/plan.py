@@ -1,5 +1,8 @@
 """From a validated preset to a plan: which model instances train on which data, how.
 
+Only the models' class-level declarations are read (:func:`workbench.registry.describe`:
+the built-in trainers' cards), so planning imports no model module and no torch.
+
 Wildcards resolve here: ``all_models`` is every registered model and
 ``all_available_datasets`` every catalog dataset (plus the preset's user files); each
 model gets every listed dataset of a kind it accepts. A population of k gives k
@@ -17,7 +20,7 @@ from typing import Any
 
 from .errors import PresetError, WorkbenchError
 from .limits import MAX_TRAINERS
-from .registry import get_model, is_controller, list_models
+from .registry import describe, describe_all, is_controller
 
 __all__ = ["ModelInstance", "Plan", "make_plan", "derive_seed"]
 
@@ -120,21 +123,21 @@ def make_plan(preset_name: str, preset: dict[str, Any]) -> Plan:
     explicit: set[str] = set()
     for name in preset["target_models"]:
         if name == "all_models":
-            wanted += list(list_models())
+            wanted += list(describe_all())
         else:
             wanted.append(name)
             explicit.add(name)
     per_model = preset.get("models", {})
     for name in per_model:
         try:
-            get_model(name)  # imports only that model's module
+            describe(name)  # a built-in's card: no model module, no torch
         except WorkbenchError as exc:
             problems.append(f"models.{name}: {exc}")
     seed = int(preset.get("seed", 0))
     instances: list[ModelInstance] = []
     for name in dict.fromkeys(wanted):
         try:
-            cls = get_model(name)
+            cls = describe(name)
         except WorkbenchError as exc:
             problems.append(f"target_models: {exc}")
             continue

@@ -16,7 +16,8 @@ from typing import Any
 
 from .errors import RegistryError
 
-__all__ = ["register_model", "get_model", "list_models", "ENTRY_POINT_GROUP", "PluginWarning"]
+__all__ = ["register_model", "get_model", "list_models", "describe", "describe_all", "class_path",
+           "ENTRY_POINT_GROUP", "PluginWarning"]
 
 ENTRY_POINT_GROUP = "workbench.models"
 
@@ -33,13 +34,26 @@ _BUILTIN = {
 }
 _BUILTIN_MODULES = tuple(dict.fromkeys(_BUILTIN.values()))
 
+# The built-in trainers' cards (their class-level declarations, in the torch-free
+# ``workbench.models.cards``) and the class each card describes: the driver plans a run
+# and the CLI lists models without importing a model's module (torch: ~1.3 s of CPU).
+# The controller is numpy only: it needs no card.
+_CARDS = {
+    "digits_mlp": ("DigitsMLPCard", "workbench.models.digits.DigitsMLP"),
+    "digits_cnn": ("DigitsCNNCard", "workbench.models.digits.DigitsCNN"),
+    "environment_simulator": ("EnvironmentSimulatorCard",
+                              "workbench.models.environment_simulator._trainer.EnvironmentSimulator"),
+    "causal_reasoning_engine": ("CausalReasoningEngineCard", "workbench.models.causal._trainer.CausalReasoningEngine"),
+    "alpha_deep_model": ("AlphaDeepModelCard", "workbench.models.alpha._trainer.AlphaTrainer"),
+}
+
 
 class PluginWarning(UserWarning):
     """A model or dataset entry point that cannot be loaded; it is skipped, the others still work."""
 
 
 _REGISTRY: dict[str, type] = {}
-_loaded = False
+_loaded = False  # entry points loaded
 
 
 def register_model(name: str):
@@ -63,19 +77,22 @@ def _qualname(cls: type) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def _load_all() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    for module in _BUILTIN_MODULES:
+def _import_builtins(modules: tuple[str, ...]) -> None:
+    for module in modules:
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a built-in still being written must not break the rest
             if exc.name != module:
                 raise
+
+
+def _load_entry_points() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
+        if ep.name in _REGISTRY or ep.name in _BUILTIN:  # a built-in's name stays the built-in's
             continue
         try:  # someone else's package: one broken plugin must not take the others (or the CLI) down
             cls = ep.load()
@@ -87,25 +104,67 @@ def _load_all() -> None:
                           f"{str(exc).splitlines()[0] if str(exc) else ''}", PluginWarning, stacklevel=2)
 
 
+def _card(name: str) -> type:
+    cards = importlib.import_module("workbench.models.cards")
+    return getattr(cards, _CARDS[name][0])
+
+
 def list_models() -> dict[str, type]:
     """All registered models, built-in and from entry points, by name."""
-    _load_all()
+    _import_builtins(_BUILTIN_MODULES)
+    _load_entry_points()
     return dict(sorted(_REGISTRY.items()))
 
 
+def describe_all() -> dict[str, type]:
+    """What :func:`list_models` lists, with a built-in trainer whose module is not imported
+    yet given by its card (:func:`describe`): no torch import."""
+    _import_builtins(tuple(dict.fromkeys(m for n, m in _BUILTIN.items() if n not in _CARDS)))
+    _load_entry_points()
+    cards = {name: _card(name) for name in _CARDS if name not in _REGISTRY}
+    return dict(sorted({**cards, **_REGISTRY}.items()))
+
+
+def _lookup(name: str, models: dict[str, type]) -> type:
+    if name not in models:
+        close = difflib.get_close_matches(name, list(models), n=1)
+        hint = f"; did you mean '{close[0]}'?" if close else f"; known models: {', '.join(models)}"
+        raise RegistryError(f"unknown model '{name}'{hint}")
+    return models[name]
+
+
 def get_model(name: str) -> Any:
+    """The class registered as ``name``, importing its module (a built-in's, or a plugin's)."""
     if name in _REGISTRY:
         return _REGISTRY[name]
     if name in _BUILTIN:
         importlib.import_module(_BUILTIN[name])
         if name in _REGISTRY:
             return _REGISTRY[name]
-    models = list_models()
-    if name not in models:
-        close = difflib.get_close_matches(name, list(models), n=1)
-        hint = f"; did you mean '{close[0]}'?" if close else f"; known models: {', '.join(models)}"
-        raise RegistryError(f"unknown model '{name}'{hint}")
-    return models[name]
+    return _lookup(name, list_models())
+
+
+def describe(name: str) -> Any:
+    """The class-level declarations of model ``name`` (``accepts``, ``hyperparameters``,
+    ``cpu_threads``, ``role``, ``check_hparams``, ...), for planning and listings.
+
+    The registered class once it is imported (or registered from a notebook, or shipped
+    code); before that, for a built-in trainer, its card (``workbench.models.cards``),
+    which the class inherits: no torch import. Plugins are imported, as by
+    :func:`get_model`, which the workers use to build the real class.
+    """
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _CARDS:
+        return _card(name)
+    return _lookup(name, describe_all())
+
+
+def class_path(name: str) -> str:
+    """``module.qualname`` of the class registered as ``name``, without importing a built-in's module."""
+    if name not in _REGISTRY and name in _CARDS:
+        return _CARDS[name][1]
+    return _qualname(get_model(name))
 
 
 def is_controller(cls: type) -> bool:

@@ -29,7 +29,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-__all__ = ["HParam", "HParamSchema", "Resources", "StepContext", "Trainer", "validate_hparams"]
+__all__ = ["HParam", "HParamSchema", "Resources", "StepContext", "Trainer", "TrainerCard", "validate_hparams"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,15 +144,47 @@ class StepContext:
     log: Callable[[str], None] = lambda msg: None
 
 
-class Trainer(HParamSchema, abc.ABC):
-    """Base class of every model the workbench trains.
+class TrainerCard(HParamSchema):
+    """A trainer's class-level declarations: what the engine reads to plan a run.
 
-    Class attributes a subclass declares:
-
+    - ``name``: its registry name (:func:`~workbench.register_model` sets it).
     - ``accepts``: data kinds it trains on (catalog kinds, see ``workbench.data``).
     - ``hyperparameters``: ``{name: HParam}``; live ones can change between steps.
     - ``metrics``: the metric names it reports (``train/...`` per step, ``eval/...``
-      from :meth:`evaluate`).
+      from :meth:`Trainer.evaluate`).
+    - ``description``: one line for listings.
+    - ``cpu_threads``: torch threads it needs (None: its share of the cores).
+    - ``host_tensors``: attributes kept in host memory on purpose (see :class:`Trainer`).
+    - :meth:`check_hparams`: checks beyond the schema.
+
+    Every :class:`Trainer` is one. The built-in trainers keep theirs in separate card
+    classes (``workbench.models.cards``) that they inherit, so the driver plans a run
+    and the CLI lists models without importing torch.
+    """
+
+    name: ClassVar[str] = ""
+    accepts: ClassVar[tuple[str, ...]] = ()
+    hyperparameters: ClassVar[dict[str, HParam]] = {}
+    metrics: ClassVar[tuple[str, ...]] = ()
+    description: ClassVar[str] = ""
+    host_tensors: ClassVar[tuple[str, ...]] = ()  # attributes the engine's device check skips
+    cpu_threads: ClassVar[int | None] = None  # torch threads it needs; None: its share of the cores
+
+    @classmethod
+    def check_hparams(cls, hparams: dict[str, Any], path: str) -> tuple[dict[str, Any], list[str]]:
+        """Checks beyond the schema, when the run is planned: ``(hparams, problems)``.
+
+        Override to check files a hyperparameter names (and make their paths absolute, as
+        workers may start in another folder); problems are reported by ``path``.
+        """
+        return hparams, []
+
+
+class Trainer(TrainerCard, abc.ABC):
+    """Base class of every model the workbench trains.
+
+    A subclass declares, as class attributes, what :class:`TrainerCard` lists: at least
+    ``accepts``, ``hyperparameters`` and ``metrics``.
 
     The constructor signature is fixed: ``(hparams, data, resources, seed)``. ``hparams``
     is already validated and complete. ``data`` is a ``workbench.data.Dataset``.
@@ -180,23 +212,6 @@ class Trainer(HParamSchema, abc.ABC):
     hyperparameter ``precision`` (``fp32`` or ``bf16`` autocast) where a model offers it
     (``workbench.precision``: the hyperparameter, the device check and the autocast).
     """
-
-    name: ClassVar[str] = ""
-    accepts: ClassVar[tuple[str, ...]] = ()
-    hyperparameters: ClassVar[dict[str, HParam]] = {}
-    metrics: ClassVar[tuple[str, ...]] = ()
-    description: ClassVar[str] = ""
-    host_tensors: ClassVar[tuple[str, ...]] = ()  # attributes the engine's device check skips
-    cpu_threads: ClassVar[int | None] = None  # torch threads it needs; None: its share of the cores
-
-    @classmethod
-    def check_hparams(cls, hparams: dict[str, Any], path: str) -> tuple[dict[str, Any], list[str]]:
-        """Checks beyond the schema, when the run is planned: ``(hparams, problems)``.
-
-        Override to check files a hyperparameter names (and make their paths absolute, as
-        workers may start in another folder); problems are reported by ``path``.
-        """
-        return hparams, []
 
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
         self.hparams = dict(hparams)

@@ -6,7 +6,10 @@ held-out evaluation, a complete ``state_dict`` and two knowledge hooks. It also 
 device contract: data and network on ``resources.device`` (the engine refuses a model whose
 tensors are elsewhere), ``precision`` (bf16 autocast), and ``batch_size`` with
 ``grad_accumulation`` so the engine can halve the batch after a CUDA out-of-memory error
-without changing the effective batch.
+without changing the effective batch. Your model declares ``accepts``, ``hyperparameters``
+and ``metrics`` on its own Trainer subclass; the built-ins keep theirs in cards they inherit
+(:mod:`workbench.models.cards`, here :class:`~workbench.models.cards.DigitsCard`), so a run
+is planned without importing torch.
 
 Mutual learning: after each epoch every classifier exports its softened predictions on
 the training set (``soft_predictions/<dataset>``) and its validation NLL; in the next
@@ -27,35 +30,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..precision import PRECISION, autocast, check_precision
+from ..precision import autocast, check_precision
 from ..registry import register_model
-from ..trainer import HParam, Resources, StepContext, Trainer
+from ..trainer import Resources, StepContext, Trainer
+from .cards import DigitsCard, DigitsCNNCard, DigitsMLPCard
 
 __all__ = ["DigitsMLP", "DigitsCNN"]
 
 
-class _DigitsClassifier(Trainer):
-    accepts = ("images", "labelled_tabular")
-    hyperparameters = {
-        "lr": HParam(float, 3e-3, low=1e-5, high=1.0, log=True, live=True, help="Adam learning rate"),
-        "weight_decay": HParam(float, 1e-4, low=0.0, high=0.1, live=True),
-        "batch_size": HParam(int, 32, low=1, high=4096, help="samples per forward pass"),
-        "grad_accumulation": HParam(int, 1, low=1, high=4096,
-                                    help="forward passes per optimiser step (effective batch = batch_size x this)"),
-        "precision": PRECISION,
-        "mutual_weight": HParam(float, 1.0, low=0.0, high=10.0, live=True,
-                                help="weight of the KL term toward peers' predictions"),
-        "temperature": HParam(float, 2.0, low=0.5, high=10.0),
-        "mutual_from": HParam(str, "better", choices=("all", "better"),
-                              help="all: learn from every peer (deep mutual learning); better: only from peers "
-                                   "whose validation NLL is lower than this model's own"),
-        "self_distill": HParam(bool, False, help="without peers, distil from its own previous-epoch predictions "
-                               "(the control for mutual learning)"),
-        "hidden": HParam(int, 128, low=8, high=2048),
-    }
-    metrics = ("train/loss", "train/kl", "eval/loss", "eval/accuracy", "eval/test_nll",
-               "eval/test_accuracy")
-
+class _DigitsClassifier(DigitsCard, Trainer):
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
         super().__init__(hparams, data, resources, seed)
         self.device = torch.device(resources.device)
@@ -229,10 +212,8 @@ class _DigitsClassifier(Trainer):
 
 
 @register_model("digits_mlp")
-class DigitsMLP(_DigitsClassifier):
+class DigitsMLP(DigitsMLPCard, _DigitsClassifier):
     """Two-layer MLP with dropout on the flattened image."""
-
-    description = "MLP classifier (2 hidden layers, dropout) on flattened features"
 
     def build_net(self, n_features: int, n_classes: int, meta: Mapping[str, Any]) -> nn.Module:
         h = self.hparams["hidden"]
@@ -250,11 +231,8 @@ class _Reshape(nn.Module):
 
 
 @register_model("digits_cnn")
-class DigitsCNN(_DigitsClassifier):
+class DigitsCNN(DigitsCNNCard, _DigitsClassifier):
     """Small convolutional network (two 3x3 conv layers) on the 8x8 image."""
-
-    accepts = ("images",)
-    description = "small CNN classifier (2 conv layers) on images"
 
     def build_net(self, n_features: int, n_classes: int, meta: Mapping[str, Any]) -> nn.Module:
         c, h, w = meta.get("image_shape", (1, 8, 8))

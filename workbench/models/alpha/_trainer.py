@@ -23,15 +23,16 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ...precision import PRECISION, autocast, check_precision
+from ...precision import autocast, check_precision
 from ...registry import register_model
-from ...trainer import HParam, Resources, StepContext, Trainer
+from ...trainer import Resources, StepContext, Trainer
+from ..cards import AlphaDeepModelCard
 from .arena import Record, match, minimax_all_lines
 from .buffer import ReplayBuffer
 from .games import get_game
@@ -60,47 +61,7 @@ def _split(total: int, parts: int) -> list[int]:
 
 
 @register_model("alpha_deep_model")
-class AlphaTrainer(Trainer):
-    accepts = ("game",)
-    description = "AlphaZero-style policy-value network trained by self-play with PUCT tree search"
-    hyperparameters: ClassVar[dict[str, HParam]] = {
-        "lr": HParam(float, 2e-3, low=1e-5, high=1.0, log=True, live=True, help="Adam learning rate"),
-        "weight_decay": HParam(float, 1e-4, low=0.0, high=0.1, live=True, help="L2 penalty on weights"),
-        "batch_size": HParam(int, 64, low=1, high=4096, live=True, help="positions per update"),
-        "steps_per_epoch": HParam(int, 40, low=1, high=100_000, help="updates per epoch"),
-        "games_per_epoch": HParam(int, 32, low=1, high=100_000, live=True, help="self-play games per epoch"),
-        "selfplay_tasks": HParam(int, 4, low=1, high=1024, live=True, help="parallel self-play tasks"),
-        "simulations": HParam(int, 32, low=2, high=10_000, live=True, help="search simulations per move"),
-        "c_puct": HParam(float, 1.5, low=0.1, high=10.0, live=True, help="exploration constant of PUCT"),
-        "dirichlet_alpha": HParam(float, 1.0, low=0.01, high=10.0, live=True, help="root noise concentration"),
-        "noise_frac": HParam(float, 0.25, low=0.0, high=1.0, live=True, help="weight of root noise"),
-        "temp_moves": HParam(int, 4, low=0, high=100, live=True, help="opening plies sampled at temperature 1"),
-        "buffer_size": HParam(int, 20_000, low=16, high=10_000_000, help="replay capacity (positions)"),
-        "arena_games": HParam(int, 10, low=0, high=10_000, live=True, help="gating games; 0 always accepts"),
-        "arena_threshold": HParam(float, 0.55, low=0.0, high=1.0, live=True, help="score needed to accept"),
-        "lockstep": HParam(int, 0, low=0, high=100_000, live=True,
-                           help="self-play and arena games searched together, one network batch per simulation (0: all of a task's)"),
-        "precision": PRECISION,
-        "arena_temp_moves": HParam(int, 2, low=0, high=100, live=True, help="sampled opening plies in arena"),
-        "eval_games": HParam(int, 10, low=0, high=100_000, live=True, help="eval games per colour per opponent"),
-        "eval_simulations": HParam(int, 32, low=2, high=10_000, live=True, help="search simulations in eval"),
-        "eval_minimax": HParam(bool, True, live=True, help="tic-tac-toe: test every optimal minimax line"),
-        "channels": HParam(int, 32, low=4, high=512, help="convolution channels"),
-        "blocks": HParam(int, 2, low=0, high=20, help="residual blocks"),
-    }
-    metrics = (
-        "train/loss", "train/policy_loss", "train/value_loss", "train/buffer_positions",
-        "train/arena_score", "train/arena_accepted", "train/selfplay_games", "train/selfplay_positions",
-        "train/selfplay_first_player_win_rate", "train/selfplay_draw_rate",
-        "eval/win_rate_vs_random", "eval/draw_rate_vs_random", "eval/loss_rate_vs_random",
-        "eval/win_rate_vs_minimax", "eval/draw_rate_vs_minimax", "eval/loss_rate_vs_minimax",
-        "eval/win_rate_vs_lookahead", "eval/draw_rate_vs_lookahead", "eval/loss_rate_vs_lookahead",
-    )
-
-    # The gated best weights travel to self-play and arena tasks on any worker, and the
-    # replay buffer is numpy: both stay in host memory. The network trains on the device.
-    host_tensors = ("best", "buffer")
-
+class AlphaTrainer(AlphaDeepModelCard, Trainer):
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
         super().__init__(hparams, data, resources, seed)
         self.game = get_game(data.meta["game"])

@@ -23,7 +23,8 @@ from typing import Any
 import torch
 
 from ...registry import register_model
-from ...trainer import HParam, Resources, StepContext, Trainer
+from ...trainer import Resources, StepContext, Trainer
+from ..cards import CausalReasoningEngineCard
 from ._environment import EnvironmentFit
 from ._tabular import TabularFit
 
@@ -31,52 +32,8 @@ __all__ = ["CausalReasoningEngine"]
 
 
 @register_model("causal_reasoning_engine")
-class CausalReasoningEngine(Trainer):
+class CausalReasoningEngine(CausalReasoningEngineCard, Trainer):
     """Continuous-optimisation causal discovery (DAGMA, linear and MLP) with do-queries."""
-
-    accepts = ("tabular", "environment")
-    description = "DAGMA causal discovery (linear / MLP) with interventional queries; environment structure masks"
-    hyperparameters = {
-        "lr": HParam(float, 3e-3, low=1e-5, high=0.1, log=True, live=True, help="Adam step size"),
-        "lambda1": HParam(float, 0.02, low=0.0, high=1.0, live=True, help="L1 penalty on edge weights"),
-        "lambda2": HParam(float, 0.005, low=0.0, high=1.0, live=True, help="L2 penalty on MLP weights"),
-        "w_threshold": HParam(float, 0.3, low=0.0, high=10.0, live=True,
-                              help="edges with |weight| at or below this are dropped"),
-        "variant": HParam(str, "auto", choices=("auto", "linear", "mlp"),
-                          help="auto: mlp when the dataset says its SEM is nonlinear, else linear"),
-        "standardize": HParam(bool, False, help="scale columns to unit variance (loses varsortability); "
-                              "the mlp variant always does"),
-        "true_graph": HParam(str, "", help="a CSV of the known graph (adjacency or cause,effect list): "
-                             "scored as eval/shd, eval/tpr, eval/fdr"),
-        "hidden": HParam(int, 10, low=1, high=256, help="hidden units per node (mlp variant)"),
-        "stages": HParam(int, 4, low=1, high=20, help="central-path stages (mu shrinks 10x per stage)"),
-        "stage_iters": HParam(int, 4000, low=10, high=200000, help="max Adam iterations per stage"),
-        "iters_per_step": HParam(int, 250, low=1, high=100000, help="Adam iterations per train_step"),
-        "fit_epochs": HParam(int, 6, low=1, high=10000, help="epochs over which the planned fit is spread"),
-        "env_samples": HParam(int, 3000, low=100, high=200000, help="random-policy transitions collected"),
-        "env_iters": HParam(int, 1200, low=10, high=1000000, help="Adam iterations planned (environment)"),
-        "env_hidden": HParam(int, 16, low=1, high=256, help="hidden units per output (environment)"),
-        "group_lambda": HParam(float, 1e-3, low=0.0, high=1.0, live=True, help="group-lasso penalty (environment)"),
-        "mask_threshold": HParam(float, 1e-3, low=0.0, high=1.0, live=True,
-                                 help="share of explained variance an input must carry to be in the mask"),
-    }
-    metrics = ("train/loss", "train/score", "train/h", "train/stage", "train/fit_done", "train/mse",
-               "eval/shd", "eval/tpr", "eval/fdr", "eval/nnz", "eval/h_acyclicity", "eval/effect_rel_error",
-               "eval/score", "eval/r2")
-
-    cpu_threads = 1  # d x d problems: a second torch thread only adds synchronisation (18x slower at d=11)
-
-    @classmethod
-    def check_hparams(cls, hparams: dict[str, Any], path: str) -> tuple[dict[str, Any], list[str]]:
-        """Resolve ``true_graph`` to an absolute path (workers may start elsewhere) and check it exists."""
-        from pathlib import Path
-
-        if not hparams.get("true_graph"):
-            return hparams, []
-        file = Path(hparams["true_graph"]).expanduser().resolve()
-        if not file.is_file():
-            return hparams, [f"{path}.true_graph: file not found: {file}"]
-        return {**hparams, "true_graph": str(file)}, []
 
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int) -> None:
         super().__init__(hparams, data, resources, seed)

@@ -21,14 +21,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..cards import PROPAGATIONS, TERMINATION_MODELS
 from ._collect import EnvSpec
 from ._ensemble import ProbabilisticEnsemble
 from ._termination import TerminationModel
 
 __all__ = ["CEMPlanner", "imagined_returns", "TERMINATION_MODELS", "PROPAGATIONS"]
-
-TERMINATION_MODELS = ("learned", "known_bounds", "learned+bounds")
-PROPAGATIONS = ("ts1", "members", "mean")
 
 
 def _bounds_done(spec: EnvSpec, state: torch.Tensor) -> torch.Tensor:

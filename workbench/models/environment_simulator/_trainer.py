@@ -14,13 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from ...trainer import HParam, Resources, StepContext, Trainer
+from ...trainer import Resources, StepContext, Trainer
+from ..cards import EnvironmentSimulatorCard
 from ._buffer import TransitionBuffer
 from ._collect import collect, env_spec, make_env, random_action, run_episodes
 from ._ensemble import ProbabilisticEnsemble, gaussian_nll_loss
 from ._knowledge import KnowledgeMixin
 from ._metrics import one_step_scores, rollout_nmse
-from ._planner import PROPAGATIONS, TERMINATION_MODELS, CEMPlanner
+from ._planner import CEMPlanner
 from ._termination import TerminationModel
 
 __all__ = ["EnvironmentSimulator"]
@@ -28,61 +29,7 @@ __all__ = ["EnvironmentSimulator"]
 _EVAL_SEED_BASE = 1_000_003  # evaluation episodes use fixed seeds, apart from training's
 
 
-class EnvironmentSimulator(KnowledgeMixin, Trainer):
-    accepts = ("environment",)
-    # The replay buffer and the environment loop stay in host memory; the ensemble, the
-    # termination model and the training set live on the model's device.
-    host_tensors = ("buffer", "causal_mask")
-    description = "PETS-style probabilistic ensemble world model with CEM model-predictive control"
-    hyperparameters = {
-        "lr": HParam(float, 1e-3, low=1e-5, high=1.0, log=True, live=True, help="Adam learning rate"),
-        "weight_decay": HParam(float, 1e-5, low=0.0, high=0.1, live=True),
-        "batch_size": HParam(int, 64, low=1, high=4096, help="transitions per ensemble member per step"),
-        "steps_per_epoch": HParam(int, 200, low=1, high=100_000),
-        "ensemble_size": HParam(int, 5, low=1, high=16),
-        "hidden": HParam(int, 64, low=8, high=1024, help="width of each member (of each head if factored)"),
-        "layers": HParam(int, 3, low=1, high=6),
-        "architecture": HParam(str, "joint", choices=("joint", "factored"),
-                               help="factored = one head per next-state variable (can use a causal mask)"),
-        "use_causal_mask": HParam(bool, True, help="apply an imported causal_mask to the factored heads"),
-        "mask_mode": HParam(str, "hard", choices=("hard", "penalty"),
-                            help="hard = masked-out inputs are cut; penalty = kept, their weights priced by mask_penalty"),
-        "mask_penalty": HParam(float, 0.1, low=0.0, high=100.0, live=True,
-                               help="mask_mode=penalty: group-lasso price of each masked-out input's weights"),
-        "mask_patience": HParam(int, 1, low=1, high=100,
-                                help="consecutive imported masks that must leave an input out before it is dropped"),
-        "mask_restore_gain": HParam(float, 1.0, low=0.0, high=1.0,
-                                    help="share of a head's held-out residual a dropped input may explain before "
-                                         "it is restored for good (1 = never restore)"),
-        "initial_random_steps": HParam(int, 300, low=1, high=1_000_000),
-        "env_steps_per_epoch": HParam(int, 300, low=0, high=1_000_000, live=True,
-                                      help="real environment steps collected after each epoch"),
-        "explore_epsilon": HParam(float, 0.1, low=0.0, high=1.0, live=True,
-                                  help="probability of a random action while collecting"),
-        "holdout_fraction": HParam(float, 0.2, low=0.05, high=0.5),
-        "plan_horizon": HParam(int, 25, low=1, high=200, live=True),
-        "plan_population": HParam(int, 200, low=5, high=10_000, live=True),
-        "plan_iterations": HParam(int, 3, low=1, high=20, live=True, help="1 = random shooting"),
-        "plan_keep_best": HParam(bool, False, live=True,
-                                 help="the previous step's best sequence (shifted) competes in every CEM round"),
-        "plan_propagation": HParam(str, "ts1", choices=PROPAGATIONS, live=True,
-                                   help="ts1 = one member per sequence; members / mean = every member (members x cost)"),
-        "termination": HParam(str, "learned", choices=TERMINATION_MODELS,
-                              help="how imagined CartPole episodes end in the planner"),
-        "termination_temperature": HParam(float, 1.0, low=1.0, high=100.0, live=True,
-                                          help="planner's risk aversion: >1 softens the learned boundary"),
-        "bounds_cost": HParam(float, 0.0, low=0.0, high=100.0, live=True,
-                              help="CartPole planner: weight of a bonus for staying away from the env's thresholds"),
-        "bounds_lead": HParam(float, 0.0, low=0.0, high=10.0, live=True,
-                              help="bounds bonus looks at the cart's position this many seconds ahead"),
-        "eval_episodes": HParam(int, 3, low=0, high=100, live=True,
-                                help="real episodes of the planner per evaluation (0 = skip)"),
-        "eval_max_steps": HParam(int, 500, low=1, high=10_000, live=True),
-        "imagined_count": HParam(int, 0, low=0, high=100_000,
-                                 help="imagined transitions exported per epoch (0 = none: no model consumes them)"),
-        "imagined_horizon": HParam(int, 10, low=1, high=100),
-    }
-
+class EnvironmentSimulator(EnvironmentSimulatorCard, KnowledgeMixin, Trainer):
     def __init__(self, hparams: dict[str, Any], data: Any, resources: Resources, seed: int):
         super().__init__(hparams, data, resources, seed)
         hp = self.hparams
