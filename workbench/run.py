@@ -69,7 +69,7 @@ def _environment(plan_dict: dict[str, Any], inventory, placements, cluster) -> d
 
 def _prepare(preset: str, overrides: dict[str, Any] | None, replay=None, local: bool = True, warm: bool = False):
     """Resolve and plan the preset; ``warm``: start the local cluster it will most likely
-    need first, so its workers import torch while the plan imports the models here."""
+    need first, so its workers import torch while this process plans."""
     from .plan import make_plan
     from .presets import resolve_preset
 

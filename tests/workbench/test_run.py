@@ -312,28 +312,35 @@ def test_a_run_driven_here_does_not_shadow_a_run_of_the_same_id_in_another_folde
     assert record is not driven and record.dir == here and record._reader.run_info()["preset"] == "digits_mutual"
 
 
-def test_built_in_data_is_checked_on_a_worker_and_the_driver_never_loads_pandas(tmp_path):
-    """The ``data_quality`` event of a built-in dataset (findings and the fitted
-    preprocessing) is recorded as before, but the check runs on a worker that loaded the
-    data already: the driver's start no longer imports pandas (0.4 s of CPU) to load it."""
+def test_the_driver_plans_checks_and_checkpoints_a_built_in_run_without_pandas_or_torch(tmp_path):
+    """The driver reads built-in models' cards, not their modules; the ``data_quality``
+    event of a built-in dataset (findings and the fitted preprocessing) is recorded as
+    before, but the check runs on a worker that loaded the data already; checkpoints arrive
+    serialized by the workers. So a run's driver imports neither pandas (0.4 s of CPU) nor
+    torch (1.3 s)."""
     import json
     import subprocess
     import sys
 
-    preset = {"description": "tiny", "datasets": ["digits"], "epochs": 1, "batch_size": 256,
-              "target_models": ["digits_mlp"], "enable_collaborative_training": False, "checkpoint_interval": 5,
-              "models": {"digits_mlp": {"hyperparameters": {"hidden": 8}}}}
+    preset = {"description": "tiny", "datasets": ["digits"], "epochs": 2, "batch_size": 256,
+              "target_models": ["digits_mlp"], "enable_collaborative_training": False, "checkpoint_interval": 1,
+              "checkpoint_seconds": 0, "models": {"digits_mlp": {"hyperparameters": {"hidden": 8}}}}
     path = tmp_path / "tiny.json"
     path.write_text(json.dumps({"tiny": preset}))
     code = ("import sys, workbench as wb\n"
             f"run = wb.start_run({str(path)!r}, runs_dir_={str(tmp_path / 'runs')!r})\n"
             "state = run.wait(timeout=300)\n"
-            "print(run.id, state.value, 'pandas' in sys.modules)\n")
+            "print(run.id, state.value, 'pandas' in sys.modules, 'torch' in sys.modules)\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    run_id, state, pandas_loaded = result.stdout.split()[-3:]
+    run_id, state, pandas_loaded, torch_loaded = result.stdout.split()[-4:]
     assert state == "finished", result.stdout + result.stderr
-    assert pandas_loaded == "False"
-    quality = wb.open_run(run_id, tmp_path / "runs").events(kind="data_quality")
+    assert (pandas_loaded, torch_loaded) == ("False", "False")
+    run = wb.open_run(run_id, tmp_path / "runs")
+    assert list(run.events(kind="checkpoint")["payload"].map(lambda p: p["epoch"])) == [1, 2]
+    from workbench.query import load_trainer
+
+    assert load_trainer(run_id, "digits_mlp@digits", tmp_path / "runs").hparams["hidden"] == 8  # the file loads
+    quality = run.events(kind="data_quality")
     assert list(quality["model"].isna()) == [True]
     payload = quality["payload"].iloc[0]
     assert payload["dataset"] == "digits" and 0 < payload["score"] <= 100 and payload["preprocessing"]
