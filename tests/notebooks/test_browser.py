@@ -329,9 +329,10 @@ def test_a_run_started_from_the_panel_survives_a_kernel_restart_and_is_steered_a
 
 
 def _panel_notebook(folder: Path) -> None:
-    """One cell: a panel on a short mutual-learning run, nothing started."""
+    """One cell: a panel on a short mutual-learning run, nothing started. 16 epochs: with
+    4 the run (4 s on 2 cores) could end before the test's Pause click reached the CNN."""
     source = ("from widgets import ControlPanel\n"
-              "panel = ControlPanel(preset='digits_mutual', overrides={'epochs': 4}, runs_dir='runs')\npanel")
+              "panel = ControlPanel(preset='digits_mutual', overrides={'epochs': 16}, runs_dir='runs')\npanel")
     nb = {"cells": [{"cell_type": "code", "metadata": {}, "execution_count": None, "outputs": [], "source": source}],
           "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
           "nbformat": 4, "nbformat_minor": 5}
