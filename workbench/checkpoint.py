@@ -144,26 +144,38 @@ class DiskSaver:
         return [int(_FILE.match(p.name).group(1)) for p in self.list(name)]
 
     @staticmethod
-    def _verified(path: Path) -> bytes:
+    def _verified(path: Path) -> tuple[bytes, str]:
+        """The file's bytes and their SHA-256, which its sidecar must hold."""
         data = path.read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
         sidecar = path.with_suffix(".sha256")
-        if not sidecar.exists() or hashlib.sha256(data).hexdigest() != sidecar.read_text().strip():
+        if not sidecar.exists() or digest != sidecar.read_text().strip():
             raise CheckpointError(f"checkpoint {path} is corrupt (checksum mismatch)")
-        return data
+        return data, digest
 
-    @staticmethod
-    def _record(path: Path, data: bytes) -> dict[str, Any] | None:
-        """The driver's part of the checkpoint ``path`` (None: a file without one)."""
+    def _read(self, path: Path) -> tuple[bytes, dict[str, Any] | None]:
+        """The verified bytes of ``path`` and the driver's part beside them (None: a file
+        written without one)."""
+        data, digest = self._verified(path)
         file = path.with_suffix(".json")
         if not file.exists():
-            return None
+            return data, None
         try:
             record = json.loads(file.read_text())
         except (OSError, ValueError) as exc:
             raise CheckpointError(f"checkpoint record {file} is unreadable ({type(exc).__name__})") from exc
-        if not isinstance(record, dict) or record.get("sha256") != hashlib.sha256(data).hexdigest():
+        if not isinstance(record, dict) or record.get("sha256") != digest:
             raise CheckpointError(f"checkpoint record {file} does not belong to {path.name} (checksum mismatch)")
-        return record
+        return data, record
+
+    @staticmethod
+    def _unpickle(data: bytes, record: dict[str, Any] | None, map_location: Any) -> dict[str, Any]:
+        import torch
+
+        payload = torch.load(io.BytesIO(data), weights_only=True, map_location=map_location)
+        if record is not None and "coordinator" in record:
+            payload["coordinator"] = record["coordinator"]
+        return payload
 
     def load(self, path: Path, map_location: Any = "cpu") -> dict[str, Any]:
         """Read a checkpoint with its tensors on ``map_location``, the driver's part under
@@ -172,14 +184,7 @@ class DiskSaver:
         The default is the host: a checkpoint written on a GPU resumes on a CPU-only
         machine; the worker moves the tensors to the device it planned (the trainer's
         ``load_state_dict``, checked by the engine)."""
-        import torch
-
-        data = self._verified(path)
-        record = self._record(path, data)
-        payload = torch.load(io.BytesIO(data), weights_only=True, map_location=map_location)
-        if record is not None and "coordinator" in record:
-            payload["coordinator"] = record["coordinator"]
-        return payload
+        return self._unpickle(*self._read(path), map_location)
 
     def load_latest(self, name: str, max_epoch: int | None = None, map_location: Any = "cpu",
                     skipped: dict[int, str] | None = None) -> tuple[int, dict[str, Any]] | None:
@@ -193,10 +198,9 @@ class DiskSaver:
         for a worker to load and the record (``step``, ``coordinator``) for the driver. A
         checkpoint written before records existed is unpickled here for its record."""
         def read(path: Path) -> tuple[bytes, dict[str, Any]]:
-            data = self._verified(path)
-            record = self._record(path, data)
+            data, record = self._read(path)
             if record is None:
-                payload = self.load(path)
+                payload = self._unpickle(data, None, "cpu")
                 record = {"step": int(payload["engine"]["step"]), "coordinator": payload.get("coordinator", {})}
             return data, record
 
