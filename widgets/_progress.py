@@ -118,16 +118,17 @@ class ProgressLogic(t.HasTraits):
             return None
         if self.starting or self.live:  # a second click while the first one's run starts, or runs
             return None
-        # Shown before the cluster starts (tens of seconds): the frontend gets these at once.
-        self.error, self.status, self.starting = "", STARTING, True
+        # Shown before the cluster starts (tens of seconds): the frontend gets these at once, in this
+        # order (traits notify as assigned), so Start is off before "starting workers" shows.
+        self.error, self.starting, self.status = "", True, STARTING
         try:
             run = self.starter()
+            self._started(run)  # bound (live) before ``starting`` ends: Start never comes back on between
         except WorkbenchError as exc:
             self.error = str(exc)
             return None
         finally:
             self.starting, self.status = False, ""
-        self._started(run)
         return run
 
     def on_pause(self, instance: str | None = None) -> None:
@@ -158,15 +159,15 @@ class ProgressLogic(t.HasTraits):
 
         if self.starting or self.live:
             return None
-        self.error, self.status, self.starting = "", STARTING, True
+        self.error, self.starting, self.status = "", True, STARTING
         try:
             run = resume_run(run_id, self.runs_dir or None, scheduler=self.scheduler, detach=self.detach)
+            self._started(run)
         except WorkbenchError as exc:
             self.error = str(exc)
             return None
         finally:
             self.starting, self.status = False, ""
-        self._started(run)
         return run
 
     def _started(self, run: Any) -> None:

@@ -140,8 +140,15 @@ def test_start_shows_it_is_starting_at_once_and_a_double_click_starts_one_run(tm
         return start()
 
     progress.logic.starter = starter
+    switched = []  # Start's every change while the click is handled: off, and never back on before the run is live
+    def record(change):
+        switched.append(change["new"])
+
+    progress.start_button.observe(record, "disabled")
     progress.start_button.click()
+    progress.start_button.unobserve(record, "disabled")
     assert seen == [(True, seen[0][1])] and "starting workers" in seen[0][1]
+    assert switched == [True] and panel.run is not None
     assert panel.run.wait(300) == wb.RunState.FINISHED
     assert [p.name for p in tmp_path.iterdir() if (p / "store.sqlite").exists()] == [panel.run.id]
     assert "starting workers" not in progress.message.value

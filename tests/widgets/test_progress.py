@@ -43,3 +43,20 @@ def test_the_title_shows_run_elapsed_and_eta():
     logic.run = type("R", (), {"id": "r1"})()
     logic.run_state = "running"
     assert "elapsed 1m15s" in part.title.value and "ETA 1h01m" in part.title.value
+
+
+def test_start_is_off_before_the_starting_message_reaches_the_frontend():
+    """Widget changes reach the browser in the order they are made: the message saying
+    "starting workers" must not arrive while Start can still be clicked."""
+    from workbench import WorkbenchError
+
+    def starter():
+        raise WorkbenchError("no cluster here")
+
+    part = Progress(ProgressLogic(starter=starter))
+    seen = []
+    part.message.observe(lambda change: seen.append((change["new"], part.start_button.disabled)), "value")
+    part.start_button.click()
+    shown = [disabled for message, disabled in seen if "starting workers" in message]
+    assert shown and all(shown), seen
+    assert "no cluster here" in part.message.value and not part.start_button.disabled
