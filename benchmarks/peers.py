@@ -16,9 +16,10 @@ Printed per workload: wall time end to end (start of the call to every result ba
 and shutdown included), the training phase alone (first trainer's first step to the last
 trainer's last step, as each system's trainers report it), the ratios to the pool, each
 bar met or missed, and the CPU time of the pool's processes and of the workbench's
-(driver, nannies, workers): on a loaded machine CPU time says more than wall time. The
-workbench's line is followed by its start-up timeline (seconds from the call): workers up
-(``start_run`` returned), models built, first and last segment ended, results back.
+(driver, the nannies' host process, workers): on a loaded machine CPU time says more than
+wall time. The workbench's line is followed by its start-up timeline (seconds from the
+call): workers up (``start_run`` returned), models built, first and last segment ended,
+results back.
 Workloads: ``short`` = 30 epochs per trainer (about 1,350 steps); ``long`` = as many epochs as
 give each trainer ``--long-seconds`` of compute (default 60, the issue's "at least 60 s"),
 from the time of 40 epochs measured first in a fresh process (the same machine ran 1,400
@@ -99,14 +100,15 @@ def run_pool(n: int, epochs: int, cores: int) -> tuple[float, float, dict[str, f
 
 
 def _cluster_cpu() -> dict[str, float]:
-    """CPU time of this process's nannies (children) and their workers, while they live."""
+    """CPU time of this process's children (the host process of the nannies, which imports torch
+    for the workers it forks) and their workers, while they live."""
     import psutil
 
-    out = {"nannies": 0.0, "workers": 0.0}
+    out = {"host": 0.0, "workers": 0.0}
     for nanny in psutil.Process().children():
         try:
             times = nanny.cpu_times()
-            out["nannies"] += times.user + times.system
+            out["host"] += times.user + times.system
             for worker in nanny.children(recursive=True):
                 times = worker.cpu_times()
                 out["workers"] += times.user + times.system
@@ -207,7 +209,7 @@ def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: 
     total = sum(cpu.values())
     print(f"  (b) workbench:     end to end {bench[0]:7.1f} s, training {bench[1]:7.1f} s -> "
           f"{bench[0] / pool[0]:.2f}x / {bench[1] / pool[1]:.2f}x the pool; CPU {total:.1f} s (driver "
-          f"{cpu['driver']:.1f}, nannies {cpu['nannies']:.1f}, workers {cpu['workers']:.1f}) = "
+          f"{cpu['driver']:.1f}, host {cpu['host']:.1f}, workers {cpu['workers']:.1f}) = "
           f"{total / pool[2]['processes']:.2f}x the pool's", flush=True)
     print("      timeline: " + ", ".join(f"{k} {v:.1f} s" for k, v in bench[3].items()), flush=True)
     ratios = {"end to end": bench[0] / pool[0], "training": bench[1] / pool[1]}

@@ -10,7 +10,8 @@ prints, over the training phase (the ``started`` event to the last ``segment`` e
 - driver CPU per model-epoch: this process (coordinator, store writer, inbox; on a local
   cluster the scheduler runs in this process too, so it is counted here);
 - scheduler CPU per model-epoch (external: the scheduler process);
-- nanny CPU (local) and training CPU (the worker processes) in total;
+- nanny CPU (local: the host process of the nannies, its torch import at the start
+  included) and training CPU (the worker processes) in total;
 - the bar's figure: (driver + scheduler) CPU as a share of the training CPU (bar at 64
   models: <= 10%), and the nannies' share apart (their cost is per second of wall time);
 - wall time per epoch of the whole population, and the store's size per model-epoch.
@@ -59,7 +60,7 @@ def _processes(pids: dict[str, list[int]]) -> dict[str, float]:
 
 
 def _local_roles() -> dict[str, list[int]]:
-    """This process's children are the nannies; their children are the workers."""
+    """This process's children are the nannies' host processes; their children are the workers."""
     import psutil
 
     me = psutil.Process()

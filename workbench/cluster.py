@@ -12,7 +12,8 @@ seconds of processes and imports that the training of small models does not. One
 most is parked; it is closed when it idles :data:`IDLE_CLOSE_S`, when a run with another
 layout parks its own, or at interpreter exit. ``WORKBENCH_REUSE_CLUSTER=0`` turns this off.
 
-Each local nanny starts in a fresh interpreter (``python -m dask spec``), not through
+The local nannies live in fresh interpreters (``python -m workbench._host``, one for the
+workers that share an environment: see :func:`_hosts`), not started through
 multiprocessing's spawn: spawn re-imports the caller's ``__main__`` script in every child,
 so a script calling :func:`workbench.start_run` at top level (no ``if __name__ ==
 "__main__":`` guard) would start a cluster inside each worker ("Nanny failed to start").
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClusterHandle", "start_local_cluster", "warm_up", "connect"]
 
-PRELOAD = "workbench._preload"
+PRELOAD = "workbench._preload"  # in each worker
 IDLE_CLOSE_S = 300.0  # a parked cluster unused this long is closed
 # Two workers importing torch on a 2-core machine at load 20-30 took over 120 s (the
 # previous limit): a slow start is not a failure to start.
@@ -102,39 +103,89 @@ def _worker_env(spec: WorkerSpec) -> dict[str, str]:
     return env
 
 
-def _nanny_process_class():
-    from distributed.deploy.subprocess import SubprocessWorker
+def _launch_host(env: dict[str, str]) -> Any:
+    """Start a host process (``workbench/_host.py``): it imports torch while the scheduler
+    starts, and waits for its nannies' spec on stdin."""
+    import subprocess
 
-    class NannyProcess(SubprocessWorker):
-        """A nanny in its own ``python -m dask spec`` process, with the environment given."""
+    return subprocess.Popen([sys.executable, "-m", "workbench._host"], stdin=subprocess.PIPE, env=env)
 
-        def __init__(self, scheduler: str, name: str | None = None, worker_kwargs: dict | None = None,
-                     env: dict[str, str] | None = None, spawned: "_Countdown | None" = None) -> None:
-            super().__init__(scheduler, "distributed.Nanny", name, worker_kwargs)
-            self.env = env
-            self.spawned = spawned
 
-        async def _start(self) -> None:
-            spec = json.dumps({"cls": self.worker_class, "opts": self.worker_kwargs})
+def _kill_host(process: Any, wait: bool = True) -> None:
+    """Kill a host process and its workers (as Dask's ``SubprocessWorker.close``: children first)."""
+    import psutil
+
+    if process.poll() is None:
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(process.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
+        process.kill()
+    if wait:
+        process.wait()
+
+
+def _host_process_class():
+    from distributed.deploy.spec import ProcessInterface
+
+    class HostProcess(ProcessInterface):
+        """A launched host process (:func:`_launch_host`) as Dask's cluster sees it: started
+        by sending it its nannies' spec, closed by killing it and its workers."""
+
+        def __init__(self, scheduler: str, name: str | None = None, nannies: dict[str, dict] | None = None,
+                     process: Any = None) -> None:
+            super().__init__()
+            self.scheduler, self.name, self.nannies, self.process = scheduler, name, nannies or {}, process
+
+        async def start(self) -> None:
+            spec = {name: {"cls": "distributed.Nanny", "opts": opts} for name, opts in self.nannies.items()}
             try:
-                self.process = await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "dask", "spec", self.scheduler, "--spec", spec, env=self.env,
-                    stdin=asyncio.subprocess.DEVNULL)
-            finally:
-                if self.spawned is not None:
-                    if self.process is not None:
-                        self.spawned.pids.append(self.process.pid)
-                    self.spawned.count_down()
+                self.process.stdin.write((json.dumps({"scheduler": self.scheduler, "spec": spec}) + "\n").encode())
+                self.process.stdin.close()
+            except OSError:  # it died while importing torch
+                raise RuntimeError(f"a worker host process exited with code {self.process.wait()} "
+                                   "before its workers started") from None
+            await super().start()
 
-    return NannyProcess
+        async def close(self) -> None:
+            if self.process is not None:
+                # Reaped without a thread: at interpreter exit no executor takes new work.
+                _kill_host(self.process, wait=False)
+                while self.process.poll() is None:
+                    await asyncio.sleep(0.01)
+            await super().close()
+
+    return HostProcess
+
+
+def _hosts(specs: Sequence[WorkerSpec]) -> list[tuple[str, list[WorkerSpec]]]:
+    """The local cluster's host processes: ``[(key, worker specs)]``, one process for the
+    workers whose environment is the same (all CPU workers of a plan: one thread count).
+
+    Its nannies fork their workers from it, and a host of CPU workers imports torch before
+    they do (``workbench/_host.py``): torch and ``torch._dynamo`` are imported once per host,
+    not once per worker (2.4 s of CPU a worker on 2 cores), and a restarted worker has them too.
+    Dask names a grouped entry's workers key + suffix: the key is the names' common prefix
+    (``cpu-``); a group whose prefix another entry has taken is given one process a worker."""
+    by_env: dict[tuple, list[WorkerSpec]] = {}
+    for spec in specs:
+        by_env.setdefault(tuple(sorted(_worker_env(spec).items())), []).append(spec)
+    hosts: list[tuple[str, list[WorkerSpec]]] = []
+    for members in by_env.values():
+        key = os.path.commonprefix([s.name for s in members])
+        if len(members) > 1 and key not in {k for k, _ in hosts}:
+            hosts.append((key, members))
+        else:
+            hosts.extend((s.name, [s]) for s in members)
+    return hosts
 
 
 class _Countdown:
-    """Set once ``n`` nanny processes have been launched (or failed to be)."""
+    """Set once ``n`` host processes have been launched (or failed to be)."""
 
     def __init__(self, n: int) -> None:
         self.left, self.lock, self.done = n, threading.Lock(), threading.Event()
-        self.pids: list[int] = []  # the nanny processes launched
+        self.pids: list[int] = []  # the host processes launched
         if n <= 0:
             self.done.set()
 
@@ -146,7 +197,7 @@ class _Countdown:
 
 
 def _nanny_environ(security: Any = None) -> dict[str, str]:
-    """The nanny process's environment: ours, plus the Dask settings it must start with
+    """A host process's environment: ours, plus the Dask settings it must start with
     (TLS included: the nanny and its worker read their certificates from them)."""
     import dask.config
 
@@ -160,11 +211,11 @@ def _nanny_environ(security: Any = None) -> dict[str, str]:
         # daemon: trainers may start processes of their own. profile: Dask's statistical
         # profiler samples the worker's stacks every 10 ms, a thread contending for the GIL
         # with every training step; its flame graph is of no use for our tasks.
-        # fork: the nanny forks its worker (and any restart of it) from a process that has
-        # imported distributed already; spawn started a fresh interpreter that imported it
-        # again, 0.5 s of CPU per worker at every run's start. The nanny is itself a fresh
-        # ``python -m dask spec`` process started with the worker's thread variables (see
-        # start_local_cluster), so nothing of the caller leaks into the worker.
+        # fork: the nanny forks its worker (and any restart of it) from its host process,
+        # which has imported distributed and torch already; spawn started a fresh
+        # interpreter that imported them again, seconds of CPU per worker at every run's
+        # start. The host is itself a fresh interpreter started with the workers' thread
+        # variables (see _start_new), so nothing of the caller leaks into the worker.
         "worker": {"daemon": False, "profile": {"enabled": False}, "multiprocessing-method": "fork"},
         # Idle nanny and worker work: resource samples every 2 s instead of 0.5 s (nothing
         # decides on them with memory_limit=0; the dashboard's plots are coarser), and the
@@ -233,7 +284,7 @@ def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str 
     if os.environ.get("WORKBENCH_REUSE_CLUSTER", "1") == "0":
         return False
     key = (tuple(specs), host, dashboard)
-    spawned = _Countdown(len(specs))
+    spawned = _Countdown(len(_hosts(specs)))
     with _park_lock:
         running = _warming["thread"] is not None and _warming["thread"].is_alive()
         parked = _parked["handle"]
@@ -243,7 +294,7 @@ def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str 
                                   name="workbench-cluster-warm-up", daemon=True)
         _warming.update(key=key, thread=thread, spawned=spawned)
     thread.start()
-    # Back to the caller once the nanny processes are launched: until then this process's
+    # Back to the caller once the host processes are launched: until then this process's
     # own work (importing torch, holding the GIL) would only delay their launch.
     spawned.done.wait(30.0)  # set by the thread's end too; bounded all the same
     return True
@@ -328,28 +379,43 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
 def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload: Sequence[str],
                security: Any, spawned: _Countdown | None = None) -> ClusterHandle:
     import dask
-    from distributed import Client, Scheduler, SpecCluster
 
     key = (tuple(specs), host, dashboard) if security is None else None
-    nanny_process, environ = _nanny_process_class(), _nanny_environ(security)
+    environ = _nanny_environ(security)
+    hosts = _hosts(specs)
+    # Launched first, before this process imports distributed and starts the scheduler:
+    # their torch imports are the longest part of the start.
+    processes = []
+    try:
+        for _, members in hosts:
+            # The workers' thread variables in the host's own environment too: numpy and torch
+            # are imported there, and a forked worker keeps the thread pools they made.
+            processes.append(_launch_host({**environ, **_worker_env(members[0])}))
+            if spawned is not None:
+                spawned.pids.append(processes[-1].pid)
+                spawned.count_down()
+        from distributed import Client, Scheduler, SpecCluster
+
+        host_process = _host_process_class()
+    except BaseException:
+        for process in processes:
+            _kill_host(process)
+        raise
     workers = {}
-    for spec in specs:
-        workers[spec.name] = {
-            "cls": nanny_process,
-            # The worker's thread variables in the nanny's own environment too: numpy is
-            # imported there (by distributed), and a forked worker keeps its thread pools.
-            "options": {"env": {**environ, **_worker_env(spec)}, "name": spec.name, "spawned": spawned,
-                        "worker_kwargs": {
-                "nthreads": 1,
-                "host": host,
-                "resources": dict(spec.resources) or None,
-                "env": {**_worker_env(spec), "WORKBENCH_PRELOAD": ";".join(preload)},
-                "preload": [PRELOAD],
-                "name": spec.name,
-                "memory_limit": 0,
-                "silence_logs": logging.ERROR,
-            }},
-        }
+    for (name, members), process in zip(hosts, processes):
+        nannies = {spec.name: {
+            "nthreads": 1,
+            "host": host,
+            "resources": dict(spec.resources) or None,
+            "env": {**_worker_env(spec), "WORKBENCH_PRELOAD": ";".join(preload)},
+            "preload": [PRELOAD],
+            "name": spec.name,
+            "memory_limit": 0,
+            "silence_logs": logging.ERROR,
+        } for spec in members}
+        workers[name] = {"cls": host_process, "options": {"nannies": nannies, "process": process}}
+        if len(members) > 1:
+            workers[name]["group"] = [spec.name[len(name):] for spec in members]
     scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard_address": f"{host}:0" if dashboard else None}}
     if security is not None:
         scheduler["options"].update(protocol="tls://", security=security)
@@ -357,7 +423,17 @@ def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload:
     # so its periodic pass over the tasks is pure cost in the driver's event loop.
     with dask.config.set({"distributed.scheduler.worker-saturation": 1.0, "distributed.scheduler.work-stealing": False,
                           "distributed.admin.system-monitor.interval": "2s", "distributed.admin.tick.interval": TICK}):
-        cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR, security=security)
+        try:
+            cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR, security=security)
+        except BaseException as exc:  # the hosts are ours until the cluster has them
+            for process in processes:
+                _kill_host(process)
+            if not isinstance(exc, Exception):
+                raise
+            from .errors import WorkbenchError
+
+            raise WorkbenchError(f"the local cluster did not start: {str(exc).splitlines()[0][:200]}; try again, "
+                                 "and if it fails the same way, start fewer models at once") from None
         client = Client(cluster, security=security)
     try:
         client.wait_for_workers(len(specs), timeout=WORKER_START_TIMEOUT_S)

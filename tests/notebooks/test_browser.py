@@ -206,6 +206,28 @@ def _drag(page, slider) -> None:
     page.mouse.up()
 
 
+def _new_page(browser, width: int, height: int):
+    """A page that keeps the browser's console errors and uncaught exceptions, for ``_failed``."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.errors = []
+    page.on("console", lambda m: m.type in ("error", "warning") and page.errors.append(f"console {m.type}: {m.text}"))
+    page.on("pageerror", lambda e: page.errors.append(f"page error: {e}"))
+    return page
+
+
+def _failed(page, name: str) -> None:
+    """On a failure: a full-page screenshot, and in the test's output (which CI prints) what
+    the browser logged and the text of any widget that failed to render."""
+    page.screenshot(path=str(ARTIFACTS / f"{name}_failure.png"), full_page=True)
+    print(f"browser log ({len(page.errors)} entries):", *page.errors[-40:], sep="\n  ")
+    try:  # a widget view that failed shows "Click to show javascript error": the click shows the message and stack
+        broken = page.evaluate("() => [...document.querySelectorAll('.jupyter-widgets-error-widget')].map(e => {"
+                               " e.click(); return e.textContent.slice(0, 2000); })")
+    except Exception as exc:  # the page itself may be gone
+        broken = [f"(could not read the page: {exc})"]
+    print(f"widgets that failed to render ({len(broken)}):", *broken[:5], sep="\n  ")
+
+
 def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
     from playwright.sync_api import sync_playwright
 
@@ -213,7 +235,7 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1500, "height": 1500})
+        page = _new_page(browser, 1500, 1500)
         try:
             _open_notebook(page, url, token, "quickstart.ipynb")
             page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -252,7 +274,7 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
             panel.evaluate("e => e.scrollIntoView({block: 'center'})")
             _shoot(page, panel, ARTIFACTS / "quickstart_results.png")
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "quickstart_failure.png"), full_page=True)
+            _failed(page, "quickstart")
             raise
         finally:
             browser.close()
@@ -289,7 +311,7 @@ def test_a_run_started_from_the_panel_survives_a_kernel_restart_and_is_steered_a
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1500, "height": 1500})
+        page = _new_page(browser, 1500, 1500)
         try:
             _open_notebook(page, url, token, "steer.ipynb")
             cells = page.locator(".jp-Notebook .jp-CodeCell")
@@ -322,7 +344,7 @@ def test_a_run_started_from_the_panel_survives_a_kernel_restart_and_is_steered_a
             _poll(lambda: _store_rows(runs, "SELECT value FROM run WHERE key='state' AND value='\"stopped\"'"), 180,
                   "Stop all from the attached panel did not stop the run")
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "steer_failure.png"), full_page=True)
+            _failed(page, "steer")
             raise
         finally:
             browser.close()
@@ -366,7 +388,7 @@ def test_setup_form_double_click_waiting_partner_and_two_runs_in_a_row(lab):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1500, "height": 2600})
+        page = _new_page(browser, 1500, 2600)
         try:
             _open_notebook(page, url, token, "panel.ipynb")
             page.locator(".jp-Notebook .jp-CodeCell").first.click()
@@ -420,7 +442,7 @@ def test_setup_form_double_click_waiting_partner_and_two_runs_in_a_row(lab):
             stop.click()
             _poll(lambda: _run_state(second) == "stopped", 240, "the second run did not stop")
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "panel_failure.png"), full_page=True)
+            _failed(page, "panel")
             raise
         finally:
             browser.close()
@@ -442,7 +464,7 @@ def test_results_tab_compares_two_runs_in_jupyterlab(lab):
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = _launch(p)
-        page = browser.new_page(viewport={"width": 1400, "height": 2200})
+        page = _new_page(browser, 1400, 2200)
         try:
             _open_notebook(page, url, token, "compare.ipynb")
             page.get_by_role("menuitem", name="Run", exact=True).click()
@@ -464,7 +486,7 @@ def test_results_tab_compares_two_runs_in_jupyterlab(lab):
             compare.evaluate("e => e.scrollIntoView({block: 'start'})")
             _shoot(page, compare, ARTIFACTS / "compare_results.png")
         except Exception:
-            page.screenshot(path=str(ARTIFACTS / "compare_failure.png"), full_page=True)
+            _failed(page, "compare")
             raise
         finally:
             browser.close()

@@ -43,10 +43,15 @@ def test_reuse_can_be_turned_off(monkeypatch):
     assert wbc._parked["handle"] is None and handle.client.status == "closed"
 
 
-def _nannies() -> int:
+def _hosts() -> list:
     import psutil
 
-    return sum("dask spec" in " ".join(p.cmdline()) for p in psutil.Process().children())
+    return [p for p in psutil.Process().children() if "workbench._host" in " ".join(p.cmdline())]
+
+
+def _worker_processes() -> int:
+    """The worker processes of this process's local clusters (each forked by its nanny in a host)."""
+    return sum(len(host.children()) for host in _hosts())
 
 
 def test_a_warm_up_is_the_cluster_the_start_with_its_layout_gets():
@@ -54,7 +59,7 @@ def test_a_warm_up_is_the_cluster_the_start_with_its_layout_gets():
     assert not wbc.warm_up(ONE, dashboard=False)  # one under way already
     handle = wbc.start_local_cluster(ONE, dashboard=False)  # waits for it, takes it
     assert not wbc._warming["thread"].is_alive() and wbc._parked["handle"] is None
-    assert handle.reuse_key == wbc._warming["key"] and _nannies() == 1  # no second cluster was started
+    assert handle.reuse_key == wbc._warming["key"] and _worker_processes() == 1  # no second cluster was started
     assert handle.client.submit(sum, [1, 2], pure=False).result(timeout=60) == 3
     handle.close()
     assert not wbc.warm_up(ONE, dashboard=False)  # parked with that layout: nothing to start
@@ -74,12 +79,12 @@ def test_a_run_whose_layout_the_preset_shows_starts_its_workers_before_its_plan(
     path = tmp_path / "warm.json"
     path.write_text(json.dumps({"warm": preset}))
     first = wb.start_run(str(path), runs_dir_=runs_dir)
-    assert first._cluster.reuse_key == wbc._warming["key"] and _nannies() == cores
+    assert first._cluster.reuse_key == wbc._warming["key"] and _worker_processes() == cores
     assert first.wait(timeout=300) == wb.RunState.FINISHED
     parked = wbc._parked["handle"]
     assert parked is first._cluster
     second = wb.start_run(str(path), runs_dir_=runs_dir)  # the warm-cluster path: the parked one
-    assert second._cluster is parked and _nannies() == cores
+    assert second._cluster is parked and _worker_processes() == cores
     assert second.wait(timeout=300) == wb.RunState.FINISHED
 
 
@@ -126,3 +131,50 @@ def test_a_run_refused_while_its_cluster_warms_up_leaves_no_process_behind(tmp_p
     while left() and time.time() < deadline:
         time.sleep(0.5)
     assert left() == []
+
+
+def test_workers_of_one_environment_share_a_host_that_imported_torch_for_them():
+    """The CPU workers' nannies live in one host process, which imported torch and
+    torch._dynamo before forking them: a worker has both at start, and so has a worker its
+    nanny restarted after it was killed."""
+    import os
+    import signal
+    import sys
+    import time
+
+    handle = wbc.start_local_cluster(OTHER, dashboard=False)
+    try:
+        hosts = _hosts()
+        assert len(hosts) == 1 and len(hosts[0].children()) == 2
+        loaded = handle.client.run(lambda: ("torch._dynamo" in sys.modules, os.getppid(), os.getpid()))
+        assert {ppid for _, ppid, _ in loaded.values()} == {hosts[0].pid}  # forked by the nannies the host runs
+        assert all(dynamo for dynamo, _, _ in loaded.values())
+        assert sorted(s.name for s in handle.workers.values()) == ["cpu-0", "cpu-1"]
+        victim = next(iter(loaded.values()))[2]
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                after = handle.client.run(lambda: ("torch._dynamo" in sys.modules, os.getpid()))
+            except Exception:  # the scheduler may still list the dead worker
+                after = {}
+            if len(after) == 2 and victim not in {pid for _, pid in after.values()}:
+                break
+            assert time.monotonic() < deadline, "the killed worker was not restarted"
+            time.sleep(0.5)
+        assert all(dynamo for dynamo, _ in after.values()) and handle._healthy()
+    finally:
+        handle.close_now()
+    assert not _hosts()  # closing the cluster ends its host
+
+
+def test_the_hosts_group_workers_by_environment_and_keep_their_names():
+    cpu = [WorkerSpec(f"cpu-{i}", 1, None, (("CPU", 1.0),)) for i in range(3)]
+    gpu = [WorkerSpec("gpu0-0", 1, 0, (("GPU", 1.0),), "GPU-a"), WorkerSpec("gpu1-1", 1, 1, (("GPU", 1.0),), "GPU-b")]
+    hosts = wbc._hosts(gpu + cpu)
+    assert [(key, [s.name for s in members]) for key, members in hosts] == \
+        [("gpu0-0", ["gpu0-0"]), ("gpu1-1", ["gpu1-1"]), ("cpu-", ["cpu-0", "cpu-1", "cpu-2"])]
+    # Two groups with one prefix: Dask names a group's workers key + suffix, so the second
+    # group gets a process a worker rather than a key that is taken.
+    two = [WorkerSpec("w-0", 1), WorkerSpec("w-1", 1), WorkerSpec("w-2", 2), WorkerSpec("w-3", 2)]
+    assert [key for key, _ in wbc._hosts(two)] == ["w-", "w-2", "w-3"]
