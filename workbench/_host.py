@@ -6,8 +6,8 @@ It is launched before the scheduler exists and imports torch while the driver st
 the scheduler: the imports are the longest part of a cluster's start. Its nannies fork
 their workers from it, so each worker starts with torch loaded instead of importing it
 itself, and with ``torch._dynamo``, which a trainer's first optimiser imports (about 1 s of
-CPU each on a small machine). A worker the nanny restarts has them too. Importing them
-starts no thread and touches no GPU, so the forks are safe, as a DataLoader's workers are.
+CPU each on a small machine). A worker the nanny restarts has them too. With the CPU build,
+importing them starts no thread, so the forks are safe, as a DataLoader's workers are.
 The process is started with its workers' thread variables (``workbench.cluster._hosts``):
 the thread pools torch and numpy make here are theirs. An end of stdin before the line
 (the driver died or gave up) ends the process.

@@ -180,20 +180,12 @@ def _hosts(specs: Sequence[WorkerSpec]) -> list[tuple[str, list[WorkerSpec]]]:
     return hosts
 
 
-class _Countdown:
-    """Set once ``n`` host processes have been launched (or failed to be)."""
+@dataclasses.dataclass
+class _Launch:
+    """A warm-up's host processes: ``done`` is set once they are all launched (or failed to be)."""
 
-    def __init__(self, n: int) -> None:
-        self.left, self.lock, self.done = n, threading.Lock(), threading.Event()
-        self.pids: list[int] = []  # the host processes launched
-        if n <= 0:
-            self.done.set()
-
-    def count_down(self) -> None:
-        with self.lock:
-            self.left -= 1
-            if self.left <= 0:
-                self.done.set()
+    processes: list = dataclasses.field(default_factory=list)
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
 
 
 def _nanny_environ(security: Any = None) -> dict[str, str]:
@@ -284,7 +276,7 @@ def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str 
     if os.environ.get("WORKBENCH_REUSE_CLUSTER", "1") == "0":
         return False
     key = (tuple(specs), host, dashboard)
-    spawned = _Countdown(len(_hosts(specs)))
+    spawned = _Launch()
     with _park_lock:
         running = _warming["thread"] is not None and _warming["thread"].is_alive()
         parked = _parked["handle"]
@@ -301,7 +293,7 @@ def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str 
 
 
 def _warm(specs: list[WorkerSpec], preload: tuple[str, ...], host: str, dashboard: bool,
-          spawned: _Countdown) -> None:
+          spawned: _Launch) -> None:
     try:
         handle = _start_new(specs, host, dashboard, preload, None, spawned)
     except Exception as exc:  # the run's own start reports a real failure; this was only ahead of it
@@ -325,15 +317,8 @@ def _at_exit() -> None:
     the exit waiting seconds for workers nothing will use."""
     thread, spawned = _warming["thread"], _warming["spawned"]
     if thread is not None and thread.is_alive() and spawned is not None:
-        import psutil
-
-        for pid in spawned.pids:  # as Dask's SubprocessWorker.close: its children first
-            with contextlib.suppress(psutil.Error):
-                nanny = psutil.Process(pid)
-                for child in nanny.children(recursive=True):
-                    with contextlib.suppress(psutil.Error):
-                        child.kill()
-                nanny.kill()
+        for process in list(spawned.processes):
+            _kill_host(process, wait=False)
     _close_parked()
 
 
@@ -376,64 +361,71 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
     return _start_new(specs, host, dashboard, preload, security)
 
 
+def _host_entry(host_process: type, name: str, members: list[WorkerSpec], process: Any, host: str,
+                preload: Sequence[str]) -> dict[str, Any]:
+    """The ``SpecCluster`` entry of one launched host process and its nannies."""
+    nannies = {spec.name: {
+        "nthreads": 1,
+        "host": host,
+        "resources": dict(spec.resources) or None,
+        "env": {**_worker_env(spec), "WORKBENCH_PRELOAD": ";".join(preload)},
+        "preload": [PRELOAD],
+        "name": spec.name,
+        "memory_limit": 0,
+        "silence_logs": logging.ERROR,
+    } for spec in members}
+    entry = {"cls": host_process, "options": {"nannies": nannies, "process": process}}
+    if len(members) > 1:
+        entry["group"] = [spec.name[len(name):] for spec in members]
+    return entry
+
+
 def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload: Sequence[str],
-               security: Any, spawned: _Countdown | None = None) -> ClusterHandle:
+               security: Any, spawned: _Launch | None = None) -> ClusterHandle:
     import dask
 
     key = (tuple(specs), host, dashboard) if security is None else None
     environ = _nanny_environ(security)
     hosts = _hosts(specs)
-    # Launched first, before this process imports distributed and starts the scheduler:
-    # their torch imports are the longest part of the start.
-    processes = []
-    try:
+    # Work stealing moves queued tasks between workers; ours are pinned to one worker each,
+    # so its periodic pass over the tasks is pure cost in the driver's event loop.
+    settings = {"distributed.scheduler.worker-saturation": 1.0, "distributed.scheduler.work-stealing": False,
+                "distributed.admin.system-monitor.interval": "2s", "distributed.admin.tick.interval": TICK}
+    processes = spawned.processes if spawned is not None else []
+    try:  # the hosts are ours until the cluster has them
+        # Launched first, before this process imports distributed and starts the scheduler:
+        # their torch imports are the longest part of the start.
         for _, members in hosts:
             # The workers' thread variables in the host's own environment too: numpy and torch
             # are imported there, and a forked worker keeps the thread pools they made.
             processes.append(_launch_host({**environ, **_worker_env(members[0])}))
-            if spawned is not None:
-                spawned.pids.append(processes[-1].pid)
-                spawned.count_down()
-        from distributed import Client, Scheduler, SpecCluster
+        if spawned is not None:
+            spawned.done.set()
+        from distributed import Scheduler, SpecCluster
 
         host_process = _host_process_class()
+        workers = {name: _host_entry(host_process, name, members, process, host, preload)
+                   for (name, members), process in zip(hosts, processes)}
+        scheduler = {"cls": Scheduler,
+                     "options": {"host": host, "dashboard_address": f"{host}:0" if dashboard else None}}
+        if security is not None:
+            scheduler["options"].update(protocol="tls://", security=security)
+        with dask.config.set(settings):
+            try:
+                cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR,
+                                      security=security)
+            except Exception as exc:
+                from .errors import WorkbenchError
+
+                raise WorkbenchError(f"the local cluster did not start: {str(exc).splitlines()[0][:200]}; try "
+                                     "again, and if it fails the same way, start fewer models at once") from None
     except BaseException:
         for process in processes:
             _kill_host(process)
         raise
-    workers = {}
-    for (name, members), process in zip(hosts, processes):
-        nannies = {spec.name: {
-            "nthreads": 1,
-            "host": host,
-            "resources": dict(spec.resources) or None,
-            "env": {**_worker_env(spec), "WORKBENCH_PRELOAD": ";".join(preload)},
-            "preload": [PRELOAD],
-            "name": spec.name,
-            "memory_limit": 0,
-            "silence_logs": logging.ERROR,
-        } for spec in members}
-        workers[name] = {"cls": host_process, "options": {"nannies": nannies, "process": process}}
-        if len(members) > 1:
-            workers[name]["group"] = [spec.name[len(name):] for spec in members]
-    scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard_address": f"{host}:0" if dashboard else None}}
-    if security is not None:
-        scheduler["options"].update(protocol="tls://", security=security)
-    # Work stealing moves queued tasks between workers; ours are pinned to one worker each,
-    # so its periodic pass over the tasks is pure cost in the driver's event loop.
-    with dask.config.set({"distributed.scheduler.worker-saturation": 1.0, "distributed.scheduler.work-stealing": False,
-                          "distributed.admin.system-monitor.interval": "2s", "distributed.admin.tick.interval": TICK}):
-        try:
-            cluster = SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR, security=security)
-        except BaseException as exc:  # the hosts are ours until the cluster has them
-            for process in processes:
-                _kill_host(process)
-            if not isinstance(exc, Exception):
-                raise
-            from .errors import WorkbenchError
+    from distributed import Client
 
-            raise WorkbenchError(f"the local cluster did not start: {str(exc).splitlines()[0][:200]}; try again, "
-                                 "and if it fails the same way, start fewer models at once") from None
+    with dask.config.set(settings):
         client = Client(cluster, security=security)
     try:
         client.wait_for_workers(len(specs), timeout=WORKER_START_TIMEOUT_S)

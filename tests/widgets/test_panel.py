@@ -141,6 +141,7 @@ def test_start_shows_it_is_starting_at_once_and_a_double_click_starts_one_run(tm
 
     progress.logic.starter = starter
     switched = []  # Start's every change while the click is handled: off, and never back on before the run is live
+
     def record(change):
         switched.append(change["new"])
 
