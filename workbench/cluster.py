@@ -162,9 +162,9 @@ def _hosts(specs: Sequence[WorkerSpec]) -> list[tuple[str, list[WorkerSpec]]]:
     """The local cluster's host processes: ``[(key, worker specs)]``, one process for the
     workers whose environment is the same (all CPU workers of a plan: one thread count).
 
-    Its nannies fork their workers from it, and a host of CPU workers imports torch before
-    they do (``workbench/_host.py``): torch and ``torch._dynamo`` are imported once per host,
-    not once per worker (2.4 s of CPU a worker on 2 cores), and a restarted worker has them too.
+    Its nannies' workers are forked from its fork server, which for CPU workers imports torch
+    before they start (``workbench/_host.py``): torch and ``torch._dynamo`` are imported once per
+    host, not once per worker (2.4 s of CPU a worker on 2 cores), and a restarted worker has them too.
     Dask names a grouped entry's workers key + suffix: the key is the names' common prefix
     (``cpu-``); a group whose prefix another entry has taken is given one process a worker."""
     by_env: dict[tuple, list[WorkerSpec]] = {}
@@ -203,12 +203,13 @@ def _nanny_environ(security: Any = None) -> dict[str, str]:
         # daemon: trainers may start processes of their own. profile: Dask's statistical
         # profiler samples the worker's stacks every 10 ms, a thread contending for the GIL
         # with every training step; its flame graph is of no use for our tasks.
-        # fork: the nanny forks its worker (and any restart of it) from its host process,
-        # which has imported distributed and torch already; spawn started a fresh
-        # interpreter that imported them again, seconds of CPU per worker at every run's
-        # start. The host is itself a fresh interpreter started with the workers' thread
-        # variables (see _start_new), so nothing of the caller leaks into the worker.
-        "worker": {"daemon": False, "profile": {"enabled": False}, "multiprocessing-method": "fork"},
+        # forkserver: each worker (and any restart of it) is forked from its host's fork
+        # server, which has imported distributed and torch already (workbench/_host.py);
+        # spawn started a fresh interpreter that imported them again, seconds of CPU per
+        # worker at every run's start, and a fork from the host itself would copy the locks
+        # its nannies' threads hold. The host is a fresh interpreter started with the
+        # workers' thread variables (see _start_new), so nothing of the caller leaks into a worker.
+        "worker": {"daemon": False, "profile": {"enabled": False}, "multiprocessing-method": "forkserver"},
         # Idle nanny and worker work: resource samples every 2 s instead of 0.5 s (nothing
         # decides on them with memory_limit=0; the dashboard's plots are coarser), and the
         # event-loop tick (which only times the loop, to warn when it was blocked for 3 s)
@@ -396,8 +397,8 @@ def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload:
         # Launched first, before this process imports distributed and starts the scheduler:
         # their torch imports are the longest part of the start.
         for _, members in hosts:
-            # The workers' thread variables in the host's own environment too: numpy and torch
-            # are imported there, and a forked worker keeps the thread pools they made.
+            # The workers' thread variables in the host's own environment too: its fork server
+            # imports numpy and torch, and a forked worker keeps the thread pools they made.
             processes.append(_launch_host({**environ, **_worker_env(members[0])}))
         if spawned is not None:
             spawned.done.set()

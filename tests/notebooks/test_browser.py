@@ -215,10 +215,20 @@ def _new_page(browser, width: int, height: int):
     return page
 
 
-def _failed(page, name: str) -> None:
+def _failed(page, name: str, folder: Path) -> None:
     """On a failure: a full-page screenshot, and in the test's output (which CI prints) what
-    the browser logged and the text of any widget that failed to render."""
+    the browser logged, the text of any widget that failed to render, what the notebook's
+    outputs say (a panel's status or error) and the end of each run's driver log."""
     page.screenshot(path=str(ARTIFACTS / f"{name}_failure.png"), full_page=True)
+    try:
+        outputs = page.evaluate("() => [...document.querySelectorAll('.jp-OutputArea-output')]"
+                                ".map(e => e.innerText.slice(-1500))")
+    except Exception as exc:
+        outputs = [f"(could not read the page: {exc})"]
+    print(f"notebook outputs ({len(outputs)}):", *outputs[-6:], sep="\n  ")
+    for log in sorted(folder.glob("**/driver.log")):
+        print(f"{log.relative_to(folder)}, its end:", *log.read_text(errors="replace").splitlines()[-40:],
+              sep="\n  ")
     print(f"browser log ({len(page.errors)} entries):", *page.errors[-40:], sep="\n  ")
     try:  # a widget view that failed shows "Click to show javascript error": the click shows the message and stack
         broken = page.evaluate("() => [...document.querySelectorAll('.jupyter-widgets-error-widget')].map(e => {"
@@ -274,7 +284,7 @@ def test_quickstart_in_jupyterlab_moves_a_learning_rate(lab):
             panel.evaluate("e => e.scrollIntoView({block: 'center'})")
             _shoot(page, panel, ARTIFACTS / "quickstart_results.png")
         except Exception:
-            _failed(page, "quickstart")
+            _failed(page, "quickstart", folder)
             raise
         finally:
             browser.close()
@@ -344,7 +354,7 @@ def test_a_run_started_from_the_panel_survives_a_kernel_restart_and_is_steered_a
             _poll(lambda: _store_rows(runs, "SELECT value FROM run WHERE key='state' AND value='\"stopped\"'"), 180,
                   "Stop all from the attached panel did not stop the run")
         except Exception:
-            _failed(page, "steer")
+            _failed(page, "steer", folder)
             raise
         finally:
             browser.close()
@@ -442,7 +452,7 @@ def test_setup_form_double_click_waiting_partner_and_two_runs_in_a_row(lab):
             stop.click()
             _poll(lambda: _run_state(second) == "stopped", 240, "the second run did not stop")
         except Exception:
-            _failed(page, "panel")
+            _failed(page, "panel", folder)
             raise
         finally:
             browser.close()
@@ -486,7 +496,7 @@ def test_results_tab_compares_two_runs_in_jupyterlab(lab):
             compare.evaluate("e => e.scrollIntoView({block: 'start'})")
             _shoot(page, compare, ARTIFACTS / "compare_results.png")
         except Exception:
-            _failed(page, "compare")
+            _failed(page, "compare", folder)
             raise
         finally:
             browser.close()

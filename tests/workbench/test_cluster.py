@@ -49,9 +49,14 @@ def _hosts() -> list:
     return [p for p in psutil.Process().children() if "workbench._host" in " ".join(p.cmdline())]
 
 
+def _fork_servers() -> list:
+    """The hosts' fork servers (``workbench/_host.py``): the parents of their workers."""
+    return [p for host in _hosts() for p in host.children() if "forkserver" in " ".join(p.cmdline())]
+
+
 def _worker_processes() -> int:
-    """The worker processes of this process's local clusters (each forked by its nanny in a host)."""
-    return sum(len(host.children()) for host in _hosts())
+    """The worker processes of this process's local clusters (each forked by its host's fork server)."""
+    return sum(len(server.children()) for server in _fork_servers())
 
 
 def test_a_warm_up_is_the_cluster_the_start_with_its_layout_gets():
@@ -134,7 +139,7 @@ def test_a_run_refused_while_its_cluster_warms_up_leaves_no_process_behind(tmp_p
 
 
 def test_workers_of_one_environment_share_a_host_that_imported_torch_for_them():
-    """The CPU workers' nannies live in one host process, which imported torch and
+    """The CPU workers' nannies live in one host process, whose fork server imported torch and
     torch._dynamo before forking them: a worker has both at start, and so has a worker its
     nanny restarted after it was killed."""
     import os
@@ -144,10 +149,10 @@ def test_workers_of_one_environment_share_a_host_that_imported_torch_for_them():
 
     handle = wbc.start_local_cluster(OTHER, dashboard=False)
     try:
-        hosts = _hosts()
-        assert len(hosts) == 1 and len(hosts[0].children()) == 2
+        servers = _fork_servers()
+        assert len(_hosts()) == 1 and len(servers) == 1 and _worker_processes() == 2
         loaded = handle.client.run(lambda: ("torch._dynamo" in sys.modules, os.getppid(), os.getpid()))
-        assert {ppid for _, ppid, _ in loaded.values()} == {hosts[0].pid}  # forked by the nannies the host runs
+        assert {ppid for _, ppid, _ in loaded.values()} == {servers[0].pid}  # forked by the host's fork server
         assert all(dynamo for dynamo, _, _ in loaded.values())
         assert sorted(s.name for s in handle.workers.values()) == ["cpu-0", "cpu-1"]
         victim = next(iter(loaded.values()))[2]
