@@ -430,6 +430,7 @@ def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload:
         client = Client(cluster, security=security)
     try:
         client.wait_for_workers(len(specs), timeout=WORKER_START_TIMEOUT_S)
+        _wait_for_nannies(client, len(specs), WORKER_START_TIMEOUT_S)
     except Exception as exc:  # distributed's WorkerStartTimeoutError (a TimeoutError) or a nanny that died
         with contextlib.suppress(Exception):
             client.close(timeout=10)
@@ -443,6 +444,30 @@ def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload:
     by_name = {s.name: s for s in specs}
     info = client.scheduler_info(n_workers=-1)["workers"]
     return ClusterHandle(client, cluster, {addr: by_name[w["name"]] for addr, w in info.items()}, reuse_key=key)
+
+
+def _nanny_status(dask_worker: Any) -> str:
+    return dask_worker.status.name
+
+
+def _wait_for_nannies(client: Any, count: int, timeout: float) -> None:
+    """Wait until every nanny has finished its own start, not only its worker's.
+
+    A worker is listed by the scheduler before its nanny has heard that it started (the
+    nanny polls for it every 50 ms). A worker that dies in that window is not restarted,
+    and its nanny fails its start, which ends the host process with every worker in it
+    (Dask's ``dask spec`` exits when one of its servers fails to start). CI killed a worker
+    in that window once, on a loaded machine."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = client.run(_nanny_status, nanny=True)
+        if len(states) >= count and all(state == "running" for state in states.values()):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the nannies did not finish starting: {sorted(states.values())}")
+        time.sleep(0.02)
 
 
 def connect(scheduler: str | Client | Any, security: Any = None) -> ClusterHandle:

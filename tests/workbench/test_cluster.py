@@ -149,6 +149,8 @@ def test_workers_of_one_environment_share_a_host_that_imported_torch_for_them():
 
     handle = wbc.start_local_cluster(OTHER, dashboard=False)
     try:
+        # Started means the nannies too: a worker killed before its nanny's start ended was not restarted.
+        assert list(handle.client.run(wbc._nanny_status, nanny=True).values()) == ["running", "running"]
         servers = _fork_servers()
         assert len(_hosts()) == 1 and len(servers) == 1 and _worker_processes() == 2
         loaded = handle.client.run(lambda: ("torch._dynamo" in sys.modules, os.getppid(), os.getpid()))
@@ -183,3 +185,21 @@ def test_the_hosts_group_workers_by_environment_and_keep_their_names():
     # group gets a process a worker rather than a key that is taken.
     two = [WorkerSpec("w-0", 1), WorkerSpec("w-1", 1), WorkerSpec("w-2", 2), WorkerSpec("w-3", 2)]
     assert [key for key, _ in wbc._hosts(two)] == ["w-", "w-2", "w-3"]
+
+
+def test_the_start_waits_for_the_nannies_and_names_those_that_never_start():
+    class Client:
+        def __init__(self, answers):
+            self.answers, self.calls = answers, 0
+
+        def run(self, function, nanny=False):
+            assert function is wbc._nanny_status and nanny
+            self.calls += 1
+            return self.answers[min(self.calls, len(self.answers)) - 1]
+
+    late = Client([{"a": "starting", "b": "running"}, {"a": "running"}, {"a": "running", "b": "running"}])
+    wbc._wait_for_nannies(late, 2, timeout=10)
+    assert late.calls == 3
+    stuck = Client([{"a": "starting", "b": "running"}])
+    with pytest.raises(TimeoutError, match="starting"):
+        wbc._wait_for_nannies(stuck, 2, timeout=0.1)
