@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -428,9 +429,10 @@ def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload:
 
     with dask.config.set(settings):
         client = Client(cluster, security=security)
+    deadline = time.monotonic() + WORKER_START_TIMEOUT_S  # workers and their nannies: one limit
     try:
         client.wait_for_workers(len(specs), timeout=WORKER_START_TIMEOUT_S)
-        _wait_for_nannies(client, len(specs), WORKER_START_TIMEOUT_S)
+        _wait_for_nannies(client, len(specs), max(0.0, deadline - time.monotonic()))
     except Exception as exc:  # distributed's WorkerStartTimeoutError (a TimeoutError) or a nanny that died
         with contextlib.suppress(Exception):
             client.close(timeout=10)
@@ -456,10 +458,7 @@ def _wait_for_nannies(client: Any, count: int, timeout: float) -> None:
     A worker is listed by the scheduler before its nanny has heard that it started (the
     nanny polls for it every 50 ms). A worker that dies in that window is not restarted,
     and its nanny fails its start, which ends the host process with every worker in it
-    (Dask's ``dask spec`` exits when one of its servers fails to start). CI killed a worker
-    in that window once, on a loaded machine."""
-    import time
-
+    (Dask's ``dask spec`` exits when one of its servers fails to start)."""
     deadline = time.monotonic() + timeout
     while True:
         states = client.run(_nanny_status, nanny=True)
