@@ -175,26 +175,34 @@ class Watchdog:
         from .events import EventKind
         from .states import RunState
 
-        flying = {m.future.key: m for m in coord.models.values() if m.future is not None}
+        flying: dict[str, list[Any]] = {}  # a pack's models share one task
+        for m in coord.models.values():
+            if m.future is not None:
+                flying.setdefault(m.future.key, []).append(m)
         self.since = {k: self.since.get(k, now) for k in flying}
         if coord.state == RunState.STOPPING and self.stop_seen is None:
             self.stop_seen = now
         stuck = []
         ledger = coord._ledger() if flying else None  # once a check, not once per model (64 models: 64 ledgers)
-        for key, m in flying.items():
-            epochs = segment_epochs(ledger, m.name)
-            if epochs > 1 and m.epoch_seconds:  # the worker ends it after SEGMENT_SECONDS (plus an epoch)
-                epochs = min(epochs, 1 + int(SEGMENT_SECONDS / max(m.epoch_seconds, 1e-3)))
-            limit = segment_timeout(coord.plan.preset.get("segment_timeout"), m.epoch_seconds, epochs)
+        for key, members in flying.items():
+            limits = []
+            for m in members:
+                epochs = segment_epochs(ledger, m.name)
+                if epochs > 1 and m.epoch_seconds:  # the worker ends it after SEGMENT_SECONDS (plus an epoch)
+                    epochs = min(epochs, 1 + int(SEGMENT_SECONDS / max(m.epoch_seconds, 1e-3)))
+                limits.append(segment_timeout(coord.plan.preset.get("segment_timeout"), m.epoch_seconds, epochs))
+            limit = max(limits)
             if overdue(self.since[key], limit, now):
-                stuck.append(m)
-                coord._fail(m, f"segment hung: no result after {limit:g} s (preset key segment_timeout)")
+                stuck.extend(members)
+                for m in members:
+                    coord._fail(m, f"segment hung: no result after {limit:g} s (preset key segment_timeout)")
             elif self.stop_seen is not None and overdue(self.stop_seen, STOP_GRACE, now):
-                stuck.append(m)
-                coord._event(m.name, EventKind.ERROR, {
-                    "epoch": m.completed + 1, "kind": "stop",
-                    "error": f"no step boundary within {STOP_GRACE:g} s of the stop: segment abandoned, "
-                             f"epoch {m.completed} kept"})
+                stuck.extend(members)
+                for m in members:
+                    coord._event(m.name, EventKind.ERROR, {
+                        "epoch": m.completed + 1, "kind": "stop",
+                        "error": f"no step boundary within {STOP_GRACE:g} s of the stop: segment abandoned, "
+                                 f"epoch {m.completed} kept"})
         for m in stuck:
             fut, m.future = m.future, None
             fut.cancel()

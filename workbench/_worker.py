@@ -23,8 +23,8 @@ from typing import Any
 
 from . import _device, _oom
 
-__all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "export", "state", "checkpoint_state", "load_state",
-           "deliver", "drop", "drop_run", "unpack", "to_wire", "from_wire"]
+__all__ = ["SegmentSpec", "SlotLost", "build", "run_segment", "run_segments", "export", "state", "checkpoint_state",
+           "load_state", "deliver", "drop", "drop_run", "unpack", "to_wire", "from_wire"]
 
 
 @dataclasses.dataclass
@@ -257,11 +257,68 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
     with one record per epoch that ran (the last one may be incomplete). Step metrics are
     streamed on ``spec.topic`` while training; each epoch's ``eval/`` metrics come back.
     """
+    return _run_segment(spec, knowledge, _emitter(spec.topic))
+
+
+def run_segments(specs: list[SegmentSpec], seconds: float) -> dict[str, Any]:
+    """Several models' segments in one task, one after another: ``{"pack": {instance: result}}``.
+
+    For models that need nothing of the driver between their epochs (``_policy.alone``) and
+    share this worker: one task, one result and one stream of step metrics a second for all
+    of them, where each segment cost the driver and its scheduler a task of its own. Each
+    ``spec.seconds`` is the pack's share of its model; a segment is started only while the
+    pack has run less than ``seconds``, so a pack of slow models still hands its records
+    back within about that long: the models it did not start come back as ``{"skipped":
+    True}``, untouched, and the coordinator puts them first in the next pack. A model's
+    exception (its slot lost) comes back as ``{"raised": exc}``, the others' results intact;
+    each result says the pack's size (``pack``), which its epochs' ``segment`` events carry.
+    """
+    emit = _Batched(_emitter(specs[0].topic), specs[0].flush_interval)
+    start = time.perf_counter()
+    out: dict[str, Any] = {}
+    for spec in specs:
+        if out and time.perf_counter() - start >= seconds:
+            out[spec.instance] = {"skipped": True}
+            continue
+        try:
+            out[spec.instance] = {**_run_segment(spec, None, emit), "pack": len(specs)}
+        except Exception as exc:
+            out[spec.instance] = {"raised": exc}
+    emit.flush()
+    return {"pack": out}
+
+
+class _Batched:
+    """A pack's emitter: the step-metrics messages of its segments leave together, once per
+    ``interval`` (one Dask event, not one per model); anything else (a log line, a change
+    applied, which the panel waits on) leaves at once, after what is held."""
+
+    def __init__(self, emit, interval: float) -> None:
+        self.emit, self.interval = emit, interval
+        self.held: list[dict[str, Any]] = []
+        self.sent = time.perf_counter()
+
+    def __call__(self, msg: dict[str, Any]) -> None:
+        if msg.get("kind") == "metrics" and not msg.get("applied"):
+            self.held.append(msg)
+            if time.perf_counter() - self.sent > self.interval:
+                self.flush()
+            return
+        self.flush()
+        self.emit(msg)
+
+    def flush(self) -> None:
+        if self.held:
+            self.emit(self.held[0] if len(self.held) == 1 else {"kind": "batch", "messages": self.held})
+            self.held = []
+        self.sent = time.perf_counter()
+
+
+def _run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None, emit) -> dict[str, Any]:
     from .trainer import StepContext
 
     slot = _SLOTS[(spec.run_id, spec.instance)]
     trainer = slot.trainer
-    emit = _emitter(spec.topic)
     with slot.lock:
         _set_threads(spec.threads)
         if spec.gpu_fraction is not None and trainer.resources.device.startswith("cuda"):

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 ROLLBACK_LR_FACTOR = 0.5
 K = EventKind
+# Segments of models that need nothing between their epochs, ready together on one worker,
+# go as one task (``_worker.run_segments``; docs/engine.md, "Packed segments").
+PACK_SEGMENTS = True
 
 
 @dataclasses.dataclass
@@ -171,8 +174,13 @@ class Coordinator(Steering):
         self.store.set_model(name, **fields)
 
     def _on_stream(self, event) -> None:
-        """What trainers publish while they train (Dask's event log): metrics, applied changes, logs."""
+        """What trainers publish while they train (Dask's event log): metrics, applied changes,
+        logs; a pack's segments send their metrics as one ``batch``."""
         _, msg = event
+        for one in msg["messages"] if msg.get("kind") == "batch" else (msg,):
+            self._on_message(one)
+
+    def _on_message(self, msg: dict[str, Any]) -> None:
         if msg.get("kind") == "metrics":
             rows = _worker.unpack(msg["packed"])
             if rows:
@@ -279,9 +287,12 @@ class Coordinator(Steering):
                 if self._check_workers():
                     continue
                 done = self._completed(in_flight, timeout=0.1)
+                outcomes: dict[str, Any] = {}  # a pack's result is fetched once for all its models
                 for m in list(self.models.values()):
                     if m.future is not None and m.future.key in done:
-                        self._finish_segment(m)
+                        if m.future.key not in outcomes:
+                            outcomes[m.future.key] = _outcome(m.future)
+                        self._finish_segment(m, outcomes[m.future.key])
         except BaseException:
             log.exception("the coordinator loop failed")
             raise
@@ -290,36 +301,70 @@ class Coordinator(Steering):
         return self.state
 
     def _schedule(self) -> None:
-        """Submit a segment for every model the policy finds ready, with its routed knowledge."""
+        """Submit a segment for every model the policy finds ready, with its routed knowledge;
+        the segments of models alone on a worker together, as one pack."""
         self._replay_due()
         if all(m.future is not None or m.state != ModelState.RUNNING for m in self.models.values()):
             return  # none idle, none can be ready: skip building the ledger (the loop turns per segment)
         ledger = self._ledger()
+        packs: dict[str, list[tuple[_Model, _worker.SegmentSpec]]] = collections.defaultdict(list)
         for name in policy.ready_models(ledger):
             m = self.models[name]
             routed = policy.route_knowledge(ledger, name)
             knowledge = {kind: {src: self.client.submit(_pick, self.models[src].exports[epoch], kind, pure=False,
                                                         workers=[m.worker], allow_other_workers=True)
                                 for src, epoch in srcs.items()} for kind, srcs in routed.items()}
-            epoch = m.completed + 1
-            epochs = policy.segment_epochs(ledger, name)
-            m.checkpoint_floor = policy.checkpoint_seconds(ledger, name)
-            profile = None
-            if self.plan.preset.get("profile_epoch") == epoch:
-                profile = str(self.run_dir / "profiles" / f"{name}-epoch{epoch}.json")
-            spec = _worker.SegmentSpec(self.run_id, name, epoch, m.spec.epochs, self.topic, dict(m.hparams),
-                                       m.placement.threads, m.placement.gpu_fraction, profile_path=profile,
-                                       epochs=epochs, max_failures=self.max_failures,
-                                       checkpoint_interval=self.interval, checkpoint_seconds=m.checkpoint_floor,
-                                       seconds=policy.SEGMENT_SECONDS if epochs > 1 else None,
-                                       changes=self._replayed_in_segment(m))
-            m.future = self.client.submit(_worker.run_segment, spec, knowledge or None, *m.deps,
-                                          workers=[m.worker], allow_other_workers=False, pure=False,
-                                          key=f"segment-{self.run_id}-{name}-{epoch}-{time.time_ns()}")
-            m.deps = []
-            self._acknowledge_at_start(m)
+            spec = self._segment_spec(m, ledger)
+            if PACK_SEGMENTS and not knowledge and not m.deps and not spec.changes and spec.profile_path is None \
+                    and policy.alone(ledger, name):
+                packs[m.worker].append((m, spec))
+                continue
+            self._submit_segment(m, spec, knowledge)
             if routed:
-                self._event(name, K.KNOWLEDGE, {"epoch": epoch, "kinds": {k: sorted(v) for k, v in routed.items()}})
+                kinds = {k: sorted(v) for k, v in routed.items()}
+                self._event(name, K.KNOWLEDGE, {"epoch": spec.epoch, "kinds": kinds})
+        for worker, members in packs.items():
+            if len(members) == 1:
+                self._submit_segment(*members[0])
+            else:
+                self._submit_pack(worker, members)
+
+    def _submit_segment(self, m: _Model, spec: _worker.SegmentSpec, knowledge: dict | None = None) -> None:
+        m.future = self.client.submit(_worker.run_segment, spec, knowledge or None, *m.deps,
+                                      workers=[m.worker], allow_other_workers=False, pure=False,
+                                      key=f"segment-{self.run_id}-{m.name}-{spec.epoch}-{time.time_ns()}")
+        self._submitted(m)
+
+    def _submit_pack(self, worker: str, members: list[tuple[_Model, _worker.SegmentSpec]]) -> None:
+        """One task for the segments of ``members`` (docs/engine.md, "Packed segments")."""
+        # The models furthest behind first: those a pack did not reach lead the next one.
+        members = sorted(members, key=lambda pair: pair[0].completed)
+        share = policy.SEGMENT_SECONDS / len(members)
+        specs = [dataclasses.replace(spec, seconds=share) if spec.seconds is not None else spec for _, spec in members]
+        fut = self.client.submit(_worker.run_segments, specs, policy.SEGMENT_SECONDS, workers=[worker],
+                                 allow_other_workers=False, pure=False,
+                                 key=f"segments-{self.run_id}-{len(specs)}-{time.time_ns()}")
+        for m, _ in members:
+            m.future = fut
+            self._submitted(m)
+
+    def _segment_spec(self, m: _Model, ledger: policy.Ledger) -> _worker.SegmentSpec:
+        epoch = m.completed + 1
+        epochs = policy.segment_epochs(ledger, m.name)
+        m.checkpoint_floor = policy.checkpoint_seconds(ledger, m.name)
+        profile = None
+        if self.plan.preset.get("profile_epoch") == epoch:
+            profile = str(self.run_dir / "profiles" / f"{m.name}-epoch{epoch}.json")
+        return _worker.SegmentSpec(self.run_id, m.name, epoch, m.spec.epochs, self.topic, dict(m.hparams),
+                                   m.placement.threads, m.placement.gpu_fraction, profile_path=profile,
+                                   epochs=epochs, max_failures=self.max_failures,
+                                   checkpoint_interval=self.interval, checkpoint_seconds=m.checkpoint_floor,
+                                   seconds=policy.SEGMENT_SECONDS if epochs > 1 else None,
+                                   changes=self._replayed_in_segment(m))
+
+    def _submitted(self, m: _Model) -> None:
+        m.deps = []
+        self._acknowledge_at_start(m)
 
     def _acknowledge_at_start(self, m: _Model) -> None:
         """Changes taken while the model was between segments are in force from the first step
@@ -330,13 +375,17 @@ class Coordinator(Steering):
             self._event(m.name, K.HPARAM_APPLIED, {"name": hp, "value": m.hparams.get(hp), "id": command_id,
                                                    "step": m.step, "at": "segment start", "wall_time": time.time()})
 
-    def _finish_segment(self, m: _Model) -> None:
-        fut, m.future = m.future, None
+    def _finish_segment(self, m: _Model, outcome: Any) -> None:
+        """``outcome``: the segment's result, its pack's, or the exception that ended it."""
+        m.future = None
         name = m.name
-        try:
-            result = fut.result()
-        except Exception as exc:  # the worker died or the task could not run
-            self._recover(m, exc)
+        result = outcome["pack"][name] if isinstance(outcome, dict) and "pack" in outcome else outcome
+        if isinstance(result, dict) and "raised" in result:
+            result = result["raised"]
+        if isinstance(result, BaseException):  # the worker died or the task could not run
+            self._recover(m, result)
+            return
+        if result.get("skipped"):  # its pack ran out of time before it: untouched, it leads the next one
             return
         m.step = result["step"]
         status = result["status"]
@@ -345,7 +394,8 @@ class Coordinator(Steering):
                 m.hparams[key] = result["hparams"][key]
         done = [record for record in result["epochs"] if record["status"] == "done"]
         for i, record in enumerate(done):
-            self._epoch_done(m, record, result["knowledge_used"] if i == 0 else {}, save=i == len(done) - 1)
+            self._epoch_done(m, record, result["knowledge_used"] if i == 0 else {}, save=i == len(done) - 1,
+                             pack=result.get("pack", 1))
         if status == "paused":
             self._save_model(name, state=m.state.value)
         elif status in ("nonfinite", "error"):
@@ -369,9 +419,10 @@ class Coordinator(Steering):
             self._save_model(name, hparams=m.hparams, last_error=m.last_error)
 
     def _epoch_done(self, m: _Model, result: dict[str, Any], knowledge_used: dict[str, Any],
-                    save: bool = True) -> None:
+                    save: bool = True, pack: int = 1) -> None:
         """Record a finished epoch; ``save``: write the model's row (the last epoch of a
-        segment: its epochs arrive together, so one row write per segment says the same)."""
+        segment: its epochs arrive together, so one row write per segment says the same);
+        ``pack``: how many models' segments shared the task of this one."""
         name = m.name
         m.completed += 1
         e = m.completed
@@ -387,7 +438,7 @@ class Coordinator(Steering):
         if knowledge_used:
             self._event(name, K.KNOWLEDGE_USED, {"epoch": e, **knowledge_used})
         self._event(name, K.SEGMENT, {"epoch": e, "step": m.step, "seconds": m.epoch_seconds,
-                                      "timing": result["timing"]})
+                                      "timing": result["timing"], "pack": pack})
         self.bus.emit(EpochEnd(name, e, m.step, {k: float(v) for k, v in values.items()}))
         deps = [fut] if (fut := self._export(m)) is not None else []
         # The segment takes the state at the end of every epoch whose checkpoint is due (past
@@ -656,6 +707,14 @@ class Coordinator(Steering):
                                                 "seconds": time.time() - self.started,
                                                 **({"reason": self.fatal} if self.fatal else {})})
         self.store.set_run(state=self.state.value, finished=time.time())
+
+
+def _outcome(future: Any) -> Any:
+    """A finished segment's result, or the exception it ended with."""
+    try:
+        return future.result()
+    except Exception as exc:
+        return exc
 
 
 def _stuck_tasks(keys: list[str], dask_scheduler=None) -> list[str]:

@@ -110,6 +110,34 @@ def _preset(**extra):
     return base
 
 
+def test_models_alone_on_a_worker_train_in_packs_and_learn_exactly_what_they_learn_apart(
+        runs_dir, inprocess_scheduler, monkeypatch):
+    """Six independent models on two workers: their segments go three to a task, and every
+    model's steps, metrics and final weights are the same as with a task per segment."""
+    import json
+
+    from workbench import coordinator
+
+    path = runs_dir.parent / "packs.json"
+    preset = {**_preset(epochs=6, checkpoint_interval=5), "description": "p", "batch_size": 8,
+              "models": {"test_regressor": {"population": 6}}}
+    path.write_text(json.dumps({"packs": preset}))
+    finals = {}
+    for packed in (True, False):
+        monkeypatch.setattr(coordinator, "PACK_SEGMENTS", packed)
+        run = wb.start_run(str(path), scheduler=inprocess_scheduler)
+        assert run.wait(timeout=300) == wb.RunState.FINISHED
+        segments = run.events(kind="segment")
+        packs = {p["pack"] for p in segments["payload"]}
+        assert packs == ({3} if packed else {1}), packs  # three models a worker, all ready together
+        metrics = run.metrics()
+        steps = metrics[metrics["name"] == "train/loss"].groupby("model")["step"].apply(list)
+        assert len(steps) == 6 and all(s == list(range(1, 121)) for s in steps)  # 6 epochs of 20 steps, once each
+        finals[packed] = metrics[metrics["name"].isin(["train/loss", "eval/loss"])].sort_values(
+            ["model", "name", "step", "epoch"])[["model", "epoch", "step", "name", "value"]].reset_index(drop=True)
+    assert finals[True].equals(finals[False])
+
+
 def test_digits_mutual_run_end_to_end(runs_dir, inprocess_scheduler):
     run = wb.start_run("digits_mutual", {"epochs": 2}, scheduler=inprocess_scheduler)
     assert run.wait(timeout=300) == wb.RunState.FINISHED
