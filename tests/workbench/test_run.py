@@ -138,6 +138,39 @@ def test_models_alone_on_a_worker_train_in_packs_and_learn_exactly_what_they_lea
     assert finals[True].equals(finals[False])
 
 
+def test_a_packed_model_pauses_takes_a_change_and_stops_while_its_pack_goes_on(runs_dir, inprocess_scheduler):
+    import json
+
+    path = runs_dir.parent / "packs_steered.json"
+    preset = {**_preset(epochs=400, checkpoint_interval=5), "description": "p", "batch_size": 8,
+              "models": {"test_regressor": {"population": 6, "hyperparameters": {"steps": 400, "lr": 0.001}}}}
+    path.write_text(json.dumps({"packs_steered": preset}))
+    run = wb.start_run(str(path), scheduler=inprocess_scheduler)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (run.events(kind="segment")["payload"].map(lambda p: p["pack"]) == 3).any():
+        time.sleep(0.1)
+    target, other = "test_regressor@digits#1", "test_regressor@digits#2"
+    run.pause(target)
+    while time.time() < deadline and run.snapshot().models[target].state != wb.ModelState.PAUSED:
+        time.sleep(0.05)
+    paused = run.snapshot().models
+    while time.time() < deadline and run.snapshot().models[other].epoch < paused[other].epoch + 2:
+        time.sleep(0.05)  # the rest of its pack goes on...
+    assert run.snapshot().models[other].epoch >= paused[other].epoch + 2
+    assert run.snapshot().models[target].step == paused[target].step  # ...without it
+    run.resume_model(target)
+    run.set_hparam(other, "lr", 0.002)
+    while time.time() < deadline and run.snapshot().models[target].epoch <= paused[target].epoch + 1:
+        time.sleep(0.05)
+    stop_asked = time.time()
+    run.stop()
+    assert run.wait(timeout=120) == wb.RunState.STOPPED and time.time() - stop_asked < 30
+    applied = run.events(kind="hparam_applied")
+    assert any(p["name"] == "lr" and p["value"] == 0.002 for p in applied[applied["model"] == other]["payload"])
+    epochs = run.models().set_index("model")["epoch"]
+    assert epochs[target] > paused[target].epoch and all(epochs < 400)
+
+
 def test_digits_mutual_run_end_to_end(runs_dir, inprocess_scheduler):
     run = wb.start_run("digits_mutual", {"epochs": 2}, scheduler=inprocess_scheduler)
     assert run.wait(timeout=300) == wb.RunState.FINISHED
