@@ -1,6 +1,7 @@
 """The workbench next to its peers on the same trainer loops, in one run.
 
     python benchmarks/peers.py [--quick] [--only short long] [--trainers 4] [--long-seconds 60 | --long-epochs N]
+                               [--pairs N] [--no-ray]
 
 Every system runs N digits MLP trainers (batch 32, one torch thread each, as many at once
 as there are cores), each for the same epochs with an evaluation after every epoch:
@@ -25,10 +26,12 @@ give each trainer ``--long-seconds`` of compute (default 60, the issue's "at lea
 from the time of 40 epochs measured first in a fresh process (the same machine ran 1,400
 epochs in 44 s on one day and 90 s on another: a fixed count is not a fixed amount of work);
 ``--long-epochs`` fixes the count instead; ``--quick`` makes the long one 150 epochs. Each
-workbench run starts a cold cluster, as the pool starts fresh processes (a cluster parked by
-the previous workload is closed first, untimed). Bars (docs/benchmarks.md): long <= 1.05x the
-pool end to end; short <= 1.30x end to end and <= 1.10x in training; Ray Tune >= 2.5x the
-workbench's wall time.
+workbench run starts a cold cluster in a new interpreter, as the pool starts fresh
+processes (its timings begin once that interpreter has imported the workbench, as they did
+in one process). Bars (docs/benchmarks.md): long <= 1.05x the pool end to end; short <=
+1.30x end to end and <= 1.10x in training; Ray Tune >= 2.5x the workbench's wall time.
+``--pairs N`` runs the pool and the workbench in turn N times and prints every ratio, their
+median and how many pairs met each bar (Ray Tune runs once).
 """
 from __future__ import annotations
 
@@ -37,6 +40,7 @@ import concurrent.futures as cf
 import json
 import os
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -147,6 +151,21 @@ def run_workbench(root: Path, n: int, epochs: int) -> tuple[float, float, dict[s
     return wall, segments.max() - started, cpu, timeline
 
 
+def _fresh_workbench(root: Path, n: int, epochs: int) -> tuple:
+    """:func:`run_workbench` in a new interpreter, as the pool's are: a second run in this
+    process would find distributed and the workbench imported (and their CPU spent) by the
+    first. Its timings start after those imports, as in one process."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, __file__, "--one-workbench", str(root), str(n), str(epochs)],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the workbench run failed:\n{out.stderr[-3000:]}")
+    wall, training, cpu, timeline = json.loads(out.stdout.strip().splitlines()[-1])
+    return wall, training, cpu, timeline
+
+
 def _ray_trial(config: dict) -> None:
     from ray import tune
 
@@ -199,12 +218,12 @@ def _ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: bool) -> None:
-    print(f"{label}: {n} digits MLP trainers x {epochs} epochs on {cores} cores", flush=True)
+def _pair(label: str, root: Path, n: int, epochs: int, cores: int) -> tuple[tuple, dict[str, float]]:
+    """The pool, then the workbench, on the same work: the workbench's times and its ratios."""
     pool = run_pool(n, epochs, cores)
     print(f"  (a) process pool:  end to end {pool[0]:7.1f} s, training {pool[1]:7.1f} s; "
           f"CPU {pool[2]['processes']:.1f} s", flush=True)
-    bench = run_workbench(root, n, epochs)
+    bench = _fresh_workbench(root, n, epochs)
     cpu = bench[2]
     total = sum(cpu.values())
     print(f"  (b) workbench:     end to end {bench[0]:7.1f} s, training {bench[1]:7.1f} s -> "
@@ -216,6 +235,24 @@ def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: 
     for what, bar in BARS.get(label, {}).items():
         print(f"      bar: {what} <= {bar:.2f}x the pool: {ratios[what]:.2f}x, "
               f"{'met' if ratios[what] <= bar else 'MISSED'}", flush=True)
+    return bench, ratios
+
+
+def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: bool, pairs: int = 1) -> None:
+    print(f"{label}: {n} digits MLP trainers x {epochs} epochs on {cores} cores", flush=True)
+    results = []
+    for i in range(pairs):
+        if pairs > 1:
+            print(f"  pair {i + 1} of {pairs}", flush=True)
+        results.append(_pair(label, root, n, epochs, cores))
+    bench = results[0][0]
+    if pairs > 1:  # the machine's speed drifts between runs: one pair says little, the median of pairs more
+        for what, bar in BARS.get(label, {}).items():
+            values = sorted(r[what] for _, r in results)
+            met = sum(v <= bar for v in values)
+            print(f"  {label}, {what} over {pairs} pairs: " + " / ".join(f"{v:.2f}x" for v in values)
+                  + f" (median {statistics.median(values):.2f}x); bar <= {bar:.2f}x met in {met} of {pairs}",
+                  flush=True)
     ray_times = None if skip_ray else run_ray(root, n, epochs, cores)
     if ray_times is None and (skip_ray or not _ray_installed()):
         print("  (c) Ray Tune:      skipped (ray is not installed: pip install 'ray[tune]', the bench extra)"
@@ -237,7 +274,14 @@ def main() -> None:
                         help="compute per long trainer, in seconds (the epochs are measured for it)")
     parser.add_argument("--long-epochs", type=int, help="a fixed epoch count for the long trainers instead")
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="run the pool and the workbench in turn this many times (the median ratio is printed)")
+    parser.add_argument("--one-workbench", nargs=3, metavar=("ROOT", "N", "EPOCHS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_workbench:  # a child of _fresh_workbench: one run, its figures as one JSON line
+        root, n, epochs = args.one_workbench
+        print(json.dumps(run_workbench(Path(root), int(n), int(epochs))))
+        return
     cores = len(os.sched_getaffinity(0))
     load = os.getloadavg()[0]
     print(f"load average at the start: {load:.1f} on {cores} cores")
@@ -249,7 +293,7 @@ def main() -> None:
                 epochs, epoch_s = epochs_for(args.long_seconds)
                 print(f"long: {epochs} epochs = {args.long_seconds:.0f} s of compute per trainer here "
                       f"(one epoch {1000 * epoch_s:.1f} ms, measured in a fresh process)", flush=True)
-            workload(name, root, args.trainers, epochs, cores, args.no_ray)
+            workload(name, root, args.trainers, epochs, cores, args.no_ray, args.pairs)
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
 
 
