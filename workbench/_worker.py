@@ -261,7 +261,7 @@ def run_segment(spec: SegmentSpec, knowledge: dict[str, dict[str, Any]] | None =
 
 
 def run_segments(specs: list[SegmentSpec], seconds: float) -> dict[str, Any]:
-    """Several models' segments in one task, one after another: ``{"pack": {instance: result}}``.
+    """Several models' segments in one task, one after another: ``{"results": {instance: result}}``.
 
     For models that need nothing of the driver between their epochs (``_policy.alone``) and
     share this worker: one task, one result and one stream of step metrics a second for all
@@ -285,7 +285,7 @@ def run_segments(specs: list[SegmentSpec], seconds: float) -> dict[str, Any]:
         except Exception as exc:
             out[spec.instance] = {"raised": exc}
     emit.flush()
-    return {"pack": out}
+    return {"results": out}
 
 
 class _Batched:

@@ -383,7 +383,7 @@ class Coordinator(Steering):
         """``outcome``: the segment's result, its pack's, or the exception that ended it."""
         m.future = None
         name = m.name
-        result = outcome["pack"][name] if isinstance(outcome, dict) and "pack" in outcome else outcome
+        result = outcome["results"][name] if isinstance(outcome, dict) and "results" in outcome else outcome
         if isinstance(result, dict) and "raised" in result:
             result = result["raised"]
         if isinstance(result, BaseException):  # the worker died or the task could not run

@@ -101,7 +101,7 @@ def test_a_pack_trains_its_models_in_turn_and_streams_their_steps_as_one_message
     monkeypatch.setattr(_worker, "_emitter", lambda topic: sent.append)
     with _built("p1@x"), _built("p2@x"), _built("p3@x"):
         specs = [_worker.SegmentSpec("r", f"p{i}@x", 1, 2, "topic", {"lr": 0.1}, epochs=2) for i in (1, 2, 3)]
-        out = _worker.run_segments(specs, 3600.0)["pack"]
+        out = _worker.run_segments(specs, 3600.0)["results"]
         assert list(out) == ["p1@x", "p2@x", "p3@x"]
         assert all(r["status"] == "done" and r["step"] == 8 and r["pack"] == 3 for r in out.values())
     assert len(sent) == 1 and sent[0]["kind"] == "batch"  # well under a second: one event for the pack
@@ -112,11 +112,11 @@ def test_a_pack_trains_its_models_in_turn_and_streams_their_steps_as_one_message
 def test_a_pack_out_of_time_leaves_the_rest_untouched_and_a_lost_model_spoils_no_other():
     with _built("q1@x"), _built("q2@x"), _built("q3@x"):
         specs = [_worker.SegmentSpec("r", f"q{i}@x", 1, 2, "topic", {"lr": 0.1}, epochs=2) for i in (1, 2, 3)]
-        out = _worker.run_segments(specs, 0.0)["pack"]  # past its time once the first model's segment ends
+        out = _worker.run_segments(specs, 0.0)["results"]  # past its time once the first model's segment ends
         assert out["q1@x"]["step"] == 8 and out["q2@x"] == out["q3@x"] == {"skipped": True}
         assert [_worker._SLOTS[("r", f"q{i}@x")].step for i in (2, 3)] == [0, 0]
         lost = _worker.SegmentSpec("r", "gone@x", 1, 2, "topic", {"lr": 0.1}, epochs=2)
-        out = _worker.run_segments([lost, specs[1]], 3600.0)["pack"]
+        out = _worker.run_segments([lost, specs[1]], 3600.0)["results"]
         assert isinstance(out["gone@x"]["raised"], KeyError) and out["q2@x"]["step"] == 8
 
 
