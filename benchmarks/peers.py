@@ -162,8 +162,7 @@ def _fresh_workbench(root: Path, n: int, epochs: int) -> tuple:
                          capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"the workbench run failed:\n{out.stderr[-3000:]}")
-    wall, training, cpu, timeline = json.loads(out.stdout.strip().splitlines()[-1])
-    return wall, training, cpu, timeline
+    return tuple(json.loads(out.stdout.strip().splitlines()[-1]))  # wall, training, cpu, timeline
 
 
 def _ray_trial(config: dict) -> None:

@@ -318,8 +318,9 @@ class Coordinator(Steering):
                                                         workers=[m.worker], allow_other_workers=True)
                                 for src, epoch in srcs.items()} for kind, srcs in routed.items()}
             spec = self._segment_spec(m, ledger)
-            if PACK_SEGMENTS and not knowledge and not m.deps and not spec.changes and spec.profile_path is None \
-                    and policy.alone(ledger, name):
+            # alone: no knowledge to route, no controller, no profile. A pack carries no inputs
+            # (deps) and no replayed steps: a model with either keeps a task of its own.
+            if PACK_SEGMENTS and policy.alone(ledger, name) and not m.deps and not spec.changes:
                 packs[m.worker].append((m, spec))
                 continue
             self._submit_segment(m, spec, knowledge)
