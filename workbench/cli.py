@@ -455,6 +455,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--no-report", action="store_true", help="do not write report/ at the end")
         sp.add_argument("--detach", action="store_true",
                         help="drive the run from a process of its own that outlives this one; print its id and exit")
+        sp.add_argument("--dashboard", action="store_true",
+                        help="a local cluster serves Dask's dashboard (its link is printed; sets WORKBENCH_DASHBOARD=1)")
 
     s = sub.add_parser("run", help="start a run")
     s.add_argument("--preset", help="a preset name or a path to a preset JSON file (default: quick)")
@@ -557,6 +559,8 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     args = _parser().parse_args(argv)
+    if getattr(args, "dashboard", False):  # read where the local cluster starts (a detached driver inherits it)
+        os.environ["WORKBENCH_DASHBOARD"] = "1"
     previous_show, warnings.showwarning = warnings.showwarning, _one_line_warning  # a broken plugin: one line
     try:
         code = args.func(args)

@@ -12,6 +12,10 @@ seconds of processes and imports that the training of small models does not. One
 most is parked; it is closed when it idles :data:`IDLE_CLOSE_S`, when a run with another
 layout parks its own, or at interpreter exit. ``WORKBENCH_REUSE_CLUSTER=0`` turns this off.
 
+A local scheduler serves Dask's dashboard only when asked (``WORKBENCH_DASHBOARD=1``, which
+``workbench run --dashboard`` sets): starting it imports bokeh, half a second of the
+driver's CPU at every cold start, for pages the workbench's own panel does not need.
+
 The local nannies live in fresh interpreters (``python -m workbench._host``, one for the
 workers that share an environment: see :func:`_hosts`), not started through
 multiprocessing's spawn: spawn re-imports the caller's ``__main__`` script in every child,
@@ -56,9 +60,12 @@ class ClusterHandle:
     inventory: Inventory | None = None  # an external cluster's CPUs and GPUs (placement reads it)
     owns_client: bool = True  # False for a Client the caller passed in: theirs to close
     reuse_key: tuple | None = None  # a local cluster's layout: parked on close for the next run with it
+    dashboard: bool = True  # a local scheduler's HTTP server serves Dask's dashboard (an external one: its own)
 
     @property
     def dashboard_link(self) -> str | None:
+        if not self.dashboard:  # its HTTP server serves Dask's API and health checks only
+            return None
         try:
             return self.client.dashboard_link
         except Exception:  # no dashboard (bokeh missing): not an error
@@ -259,8 +266,13 @@ _warming: dict[str, Any] = {"key": None, "thread": None, "spawned": None}
 log = logging.getLogger(__name__)
 
 
+def dashboard_wanted() -> bool:
+    """Whether a local scheduler serves Dask's dashboard (``WORKBENCH_DASHBOARD=1``)."""
+    return os.environ.get("WORKBENCH_DASHBOARD", "0") == "1"
+
+
 def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str = "127.0.0.1",
-            dashboard: bool = True) -> bool:
+            dashboard: bool | None = None) -> bool:
     """Start a local cluster of ``specs`` in a background thread and park it once its
     workers are up, for the :func:`start_local_cluster` call with the same layout that
     follows. Returns whether one was started (not when reuse is off, one is already
@@ -277,6 +289,7 @@ def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str 
     """
     if os.environ.get("WORKBENCH_REUSE_CLUSTER", "1") == "0":
         return False
+    dashboard = dashboard_wanted() if dashboard is None else dashboard
     key = (tuple(specs), host, dashboard)
     spawned = _Launch()
     with _park_lock:
@@ -346,14 +359,17 @@ def _unpark(key: tuple) -> ClusterHandle | None:
 
 
 def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
-                        dashboard: bool = True, preload: Sequence[str] = (), security: Any = None) -> ClusterHandle:
+                        dashboard: bool | None = None, preload: Sequence[str] = (),
+                        security: Any = None) -> ClusterHandle:
     """``preload``: ``model=NAME`` and ``data=NAME:SEED`` items each worker loads at start;
     ``security``: a ``distributed.security.Security`` for TLS between every process.
 
     A parked cluster with the same workers, host and dashboard setting is used instead of
     a new one (a model or dataset it did not preload is loaded by its first task). A TLS
     cluster is never parked or reused: its certificates belong to the run that asked.
-    A :func:`warm_up` of this layout under way is waited for and its cluster used."""
+    A :func:`warm_up` of this layout under way is waited for and its cluster used.
+    ``dashboard``: serve Dask's dashboard (default: :func:`dashboard_wanted`)."""
+    dashboard = dashboard_wanted() if dashboard is None else dashboard
     key = (tuple(specs), host, dashboard) if security is None else None
     if key is not None:
         _await_warm_up(key)
@@ -408,8 +424,10 @@ def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload:
         host_process = _host_process_class()
         workers = {name: _host_entry(host_process, name, members, process, host, preload)
                    for (name, members), process in zip(hosts, processes)}
-        scheduler = {"cls": Scheduler,
-                     "options": {"host": host, "dashboard_address": f"{host}:0" if dashboard else None}}
+        # The scheduler's HTTP server (API, health, the dashboard where asked) on a free port
+        # of ``host``: without an address it takes 8787 on every interface.
+        scheduler = {"cls": Scheduler, "options": {"host": host, "dashboard_address": f"{host}:0",
+                                                   "dashboard": dashboard}}
         if security is not None:
             scheduler["options"].update(protocol="tls://", security=security)
         with dask.config.set(settings):
@@ -445,7 +463,8 @@ def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload:
                              "overloaded: try again, or start fewer models at once") from None
     by_name = {s.name: s for s in specs}
     info = client.scheduler_info(n_workers=-1)["workers"]
-    return ClusterHandle(client, cluster, {addr: by_name[w["name"]] for addr, w in info.items()}, reuse_key=key)
+    return ClusterHandle(client, cluster, {addr: by_name[w["name"]] for addr, w in info.items()}, reuse_key=key,
+                         dashboard=dashboard)
 
 
 def _nanny_status(dask_worker: Any) -> str:

@@ -92,14 +92,16 @@ def test_sigkilled_run_resumes_to_the_same_final_metrics(tmp_path):
     runs = tmp_path / "runs"
     common = ["--preset", "digits_mutual", "--set", "epochs=4", "--set", "checkpoint_interval=2", "--quiet",
               "--no-report"]
-    done = _cli("run", *common, "--run-id", "straight", runs_dir=runs)
+    done = _cli("run", *common, "--run-id", "straight", "--dashboard", runs_dir=runs)
     assert done.returncode == 0, done.stderr
+    assert "dask dashboard http://127.0.0.1:" in done.stdout  # asked for: served, its link printed
     proc = _start("run", *common, "--run-id", "killed", runs_dir=runs)
     store = runs / "killed" / "store.sqlite"
     _kill_after_checkpoints(proc, runs / "killed", models=2, epoch=2)
     assert "interrupted" in _cli("status", runs_dir=runs).stdout
     resumed = _cli("resume", "killed", "--quiet", runs_dir=runs)
     assert resumed.returncode == 0, resumed.stderr
+    assert "dask dashboard" not in resumed.stdout  # the default: none
     assert _final_eval(runs / "killed") == _final_eval(runs / "straight")
     events = read_store(store).events()
     assert "resumed" in set(events["kind"])

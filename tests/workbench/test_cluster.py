@@ -43,6 +43,31 @@ def test_reuse_can_be_turned_off(monkeypatch):
     assert wbc._parked["handle"] is None and handle.client.status == "closed"
 
 
+def test_the_dashboard_is_served_only_when_asked(monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    monkeypatch.setenv("WORKBENCH_REUSE_CLUSTER", "0")
+    monkeypatch.delenv("WORKBENCH_DASHBOARD", raising=False)
+    plain = wbc.start_local_cluster(ONE)  # the default: no bokeh import, no link
+    try:
+        assert plain.dashboard_link is None
+        port = plain.client.scheduler_info()["services"]["dashboard"]  # the HTTP server: API and health only
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=60) as page:
+            assert page.read() == b"ok"
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=60)
+    finally:
+        plain.close()
+    monkeypatch.setenv("WORKBENCH_DASHBOARD", "1")  # what `workbench run --dashboard` sets
+    served = wbc.start_local_cluster(ONE)
+    try:
+        with urllib.request.urlopen(served.dashboard_link, timeout=60) as page:
+            assert page.status == 200 and b"Dask" in page.read()
+    finally:
+        served.close()
+
+
 def _hosts() -> list:
     import psutil
 
