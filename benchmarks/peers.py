@@ -217,8 +217,8 @@ def _ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def _pair(label: str, root: Path, n: int, epochs: int, cores: int) -> tuple[tuple, dict[str, float]]:
-    """The pool, then the workbench, on the same work: the workbench's times and its ratios."""
+def _pair(label: str, root: Path, n: int, epochs: int, cores: int) -> tuple[tuple, dict[str, float], tuple]:
+    """The pool, then the workbench, on the same work: the workbench's times, its ratios and the pool's times."""
     pool = run_pool(n, epochs, cores)
     print(f"  (a) process pool:  end to end {pool[0]:7.1f} s, training {pool[1]:7.1f} s; "
           f"CPU {pool[2]['processes']:.1f} s", flush=True)
@@ -234,7 +234,7 @@ def _pair(label: str, root: Path, n: int, epochs: int, cores: int) -> tuple[tupl
     for what, bar in BARS.get(label, {}).items():
         print(f"      bar: {what} <= {bar:.2f}x the pool: {ratios[what]:.2f}x, "
               f"{'met' if ratios[what] <= bar else 'MISSED'}", flush=True)
-    return bench, ratios
+    return bench, ratios, pool
 
 
 def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: bool, pairs: int = 1) -> None:
@@ -244,10 +244,10 @@ def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: 
         if pairs > 1:
             print(f"  pair {i + 1} of {pairs}", flush=True)
         results.append(_pair(label, root, n, epochs, cores))
-    bench = results[0][0]
+    bench, _, pool = results[0]
     if pairs > 1:  # the machine's speed drifts between runs: one pair says little, the median of pairs more
         for what, bar in BARS.get(label, {}).items():
-            values = sorted(r[what] for _, r in results)
+            values = sorted(r[what] for _, r, _ in results)
             met = sum(v <= bar for v in values)
             print(f"  {label}, {what} over {pairs} pairs: " + " / ".join(f"{v:.2f}x" for v in values)
                   + f" (median {statistics.median(values):.2f}x); bar <= {bar:.2f}x met in {met} of {pairs}",

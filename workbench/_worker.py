@@ -393,6 +393,7 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
     profiler = _start_profiler() if spec.profile_path else None
     steps_run = 0
     sums: dict[str, float] = collections.defaultdict(float)
+    counts: dict[str, int] = collections.defaultdict(int)  # a metric may be reported at some steps only
     result_metrics: dict[str, float] = {}
     error = None
     try:
@@ -421,6 +422,7 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
                 value = float(value)
                 buffer.add(epoch, slot.step, name, value, now)
                 sums[name] += value
+                counts[name] += 1
             loss = metrics.get("train/loss")
             if loss is not None and not math.isfinite(loss):
                 status = "nonfinite"
@@ -460,7 +462,7 @@ def _train_epoch(slot: _Slot, spec: SegmentSpec, epoch: int, ctx, emit,
     return {"epoch": epoch, "status": status, "metrics": result_metrics, "timing": dict(timing),
             "sys": sys_metrics, "step": slot.step, "steps_run": steps_run, "error": error,
             "seconds": time.perf_counter() - start,
-            "train_means": {f"{k}_epoch": v / steps_run for k, v in sums.items()} if steps_run else {}}
+            "train_means": {f"{k}_epoch": v / counts[k] for k, v in sums.items()}}
 
 
 class _Packer:

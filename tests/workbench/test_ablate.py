@@ -49,11 +49,12 @@ def test_digits_mutual_ablation_end_to_end(tmp_path, inprocess_scheduler):
                                         "mutual_learning vs self-distillation"}
     ts = runs[runs["metric"] == "eval/temperature"]["value"]
     assert len(ts) == 12 and (ts > 0.1).all()
-    # the peer-free control really distilled: its KL term was non-zero after the first epoch
+    # the peer-free control really distilled: a KL term from its second epoch on (its own
+    # first epoch's predictions), none in the first
     from workbench.store import read_store
 
     kl = read_store(tmp_path / "abl" / "self_distill-seed0" / "store.sqlite").metrics(name="train/kl")
-    assert kl[kl["epoch"] == 2]["value"].max() > 0 and kl[kl["epoch"] == 1]["value"].max() == 0
+    assert kl[kl["epoch"] == 2]["value"].max() > 0 and set(kl["epoch"]) == {2}
     for name in ("ablation.csv", "ablation_runs.csv", "ablation.png"):
         assert result["paths"][name].stat().st_size > 100
     assert len(pd.read_csv(result["paths"]["ablation.csv"])) == len(table)

@@ -100,6 +100,10 @@ class _DigitsClassifier(DigitsCard, Trainer):
         self.net.train()
         idx = self._next_batch()
         self.opt.zero_grad(set_to_none=True)
+        # The KL term toward peers' (or its own previous) predictions, where there are some:
+        # then the step reports its parts, train/ce and train/kl, beside train/loss. Without
+        # it the loss is the cross-entropy, and a KL of 0 would chart agreement never measured.
+        distil = self.peer_probs is not None and self.hparams["mutual_weight"] > 0
         totals = {"loss": 0.0, "ce": 0.0, "kl": 0.0}
         # Micro-batches of batch_size; each loss is weighted by its share of the effective
         # batch, so the accumulated gradient is the effective batch's mean gradient.
@@ -109,16 +113,19 @@ class _DigitsClassifier(DigitsCard, Trainer):
                 logits = self.net(self.x_train[part])
                 ce = F.cross_entropy(logits, self.y_train[part])
                 loss = ce
-                kl = torch.zeros((), device=self.device)
-                if self.peer_probs is not None and self.hparams["mutual_weight"] > 0:
+                if distil:
                     t = self.hparams["temperature"]
                     log_p = F.log_softmax(logits.float() / t, dim=1)
                     kl = F.kl_div(log_p, self.peer_probs[part], reduction="batchmean") * t * t
                     loss = ce + self.hparams["mutual_weight"] * kl
             (loss * weight if weight != 1.0 else loss).backward()
-            for key, value in (("loss", loss), ("ce", ce), ("kl", kl)):
-                totals[key] += value.item() * weight
+            totals["loss"] += loss.item() * weight
+            if distil:
+                totals["ce"] += ce.item() * weight
+                totals["kl"] += kl.item() * weight
         self.opt.step()
+        if not distil:
+            return {"train/loss": totals["loss"]}
         return {"train/loss": totals["loss"], "train/ce": totals["ce"], "train/kl": totals["kl"]}
 
     @torch.no_grad()

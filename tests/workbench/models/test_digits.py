@@ -1,5 +1,6 @@
 import copy
 
+import pytest
 import torch
 
 from workbench.data import load_dataset, prepare
@@ -41,6 +42,7 @@ def test_state_round_trip_continues_identically():
 
 def test_mutual_learning_uses_peer_predictions():
     a, b = _make(DigitsMLP), _make(DigitsCNN)
+    assert set(a.train_step(StepContext())) == {"train/loss"}  # no KL term yet: no parts to report
     _epoch(b)
     art = b.export_knowledge()
     kind = "soft_predictions/digits"
@@ -49,3 +51,4 @@ def test_mutual_learning_uses_peer_predictions():
     assert used["peers"] == ["digits_cnn@digits"]
     metrics = a.train_step(StepContext())
     assert metrics["train/kl"] > 0
+    assert metrics["train/loss"] == pytest.approx(metrics["train/ce"] + a.hparams["mutual_weight"] * metrics["train/kl"])
