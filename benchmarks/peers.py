@@ -31,7 +31,9 @@ processes (its timings begin once that interpreter has imported the workbench, a
 in one process). Bars (docs/benchmarks.md): long <= 1.05x the pool end to end; short <=
 1.30x end to end and <= 1.10x in training; Ray Tune >= 2.5x the workbench's wall time.
 ``--pairs N`` runs the pool and the workbench in turn N times and prints every ratio, their
-median and how many pairs met each bar (Ray Tune runs once).
+median and how many pairs met each bar; then the pool once more, and each workbench run's
+ratios to the mean of the pool runs either side of it (a drift of the machine's speed over a
+pair cancels). Ray Tune runs once.
 """
 from __future__ import annotations
 
@@ -237,6 +239,15 @@ def _pair(label: str, root: Path, n: int, epochs: int, cores: int) -> tuple[tupl
     return bench, ratios, pool
 
 
+def _summary(label: str, against: str, ratios: list[dict[str, float]]) -> None:
+    for what, bar in BARS.get(label, {}).items():
+        values = sorted(r[what] for r in ratios)
+        met = sum(v <= bar for v in values)
+        print(f"  {label}, {what}, against the {against}: " + " / ".join(f"{v:.2f}x" for v in values)
+              + f" (median {statistics.median(values):.2f}x); bar <= {bar:.2f}x met in {met} of {len(values)}",
+              flush=True)
+
+
 def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: bool, pairs: int = 1) -> None:
     print(f"{label}: {n} digits MLP trainers x {epochs} epochs on {cores} cores", flush=True)
     results = []
@@ -246,12 +257,17 @@ def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: 
         results.append(_pair(label, root, n, epochs, cores))
     bench, _, pool = results[0]
     if pairs > 1:  # the machine's speed drifts between runs: one pair says little, the median of pairs more
-        for what, bar in BARS.get(label, {}).items():
-            values = sorted(r[what] for _, r, _ in results)
-            met = sum(v <= bar for v in values)
-            print(f"  {label}, {what} over {pairs} pairs: " + " / ".join(f"{v:.2f}x" for v in values)
-                  + f" (median {statistics.median(values):.2f}x); bar <= {bar:.2f}x met in {met} of {pairs}",
-                  flush=True)
+        _summary(label, "pairs", [r for _, r, _ in results])
+        # The machine's speed also drifts within minutes (the pool's own time by up to 1.3x from
+        # one run to the next): each workbench run against the mean of the pool runs before and
+        # after it cancels a drift that is steady over the pair.
+        closing = run_pool(n, epochs, cores)
+        print(f"  (a) process pool:  end to end {closing[0]:7.1f} s, training {closing[1]:7.1f} s (closing the "
+              "last pair)", flush=True)
+        after = [p for _, _, p in results[1:]] + [closing]
+        _summary(label, "pool runs either side", [
+            {"end to end": b[0] / ((p[0] + q[0]) / 2), "training": b[1] / ((p[1] + q[1]) / 2)}
+            for (b, _, p), q in zip(results, after)])
     ray_times = None if skip_ray else run_ray(root, n, epochs, cores)
     if ray_times is None and (skip_ray or not _ray_installed()):
         print("  (c) Ray Tune:      skipped (ray is not installed: pip install 'ray[tune]', the bench extra)"
