@@ -258,7 +258,7 @@ def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: 
     bench, _, pool = results[0]
     if pairs > 1:  # the machine's speed drifts between runs: one pair says little, the median of pairs more
         _summary(label, "pairs", [r for _, r, _ in results])
-        # The machine's speed also drifts within minutes (the pool's own time by up to 1.3x from
+        # The machine's speed also drifts within minutes (the pool's own time by up to 1.4x from
         # one run to the next): each workbench run against the mean of the pool runs before and
         # after it cancels a drift that is steady over the pair.
         closing = run_pool(n, epochs, cores)
