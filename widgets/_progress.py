@@ -3,6 +3,7 @@ pause/resume per model, stop all, and resume a past run from its checkpoints."""
 from __future__ import annotations
 
 import html
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -61,14 +62,23 @@ class ProgressLogic(t.HasTraits):
         self.clock = ProgressClock()
         self.now: Callable[[], float] = time.time  # wall clock: the run's start comes from its events
         self._started_at: float | None = None
+        # One refresh at a time: the poller, the message throttle and the panel call it from
+        # their own threads, and an older reading applied after a newer one (or the ETA
+        # clock fed by both at once) showed a run ETA beside a model waiting for a paused peer.
+        self._refreshing = threading.RLock()
 
     def bind(self, run: Any) -> None:
-        self.run = run
-        self.clock.reset()
-        self._started_at = self.elapsed_s = self.run_eta_s = None
-        self.refresh()
+        with self._refreshing:
+            self.run = run
+            self.clock.reset()
+            self._started_at = self.elapsed_s = self.run_eta_s = None
+            self._refresh()
 
     def refresh(self) -> None:
+        with self._refreshing:
+            self._refresh()
+
+    def _refresh(self) -> None:
         if self.run is None:
             return
         now = self.now()

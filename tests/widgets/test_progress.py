@@ -60,3 +60,42 @@ def test_start_is_off_before_the_starting_message_reaches_the_frontend():
     shown = [disabled for message, disabled in seen if "starting workers" in message]
     assert shown and all(shown), seen
     assert "no cluster here" in part.message.value and not part.start_button.disabled
+
+
+def test_refreshes_from_two_threads_leave_the_newer_reading():
+    """The poller, the message throttle and the panel refresh from their own threads: a
+    reading taken before a pause must not land after the one that shows its peer waiting."""
+    import threading
+    from types import SimpleNamespace
+
+    older_reading, release = threading.Event(), threading.Event()
+    readings = iter(["before the pause", "after it"])
+
+    class Run:
+        id, state = "r1", SimpleNamespace(value="running")
+
+        def snapshot(self):
+            which = next(readings)
+            if which == "before the pause":
+                older_reading.set()
+                release.wait(10)
+            waiting = None if which == "before the pause" else "peer cnn (paused)"
+            model = SimpleNamespace(state=SimpleNamespace(value="running"), waiting=waiting, epoch=3, total_epochs=10,
+                                    progress=0.3, steps_per_s=100.0, last_error=None)
+            return SimpleNamespace(models={"mlp": model})
+
+        def events(self):
+            raise RuntimeError("no store yet")  # read as "no start time yet"
+
+    logic = ProgressLogic()
+    logic.run = Run()
+    older = threading.Thread(target=logic.refresh)
+    older.start()
+    assert older_reading.wait(10)
+    newer = threading.Thread(target=logic.refresh)
+    newer.start()
+    newer.join(0.5)  # one refresh at a time: the newer waits for the older one to be applied
+    release.set()
+    older.join(10)
+    newer.join(10)
+    assert logic.models["mlp"]["waiting"] == "peer cnn (paused)"
