@@ -219,11 +219,17 @@ def _ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def _pair(label: str, root: Path, n: int, epochs: int, cores: int) -> tuple[tuple, dict[str, float], tuple]:
-    """The pool, then the workbench, on the same work: the workbench's times, its ratios and the pool's times."""
+def _timed_pool(n: int, epochs: int, cores: int, note: str = "") -> tuple[float, float, dict[str, float]]:
+    """:func:`run_pool`, its line printed."""
     pool = run_pool(n, epochs, cores)
     print(f"  (a) process pool:  end to end {pool[0]:7.1f} s, training {pool[1]:7.1f} s; "
-          f"CPU {pool[2]['processes']:.1f} s", flush=True)
+          f"CPU {pool[2]['processes']:.1f} s{note}", flush=True)
+    return pool
+
+
+def _pair(label: str, root: Path, n: int, epochs: int, cores: int) -> tuple[tuple, dict[str, float], tuple]:
+    """The pool, then the workbench, on the same work: the workbench's times, its ratios and the pool's times."""
+    pool = _timed_pool(n, epochs, cores)
     bench = _fresh_workbench(root, n, epochs)
     cpu = bench[2]
     total = sum(cpu.values())
@@ -261,9 +267,7 @@ def workload(label: str, root: Path, n: int, epochs: int, cores: int, skip_ray: 
         # The machine's speed also drifts within minutes (the pool's own time by up to 1.4x from
         # one run to the next): each workbench run against the mean of the pool runs before and
         # after it cancels a drift that is steady over the pair.
-        closing = run_pool(n, epochs, cores)
-        print(f"  (a) process pool:  end to end {closing[0]:7.1f} s, training {closing[1]:7.1f} s (closing the "
-              "last pair)", flush=True)
+        closing = _timed_pool(n, epochs, cores, " (closing the last pair)")
         after = [p for _, _, p in results[1:]] + [closing]
         _summary(label, "pool runs either side", [
             {"end to end": b[0] / ((p[0] + q[0]) / 2), "training": b[1] / ((p[1] + q[1]) / 2)}

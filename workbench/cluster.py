@@ -271,6 +271,11 @@ def dashboard_wanted() -> bool:
     return os.environ.get("WORKBENCH_DASHBOARD", "0") == "1"
 
 
+def _reuse_key(specs: Sequence[WorkerSpec], host: str, dashboard: bool) -> tuple:
+    """What a parked (or warming) cluster must match to serve a run: one key for all three."""
+    return tuple(specs), host, dashboard
+
+
 def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str = "127.0.0.1",
             dashboard: bool | None = None) -> bool:
     """Start a local cluster of ``specs`` in a background thread and park it once its
@@ -290,7 +295,7 @@ def warm_up(specs: Sequence[WorkerSpec], preload: Sequence[str] = (), host: str 
     if os.environ.get("WORKBENCH_REUSE_CLUSTER", "1") == "0":
         return False
     dashboard = dashboard_wanted() if dashboard is None else dashboard
-    key = (tuple(specs), host, dashboard)
+    key = _reuse_key(specs, host, dashboard)
     spawned = _Launch()
     with _park_lock:
         running = _warming["thread"] is not None and _warming["thread"].is_alive()
@@ -370,7 +375,7 @@ def start_local_cluster(specs: Sequence[WorkerSpec], host: str = "127.0.0.1",
     A :func:`warm_up` of this layout under way is waited for and its cluster used.
     ``dashboard``: serve Dask's dashboard (default: :func:`dashboard_wanted`)."""
     dashboard = dashboard_wanted() if dashboard is None else dashboard
-    key = (tuple(specs), host, dashboard) if security is None else None
+    key = _reuse_key(specs, host, dashboard) if security is None else None
     if key is not None:
         _await_warm_up(key)
     warm = _unpark(key) if key is not None else None
@@ -402,7 +407,7 @@ def _start_new(specs: Sequence[WorkerSpec], host: str, dashboard: bool, preload:
                security: Any, spawned: _Launch | None = None) -> ClusterHandle:
     import dask
 
-    key = (tuple(specs), host, dashboard) if security is None else None
+    key = _reuse_key(specs, host, dashboard) if security is None else None
     environ = _nanny_environ(security)
     hosts = _hosts(specs)
     # Work stealing moves queued tasks between workers; ours are pinned to one worker each,
